@@ -1,0 +1,134 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import ipaddr from 'ipaddr.js';
+import { z } from 'zod';
+
+/** Thrown when the environment holds a value the control plane cannot start with. */
+export class ConfigError extends Error {}
+
+const emptyAsUnset = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optionalString = z.preprocess(emptyAsUnset, z.string().optional());
+const int = (def: number, min: number, max: number) =>
+  z.preprocess(emptyAsUnset, z.coerce.number().int().min(min).max(max).default(def));
+const bool = (def: boolean) =>
+  z.preprocess(
+    emptyAsUnset,
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+      .default(def ? 'true' : 'false')
+      .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+  );
+
+const EnvSchema = z.object({
+  PORT: int(3000, 0, 65535),
+  HOST: z.preprocess(emptyAsUnset, z.string().default('0.0.0.0')),
+  DEVPILOT_DATA_DIR: z.preprocess(emptyAsUnset, z.string().default('./data')),
+  DATABASE_URL: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+      .optional(),
+  ),
+  DEVPILOT_ADMIN_API_KEY: z.preprocess(emptyAsUnset, z.string().min(32, 'must be at least 32 characters').max(512).optional()),
+  DEVPILOT_MASTER_KEY: optionalString,
+  DEVPILOT_PUBLIC_URL: z.preprocess(emptyAsUnset, z.url({ message: 'must be an http(s) URL' }).optional()),
+  DEVPILOT_TRUST_PROXY: optionalString,
+  DEVPILOT_LOCAL_AGENT: bool(false),
+  DEVPILOT_LOG_LEVEL: z.preprocess(
+    emptyAsUnset,
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ),
+  DEVPILOT_BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 64 * 1024 * 1024),
+  DEVPILOT_DELIVERY_DEADLINE_SECONDS: int(600, 1, 7 * 24 * 3600),
+  DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
+});
+
+export interface AppConfig {
+  port: number;
+  host: string;
+  /** Absolute path. */
+  dataDir: string;
+  /** Null: start the embedded PostgreSQL under dataDir. */
+  databaseUrl: string | null;
+  adminApiKey: string | null;
+  /** 32 bytes, or null to use (or create) the key file in dataDir. */
+  masterKey: Buffer | null;
+  publicUrl: string;
+  /** Addresses/CIDRs whose X-Forwarded-For is believed; empty: the socket address is the caller. */
+  trustProxy: string[];
+  localAgent: boolean;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  bodyLimitBytes: number;
+  deliveryDeadlineMs: number;
+  dbPoolSize: number;
+}
+
+export const APP_CONFIG = Symbol('APP_CONFIG');
+
+/** Parses the environment once; a wrong value throws a ConfigError naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const port = e.PORT;
+  return {
+    port,
+    host: e.HOST,
+    dataDir: path.resolve(e.DEVPILOT_DATA_DIR),
+    databaseUrl: e.DATABASE_URL ?? null,
+    adminApiKey: e.DEVPILOT_ADMIN_API_KEY ?? null,
+    masterKey: e.DEVPILOT_MASTER_KEY ? parseMasterKey(e.DEVPILOT_MASTER_KEY, 'DEVPILOT_MASTER_KEY') : null,
+    publicUrl: (e.DEVPILOT_PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
+    trustProxy: parseTrustProxy(e.DEVPILOT_TRUST_PROXY),
+    localAgent: e.DEVPILOT_LOCAL_AGENT,
+    logLevel: e.DEVPILOT_LOG_LEVEL,
+    bodyLimitBytes: e.DEVPILOT_BODY_LIMIT_BYTES,
+    deliveryDeadlineMs: e.DEVPILOT_DELIVERY_DEADLINE_SECONDS * 1000,
+    dbPoolSize: e.DEVPILOT_DB_POOL_SIZE,
+  };
+}
+
+/** 32 bytes given as 64 hex characters or base64 (standard or URL-safe). */
+export function parseMasterKey(value: string, source: string): Buffer {
+  const v = value.trim();
+  const key = /^[0-9a-fA-F]{64}$/.test(v) ? Buffer.from(v, 'hex') : Buffer.from(v.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  if (key.length !== 32) {
+    throw new ConfigError(`Invalid configuration:\n  ${source}: must be 32 bytes, as 64 hex characters or base64`);
+  }
+  return key;
+}
+
+export function readMasterKeyFile(file: string): Buffer {
+  return parseMasterKey(readFileSync(file, 'utf8'), file);
+}
+
+function parseTrustProxy(value: string | undefined): string[] {
+  if (!value) return [];
+  const entries = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const entry of entries) {
+    if (['loopback', 'linklocal', 'uniquelocal'].includes(entry)) continue;
+    const ok = entry.includes('/') ? isCidr(entry) : ipaddr.isValid(entry);
+    if (!ok) {
+      throw new ConfigError(
+        `Invalid configuration:\n  DEVPILOT_TRUST_PROXY: "${entry}" is not an IP address, a CIDR range, or one of loopback, linklocal, uniquelocal`,
+      );
+    }
+  }
+  return entries;
+}
+
+function isCidr(value: string): boolean {
+  try {
+    ipaddr.parseCIDR(value);
+    return true;
+  } catch {
+    return false;
+  }
+}

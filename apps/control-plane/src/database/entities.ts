@@ -1,0 +1,14 @@
+import { Execution } from '../executions/execution.entity.js';
+import { ExecutionOutput } from '../executions/execution-output.entity.js';
+import { Script } from '../scripts/script.entity.js';
+import { ScriptVersion } from '../scripts/script-version.entity.js';
+import { Server } from '../servers/server.entity.js';
+import { Webhook } from '../webhooks/webhook.entity.js';
+import { WebhookDelivery } from '../webhooks/webhook-delivery.entity.js';
+import { ApiKey } from '../workspaces/api-key.entity.js';
+import { Workspace } from '../workspaces/workspace.entity.js';
+import { InitialSchema1764220000000 } from './migrations/1764220000000-initial-schema.js';
+
+/** Listed as classes, not globs, so the same list works from source, the build and a bundle. */
+export const ENTITIES = [Workspace, ApiKey, Server, Script, ScriptVersion, Webhook, WebhookDelivery, Execution, ExecutionOutput];
+export const MIGRATIONS = [InitialSchema1764220000000];

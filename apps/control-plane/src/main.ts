@@ -1,0 +1,57 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { ConfigError, loadConfig } from './config/app-config.js';
+import { EmbeddedPostgres } from './database/embedded-postgres.js';
+import { runMigrations } from './database/migrate.js';
+import { createHttpApp } from './http-app.js';
+
+const log = new Logger('Main');
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const embedded = config.databaseUrl ? null : new EmbeddedPostgres({ dataDir: config.dataDir, log: (m) => log.log(m) });
+  let stopping = false;
+  let app: Awaited<ReturnType<typeof createHttpApp>> | null = null;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.log(`${signal}: shutting down`);
+    const force = setTimeout(() => process.exit(1), 30_000);
+    force.unref();
+    try {
+      await app?.close();
+    } finally {
+      await embedded?.stop();
+      process.exit(0);
+    }
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+
+  try {
+    const databaseUrl = config.databaseUrl ?? (await embedded!.start());
+    const ran = await runMigrations(databaseUrl);
+    if (ran.length) log.log(`applied migrations: ${ran.join(', ')}`);
+    app = await createHttpApp(config, databaseUrl);
+    await app.listen(config.port, config.host);
+  } catch (e) {
+    await embedded?.stop();
+    throw e;
+  }
+  const url = await app.getUrl();
+  log.log(`listening on ${url}`);
+  process.stdout.write(
+    `\nDevpilot is running: dashboard ${config.publicUrl}/ , API docs ${config.publicUrl}/api/docs\n` +
+      `Database: ${config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL in ${config.dataDir}/postgres`}. ` +
+      `Admin API key: ${config.adminApiKey ? 'DEVPILOT_ADMIN_API_KEY' : `${config.dataDir}/admin-api-key`}\n\n`,
+  );
+}
+
+main().catch((e: unknown) => {
+  if (e instanceof ConfigError) {
+    process.stderr.write(`${e.message}\n`);
+  } else {
+    process.stderr.write(`devpilot failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  }
+  process.exit(1);
+});

@@ -1,0 +1,47 @@
+import { INTERPRETERS, type Interpreter, MAX_SCRIPT_CONTENT } from '@app/protocol';
+import { ApiProperty, ApiPropertyOptional, PartialType } from '@nestjs/swagger';
+import { IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+
+export const MAX_OUTPUT_BYTES_LIMIT = 1024 * 1024 * 1024;
+
+export class CreateScriptDto {
+  @ApiProperty({ example: 'deploy', maxLength: 100 })
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(100)
+  @Matches(/^[^\u0000-\u001f\u007f]+$/, { message: 'name must not contain control characters' })
+  name!: string;
+
+  @ApiProperty({ example: '#!/bin/bash\necho deploying\n', maxLength: MAX_SCRIPT_CONTENT })
+  @IsString()
+  @MaxLength(MAX_SCRIPT_CONTENT)
+  content!: string;
+
+  @ApiPropertyOptional({ enum: INTERPRETERS, default: 'bash' })
+  @IsOptional()
+  @IsIn(INTERPRETERS, { message: `interpreter must be one of ${INTERPRETERS.join(', ')}` })
+  interpreter?: Interpreter;
+
+  @ApiPropertyOptional({ minimum: 1, maximum: 3600, default: 300 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(3600)
+  timeoutSeconds?: number;
+
+  @ApiPropertyOptional({ minimum: 0, maximum: MAX_OUTPUT_BYTES_LIMIT, default: 64 * 1024 * 1024 })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(MAX_OUTPUT_BYTES_LIMIT)
+  maxOutputBytes?: number;
+
+  @ApiPropertyOptional({ maxLength: 2000 })
+  @IsOptional()
+  @IsString()
+  @MaxLength(2000)
+  description?: string;
+}
+
+/** Every field optional; a changed `content` creates the next version. */
+export class UpdateScriptDto extends PartialType(CreateScriptDto) {}

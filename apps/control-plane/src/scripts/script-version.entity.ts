@@ -1,0 +1,10 @@
+import { Column, CreateDateColumn, Entity, PrimaryColumn } from 'typeorm';
+
+/** One saved content of a script. Never updated: a change is the next version. */
+@Entity('script_version')
+export class ScriptVersion {
+  @PrimaryColumn('uuid', { name: 'script_id' }) scriptId!: string;
+  @PrimaryColumn('int') version!: number;
+  @Column('text') content!: string;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+}

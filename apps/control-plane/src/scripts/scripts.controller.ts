@@ -1,0 +1,57 @@
+import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, ParseIntPipe, Patch, Post, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AppException } from '../common/app-exception.js';
+import { Auth, type AuthContext } from '../common/auth/auth-context.js';
+import { ListQueryDto } from '../common/list-query.dto.js';
+import { uuidPipe } from '../common/uuid.pipe.js';
+import { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
+import { ScriptsService } from './scripts.service.js';
+
+const versionPipe = new ParseIntPipe({
+  exceptionFactory: () => new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', 'version must be an integer'),
+});
+
+@ApiTags('scripts')
+@ApiBearerAuth()
+@Controller('scripts')
+export class ScriptsController {
+  constructor(private readonly scripts: ScriptsService) {}
+
+  @Post()
+  @ApiOperation({ summary: 'Create a script (version 1)' })
+  create(@Auth() auth: AuthContext, @Body() dto: CreateScriptDto) {
+    return this.scripts.create(auth.workspaceId, dto);
+  }
+
+  @Get()
+  list(@Auth() auth: AuthContext, @Query() q: ListQueryDto) {
+    return this.scripts.list(auth.workspaceId, q.limit, q.cursor);
+  }
+
+  @Get(':id')
+  get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
+    return this.scripts.get(auth.workspaceId, id);
+  }
+
+  @Patch(':id')
+  @ApiOperation({ summary: 'Change a script; a changed content creates the next version' })
+  update(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Body() dto: UpdateScriptDto) {
+    return this.scripts.update(auth.workspaceId, id, dto);
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  async delete(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string): Promise<void> {
+    await this.scripts.delete(auth.workspaceId, id);
+  }
+
+  @Get(':id/versions')
+  versions(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
+    return this.scripts.listVersions(auth.workspaceId, id);
+  }
+
+  @Get(':id/versions/:version')
+  version(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Param('version', versionPipe) version: number) {
+    return this.scripts.getVersion(auth.workspaceId, id, version);
+  }
+}

@@ -1,0 +1,133 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
+import { DataSource, Repository } from 'typeorm';
+import { notFound } from '../common/app-exception.js';
+import { decodeCursor, type Page, toPage } from '../common/pagination.js';
+import type { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
+import { ScriptVersion } from './script-version.entity.js';
+import { Script } from './script.entity.js';
+
+export interface ScriptView {
+  id: string;
+  name: string;
+  description: string;
+  interpreter: Script['interpreter'];
+  timeoutSeconds: number;
+  maxOutputBytes: number;
+  version: number;
+  content?: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+@Injectable()
+export class ScriptsService {
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    @InjectRepository(Script) private readonly scripts: Repository<Script>,
+    @InjectRepository(ScriptVersion) private readonly versions: Repository<ScriptVersion>,
+  ) {}
+
+  async create(workspaceId: string, dto: CreateScriptDto): Promise<ScriptView> {
+    return this.db.transaction(async (tx) => {
+      const script = await tx.getRepository(Script).save(
+        tx.getRepository(Script).create({
+          workspaceId,
+          name: dto.name,
+          description: dto.description ?? '',
+          interpreter: dto.interpreter ?? 'bash',
+          timeoutSeconds: dto.timeoutSeconds ?? 300,
+          maxOutputBytes: dto.maxOutputBytes ?? 64 * 1024 * 1024,
+          currentVersion: 1,
+        }),
+      );
+      await tx.getRepository(ScriptVersion).insert({ scriptId: script.id, version: 1, content: dto.content });
+      return toView(script, dto.content);
+    });
+  }
+
+  async list(workspaceId: string, limit = 50, cursor?: string): Promise<Page<ScriptView>> {
+    const c = decodeCursor(cursor);
+    const qb = this.scripts
+      .createQueryBuilder('s')
+      .where('s.workspace_id = :workspaceId', { workspaceId })
+      .orderBy('s.created_at', 'DESC')
+      .addOrderBy('s.id', 'DESC')
+      .limit(limit + 1);
+    if (c) qb.andWhere('(s.created_at, s.id) < (:at, :id)', { at: c.at, id: c.id });
+    return toPage(await qb.getMany(), limit, (s) => ({ at: s.createdAt, id: s.id }), (s) => toView(s));
+  }
+
+  async find(workspaceId: string, id: string): Promise<Script> {
+    const row = await this.scripts.findOne({ where: { id, workspaceId } });
+    if (!row) throw notFound('Script');
+    return row;
+  }
+
+  /** The script with the content of its current version. */
+  async get(workspaceId: string, id: string): Promise<ScriptView> {
+    const script = await this.find(workspaceId, id);
+    const v = await this.versions.findOneOrFail({ where: { scriptId: id, version: script.currentVersion } });
+    return toView(script, v.content);
+  }
+
+  /** Applies a change; a different `content` becomes the next version, atomically. */
+  async update(workspaceId: string, id: string, dto: UpdateScriptDto): Promise<ScriptView> {
+    return this.db.transaction(async (tx) => {
+      const repo = tx.getRepository(Script);
+      const script = await repo.findOne({ where: { id, workspaceId }, lock: { mode: 'pessimistic_write' } });
+      if (!script) throw notFound('Script');
+      const current = await tx.getRepository(ScriptVersion).findOneOrFail({ where: { scriptId: id, version: script.currentVersion } });
+      let content = current.content;
+      if (dto.content !== undefined && dto.content !== current.content) {
+        script.currentVersion += 1;
+        content = dto.content;
+        await tx.getRepository(ScriptVersion).insert({ scriptId: id, version: script.currentVersion, content });
+      }
+      if (dto.name !== undefined) script.name = dto.name;
+      if (dto.description !== undefined) script.description = dto.description;
+      if (dto.interpreter !== undefined) script.interpreter = dto.interpreter;
+      if (dto.timeoutSeconds !== undefined) script.timeoutSeconds = dto.timeoutSeconds;
+      if (dto.maxOutputBytes !== undefined) script.maxOutputBytes = dto.maxOutputBytes;
+      return toView(await repo.save(script), content);
+    });
+  }
+
+  async delete(workspaceId: string, id: string): Promise<void> {
+    const r = await this.scripts.delete({ id, workspaceId });
+    if (!r.affected) throw notFound('Script');
+  }
+
+  async listVersions(workspaceId: string, id: string): Promise<Page<{ version: number; createdAt: Date; bytes: number }>> {
+    await this.find(workspaceId, id);
+    const rows = await this.versions
+      .createQueryBuilder('v')
+      .select(['v.version AS version', 'v.created_at AS "createdAt"', 'octet_length(v.content) AS bytes'])
+      .where('v.script_id = :id', { id })
+      .orderBy('v.version', 'DESC')
+      .getRawMany<{ version: number; createdAt: Date; bytes: number }>();
+    return { items: rows.map((r) => ({ ...r, bytes: Number(r.bytes) })), nextCursor: null };
+  }
+
+  async getVersion(workspaceId: string, id: string, version: number): Promise<{ scriptId: string; version: number; content: string; createdAt: Date }> {
+    await this.find(workspaceId, id);
+    const v = await this.versions.findOne({ where: { scriptId: id, version } });
+    if (!v) throw notFound('Script version');
+    return { scriptId: id, version: v.version, content: v.content, createdAt: v.createdAt };
+  }
+}
+
+function toView(s: Script, content?: string): ScriptView {
+  return {
+    id: s.id,
+    name: s.name,
+    description: s.description,
+    interpreter: s.interpreter,
+    timeoutSeconds: s.timeoutSeconds,
+    maxOutputBytes: s.maxOutputBytes,
+    version: s.currentVersion,
+    ...(content === undefined ? {} : { content }),
+    createdAt: s.createdAt,
+    updatedAt: s.updatedAt,
+  };
+}

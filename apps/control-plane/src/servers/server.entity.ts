@@ -1,0 +1,19 @@
+import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
+
+export type ServerStatus = 'online' | 'offline';
+
+@Entity('server')
+export class Server {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column('uuid', { name: 'workspace_id' }) workspaceId!: string;
+  @Column('text') name!: string;
+  /** SHA-256 of the agent token, which is shown once and never stored. */
+  @Column('bytea', { name: 'agent_token_hash', select: false }) agentTokenHash!: Buffer;
+  @Column('text', { default: 'offline' }) status!: ServerStatus;
+  @Column('timestamptz', { name: 'last_seen_at', nullable: true }) lastSeenAt!: Date | null;
+  @Column('text', { nullable: true }) hostname!: string | null;
+  @Column('text', { nullable: true }) platform!: string | null;
+  @Column('text', { name: 'agent_version', nullable: true }) agentVersion!: string | null;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+  @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;
+}

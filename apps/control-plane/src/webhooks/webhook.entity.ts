@@ -1,0 +1,23 @@
+import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
+import { bigintAsNumber } from '../scripts/script.entity.js';
+
+@Entity('webhook')
+export class Webhook {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column('uuid', { name: 'workspace_id' }) workspaceId!: string;
+  @Column('uuid', { name: 'script_id' }) scriptId!: string;
+  @Column('uuid', { name: 'server_id' }) serverId!: string;
+  @Column('text') name!: string;
+  /** AES-256-GCM under the master key; the owner can read the token back. */
+  @Column('bytea', { name: 'token_encrypted', select: false }) tokenEncrypted!: Buffer;
+  /** SHA-256 of the token, unique: the trigger looks a call up by it. */
+  @Column('bytea', { name: 'token_hash', select: false }) tokenHash!: Buffer;
+  @Column('boolean', { default: true }) active!: boolean;
+  @Column('text', { name: 'allowed_ips', array: true, default: () => "'{}'" }) allowedIps!: string[];
+  @Column('bytea', { name: 'hmac_secret_encrypted', nullable: true, select: false }) hmacSecretEncrypted!: Buffer | null;
+  @Column('boolean', { name: 'hmac_enabled', default: false }) hmacEnabled!: boolean;
+  @Column('bigint', { name: 'call_count', default: 0, transformer: bigintAsNumber }) callCount!: number;
+  @Column('timestamptz', { name: 'last_called_at', nullable: true }) lastCalledAt!: Date | null;
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
+  @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;
+}

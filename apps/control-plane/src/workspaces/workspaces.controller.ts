@@ -1,0 +1,54 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AdminOnly, Auth, type AuthContext } from '../common/auth/auth-context.js';
+import { uuidPipe } from '../common/uuid.pipe.js';
+import { ApiKeysService } from './api-keys.service.js';
+import { CreateApiKeyDto, CreateWorkspaceDto } from './dto/workspaces.dto.js';
+import { WorkspacesService } from './workspaces.service.js';
+
+@ApiTags('workspaces')
+@ApiBearerAuth()
+@Controller()
+export class WorkspacesController {
+  constructor(
+    private readonly workspaces: WorkspacesService,
+    private readonly apiKeys: ApiKeysService,
+  ) {}
+
+  @Get('me')
+  @ApiOperation({ summary: "The key's workspace and role" })
+  async me(@Auth() auth: AuthContext) {
+    const ws = await this.workspaces.get(auth.workspaceId);
+    return { workspace: { id: ws.id, name: ws.name }, role: auth.role, isAdmin: auth.isAdmin, keyId: auth.keyId };
+  }
+
+  @Post('workspaces')
+  @AdminOnly()
+  @ApiOperation({ summary: 'A new workspace and its first owner key (returned once). Instance admin only.' })
+  create(@Body() dto: CreateWorkspaceDto) {
+    return this.workspaces.create(dto.name);
+  }
+
+  @Post('api-keys')
+  @ApiOperation({ summary: 'A new API key, returned once' })
+  async createKey(@Auth() auth: AuthContext, @Body() dto: CreateApiKeyDto) {
+    const { row, key } = await this.apiKeys.create(auth.workspaceId, dto.name, dto.role);
+    return { id: row.id, name: row.name, role: row.role, key, createdAt: row.createdAt };
+  }
+
+  @Get('api-keys')
+  async listKeys(@Auth() auth: AuthContext) {
+    return { items: await this.apiKeys.list(auth.workspaceId), nextCursor: null };
+  }
+
+  @Get('api-keys/:id')
+  getKey(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
+    return this.apiKeys.get(auth.workspaceId, id);
+  }
+
+  @Delete('api-keys/:id')
+  @HttpCode(204)
+  async deleteKey(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string): Promise<void> {
+    await this.apiKeys.delete(auth, id);
+  }
+}

@@ -1,0 +1,17 @@
+import { Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ApiKeyGuard } from '../common/auth/api-key.guard.js';
+import { ApiKey } from './api-key.entity.js';
+import { ApiKeysService } from './api-keys.service.js';
+import { Workspace } from './workspace.entity.js';
+import { WorkspacesController } from './workspaces.controller.js';
+import { WorkspacesService } from './workspaces.service.js';
+
+@Module({
+  imports: [TypeOrmModule.forFeature([Workspace, ApiKey])],
+  controllers: [WorkspacesController],
+  providers: [ApiKeysService, WorkspacesService, { provide: APP_GUARD, useClass: ApiKeyGuard }],
+  exports: [ApiKeysService, WorkspacesService],
+})
+export class WorkspacesModule {}

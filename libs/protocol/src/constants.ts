@@ -1,0 +1,48 @@
+/** The protocol version this build speaks. Bump on any incompatible change to events or payloads. */
+export const PROTOCOL_VERSION = 1;
+/** Versions the control plane accepts from agents. */
+export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [1];
+
+export const AGENT_NAMESPACE = '/agent';
+export const DASHBOARD_NAMESPACE = '/dashboard';
+
+/** Largest single output chunk an agent may send, and the largest batch. */
+export const MAX_CHUNK_BYTES = 256 * 1024;
+export const MAX_CHUNKS_PER_BATCH = 256;
+/** Largest socket.io message either side accepts (a full batch plus framing). */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+/** Largest script content, in UTF-16 code units as JavaScript counts them. */
+export const MAX_SCRIPT_CONTENT = 1024 * 1024;
+
+export const INTERPRETERS = ['bash', 'sh', 'python3', 'node'] as const;
+export type Interpreter = (typeof INTERPRETERS)[number];
+
+export const EXECUTION_STATUSES = [
+  'queued',
+  'dispatched',
+  'running',
+  'succeeded',
+  'failed',
+  'timed_out',
+  'cancelled',
+  'lost',
+  'undeliverable',
+] as const;
+export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
+export const TERMINAL_STATUSES: readonly ExecutionStatus[] = [
+  'succeeded',
+  'failed',
+  'timed_out',
+  'cancelled',
+  'lost',
+  'undeliverable',
+];
+export function isTerminal(status: ExecutionStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+export const TRIGGERS = ['webhook', 'manual', 'api'] as const;
+export type Trigger = (typeof TRIGGERS)[number];
+
+export const STREAMS = ['stdout', 'stderr'] as const;
+export type OutputStream = (typeof STREAMS)[number];
