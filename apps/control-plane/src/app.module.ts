@@ -5,6 +5,7 @@ import { CommonModule } from './common/common.module.js';
 import type { AppConfig } from './config/app-config.js';
 import { ConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
+import { ExecutionsModule } from './executions/executions.module.js';
 import { HealthModule } from './health/health.module.js';
 import { ScriptsModule } from './scripts/scripts.module.js';
 import { ServersModule } from './servers/servers.module.js';
@@ -24,6 +25,7 @@ export class AppModule {
         WorkspacesModule,
         ServersModule,
         ScriptsModule,
+        ExecutionsModule,
       ],
     };
   }

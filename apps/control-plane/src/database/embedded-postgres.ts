@@ -107,6 +107,13 @@ export class EmbeddedPostgres {
     await fs.mkdir(this.pgData, { recursive: true, mode: 0o700 });
     await fs.chown(this.pgData, owner.uid, owner.gid);
     if (canAccess(owner, this.pgData, 'w')) return;
+    if (canAccess(owner, path.dirname(this.opts.dataDir), 'x')) {
+      // Only the data directory itself is closed (mkdtemp makes 0700): let the postgres user pass
+      // through it. Its own files stay 0600, so nothing in it becomes readable.
+      const mode = (await fs.stat(this.opts.dataDir)).mode & 0o777;
+      await fs.chmod(this.opts.dataDir, mode | 0o001);
+      if (canAccess(owner, this.pgData, 'w')) return;
+    }
     let blocking = this.opts.dataDir;
     for (let dir = path.dirname(this.pgData); dir !== path.dirname(dir); dir = path.dirname(dir)) {
       if (!canAccess(owner, dir, 'x')) blocking = dir;
