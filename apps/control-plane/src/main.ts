@@ -1,21 +1,22 @@
 import 'reflect-metadata';
-import { Logger } from '@nestjs/common';
+import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config/app-config.js';
 import { EmbeddedPostgres } from './database/embedded-postgres.js';
 import { runMigrations } from './database/migrate.js';
 import { createHttpApp } from './http-app.js';
 
-const log = new Logger('Main');
+// Before Nest (and its pino logger) exists, the same JSON lines from a plain pino instance.
+const log = pino({ base: { pid: process.pid, context: 'Main' }, level: process.env.DEVPILOT_LOG_LEVEL || 'info' });
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const embedded = config.databaseUrl ? null : new EmbeddedPostgres({ dataDir: config.dataDir, log: (m) => log.log(m) });
+  const embedded = config.databaseUrl ? null : new EmbeddedPostgres({ dataDir: config.dataDir, log: (m) => log.info(m) });
   let stopping = false;
   let app: Awaited<ReturnType<typeof createHttpApp>> | null = null;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.log(`${signal}: shutting down`);
+    log.info(`${signal}: shutting down`);
     const force = setTimeout(() => process.exit(1), 30_000);
     force.unref();
     try {
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
   try {
     const databaseUrl = config.databaseUrl ?? (await embedded!.start());
     const ran = await runMigrations(databaseUrl);
-    if (ran.length) log.log(`applied migrations: ${ran.join(', ')}`);
+    if (ran.length) log.info(`applied migrations: ${ran.join(', ')}`);
     app = await createHttpApp(config, databaseUrl);
     await app.listen(config.port, config.host);
   } catch (e) {
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
     throw e;
   }
   const url = await app.getUrl();
-  log.log(`listening on ${url}`);
+  log.info(`listening on ${url}`);
   process.stdout.write(
     `\nDevpilot is running: dashboard ${config.publicUrl}/ , API docs ${config.publicUrl}/api/docs\n` +
       `Database: ${config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL in ${config.dataDir}/postgres`}. ` +

@@ -168,7 +168,9 @@ export class EmbeddedPostgres {
 
   private async spawnServer(bin: Binaries, owner: OsUser | null, port: number): Promise<void> {
     const args = ['-D', this.pgData, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'];
-    const child = spawn(bin.postgres, args, { ...(owner ?? {}), stdio: ['ignore', 'ignore', 'pipe'] });
+    // Its own process group: a Ctrl-C meant for the control plane must not stop the database under it;
+    // the control plane stops it last, in stop().
+    const child = spawn(bin.postgres, args, { ...(owner ?? {}), detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     let log = '';

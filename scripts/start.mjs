@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// `npm start`: build when the sources are newer than the build, then run the control plane with
+// the local agent on (DEVPILOT_LOCAL_AGENT=false turns it off). Signals are passed on, so Ctrl-C
+// stops everything cleanly, the embedded PostgreSQL included.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..');
+const main = path.join(root, 'dist/apps/control-plane/apps/control-plane/src/main.js');
+const stamp = path.join(root, 'dist/.build-stamp');
+const outputs = [main, path.join(root, 'dist/agent/devpilot-agent.cjs'), path.join(root, 'dist/dashboard/index.html')];
+
+function newestSource(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.name === 'node_modules' || entry.name.startsWith('.')) continue;
+    const p = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestSource(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+function needsBuild() {
+  if (!existsSync(stamp) || outputs.some((f) => !existsSync(f))) return true;
+  const sources = Math.max(
+    newestSource(path.join(root, 'apps')),
+    newestSource(path.join(root, 'libs')),
+    statSync(path.join(root, 'package-lock.json')).mtimeMs,
+  );
+  return sources > statSync(stamp).mtimeMs;
+}
+
+if (needsBuild()) {
+  console.log('Building (first start, or the sources changed)...');
+  const r = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+  writeFileSync(stamp, new Date().toISOString());
+}
+
+const env = { ...process.env };
+if (!env.DEVPILOT_LOCAL_AGENT) env.DEVPILOT_LOCAL_AGENT = 'true';
+const child = spawn(process.execPath, [main], { cwd: process.cwd(), env, stdio: 'inherit' });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (child.exitCode === null) child.kill(sig);
+  });
+}
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
