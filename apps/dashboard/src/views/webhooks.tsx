@@ -1,0 +1,172 @@
+import { useEffect, useState } from 'preact/hooks';
+import type { ApiError } from '../api/client.js';
+import type { Script, Webhook } from '../api/types.js';
+import { ErrorNotice, Field, Loading } from '../components/ui.js';
+import { toApiError, useResource, useSession } from '../lib/session.js';
+import { WebhookCard } from './webhook-card.js';
+
+export function WebhooksTab({ script }: { script: Script }) {
+  const { api, isOwner } = useSession();
+  const hooks = useResource(() => api.listWebhooks(script.id), [api, script.id]);
+  const servers = useResource(() => api.listServers(), [api]);
+  const [creating, setCreating] = useState(false);
+  const items = hooks.data?.items ?? [];
+  const serverName = (id: string) => servers.data?.items.find((s) => s.id === id)?.name ?? id.slice(0, 8);
+  const replace = (w: Webhook) => hooks.setData((p) => p && { ...p, items: p.items.map((x) => (x.id === w.id ? { ...x, ...w } : x)) });
+
+  if (hooks.loading && !hooks.data) return <Loading />;
+  const showForm = isOwner && (creating || items.length === 0);
+  return (
+    <div class="webhooks">
+      <ErrorNotice error={hooks.error} title="Could not load webhooks" />
+      {items.length === 0 && !hooks.error && (
+        <div class="empty explain" data-testid="webhooks-empty">
+          <h3>No webhooks for this script yet</h3>
+          <p>
+            A webhook turns this script into an HTTPS endpoint: anything that can send an HTTP request (a CI pipeline, a
+            monitoring alert, a chat bot) POSTs the webhook's secret token to{' '}
+            <code>/api/v1/webhooks/script_execute</code>, and the script runs on the server you pick here. You can limit
+            callers to a list of IP addresses and require an HMAC signature of the body.
+          </p>
+          {!isOwner && <p>Ask an owner of this workspace to create one.</p>}
+        </div>
+      )}
+      {showForm && (
+        <CreateWebhook
+          scriptId={script.id}
+          servers={servers.data?.items ?? []}
+          onCancel={items.length ? () => setCreating(false) : undefined}
+          onCreated={(w) => {
+            hooks.setData((p) => ({ items: [w, ...(p?.items ?? [])], nextCursor: p?.nextCursor ?? null }));
+            setCreating(false);
+          }}
+        />
+      )}
+      {items.length > 0 && (
+        <div class="section-head">
+          <h2>Webhooks</h2>
+          {isOwner && !creating && (
+            <button type="button" class="btn btn-primary" onClick={() => setCreating(true)} data-testid="webhook-new">
+              New webhook
+            </button>
+          )}
+        </div>
+      )}
+      <div class="webhook-list" data-testid="webhook-list">
+        {items.map((w) => (
+          <WebhookCard
+            key={w.id}
+            webhook={w}
+            serverName={serverName(w.serverId)}
+            onChange={replace}
+            onDeleted={() => hooks.setData((p) => p && { ...p, items: p.items.filter((x) => x.id !== w.id) })}
+          />
+        ))}
+      </div>
+    </div>
+  );
+}
+
+/** One entry per line or comma; every entry an IPv4/IPv6 address, optionally with a /prefix. */
+export function parseAllowedIps(text: string): { ips: string[]; bad: string[] } {
+  const ips = text
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const v4 = /^(\d{1,3})(\.\d{1,3}){3}(\/\d{1,2})?$/;
+  const v6 = /^[0-9a-f:.]*:[0-9a-f:.]*(\/\d{1,3})?$/i;
+  return { ips, bad: ips.filter((ip) => !v4.test(ip) && !v6.test(ip)) };
+}
+
+function randomSecret(): string {
+  const b = new Uint8Array(32);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+function CreateWebhook(props: {
+  scriptId: string;
+  servers: { id: string; name: string; status: string }[];
+  onCreated: (w: Webhook) => void;
+  onCancel?: () => void;
+}) {
+  const { api } = useSession();
+  const [name, setName] = useState('');
+  const [serverId, setServerId] = useState('');
+  const [ipsText, setIpsText] = useState('');
+  const [secret, setSecret] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError | null>(null);
+  const { ips, bad } = parseAllowedIps(ipsText);
+  useEffect(() => {
+    if (!serverId && props.servers.length) setServerId((props.servers.find((s) => s.status === 'online') ?? props.servers[0]!).id);
+  }, [props.servers, serverId]);
+
+  return (
+    <form
+      class="card form"
+      data-testid="webhook-create-form"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        if (bad.length) return;
+        setBusy(true);
+        setError(null);
+        try {
+          const w = await api.createWebhook(props.scriptId, {
+            name: name.trim(),
+            serverId,
+            ...(ips.length ? { allowedIps: ips } : {}),
+            ...(secret ? { hmacSecret: secret } : {}),
+          });
+          props.onCreated(w);
+        } catch (err) {
+          setError(toApiError(err));
+        } finally {
+          setBusy(false);
+        }
+      }}
+    >
+      <h2>New webhook</h2>
+      <div class="grid-2">
+        <Field label="Name">
+          <input value={name} onInput={(e) => setName(e.currentTarget.value)} required placeholder="e.g. deploy from CI" data-testid="webhook-name-input" />
+        </Field>
+        <Field label="Runs on server">
+          <select value={serverId} onChange={(e) => setServerId(e.currentTarget.value)} required data-testid="webhook-server-select">
+            {props.servers.length === 0 && <option value="">No servers: create one first</option>}
+            {props.servers.map((s) => (
+              <option key={s.id} value={s.id}>
+                {s.name} ({s.status})
+              </option>
+            ))}
+          </select>
+        </Field>
+      </div>
+      <Field
+        label="Allowed IPs (optional)"
+        hint={bad.length ? <span class="bad">Not an IP or CIDR: {bad.join(', ')}</span> : 'One IP or CIDR per line, IPv4 or IPv6. Empty: any address may call.'}
+      >
+        <textarea rows={3} class="mono" value={ipsText} onInput={(e) => setIpsText(e.currentTarget.value)} placeholder={'203.0.113.7\n10.0.0.0/8\n2001:db8::/32'} data-testid="webhook-ips-input" />
+      </Field>
+      <Field label="HMAC secret (optional)" hint="When set, callers must send X-Webhook-Signature: the hex HMAC-SHA256 of the raw body. It cannot be shown again or changed later.">
+        <div class="input-with-button">
+          <input class="mono" value={secret} onInput={(e) => setSecret(e.currentTarget.value)} autoComplete="off" spellcheck={false} data-testid="webhook-secret-input" />
+          <button type="button" class="btn btn-small" onClick={() => setSecret(randomSecret())}>
+            Generate
+          </button>
+        </div>
+      </Field>
+      <ErrorNotice error={error} title="Could not create the webhook" />
+      <div class="form-actions">
+        {props.onCancel && (
+          <button type="button" class="btn btn-ghost" onClick={props.onCancel}>
+            Cancel
+          </button>
+        )}
+        <button type="submit" class="btn btn-primary" disabled={busy || !name.trim() || !serverId || bad.length > 0} data-testid="webhook-create-submit">
+          {busy ? 'Creating…' : 'Create webhook'}
+        </button>
+      </div>
+    </form>
+  );
+}
