@@ -93,13 +93,14 @@ export class ApiClient {
 
   me = () => this.request<Me>('GET', '/me');
 
-  listServers = () => this.request<Page<Server>>('GET', '/servers');
+  // 200 is the API's largest page: enough for pickers and name lookups in one call.
+  listServers = () => this.request<Page<Server>>('GET', '/servers', undefined, { limit: 200 });
   createServer = (name: string) => this.request<ServerWithToken>('POST', '/servers', { name });
   renameServer = (id: string, name: string) => this.request<Server>('PATCH', `/servers/${id}`, { name });
   deleteServer = (id: string) => this.request<void>('DELETE', `/servers/${id}`);
   rotateAgentToken = (id: string) => this.request<ServerWithToken>('POST', `/servers/${id}/agent-token`);
 
-  listScripts = () => this.request<Page<Script>>('GET', '/scripts');
+  listScripts = () => this.request<Page<Script>>('GET', '/scripts', undefined, { limit: 200 });
   getScript = (id: string) => this.request<Script>('GET', `/scripts/${id}`);
   createScript = (body: Partial<Script> & { name: string; content: string }) =>
     this.request<Script>('POST', '/scripts', body);
