@@ -3,12 +3,11 @@
 // the local agent on (DEVPILOT_LOCAL_AGENT=false turns it off). Signals are passed on, so Ctrl-C
 // stops everything cleanly, the embedded PostgreSQL included.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 const root = path.resolve(import.meta.dirname, '..');
 const main = path.join(root, 'dist/apps/control-plane/apps/control-plane/src/main.js');
-const stamp = path.join(root, 'dist/.build-stamp');
 const outputs = [main, path.join(root, 'dist/agent/devpilot-agent.cjs'), path.join(root, 'dist/dashboard/index.html')];
 
 function newestSource(dir) {
@@ -22,20 +21,19 @@ function newestSource(dir) {
 }
 
 function needsBuild() {
-  if (!existsSync(stamp) || outputs.some((f) => !existsSync(f))) return true;
+  if (outputs.some((f) => !existsSync(f))) return true;
   const sources = Math.max(
     newestSource(path.join(root, 'apps')),
     newestSource(path.join(root, 'libs')),
     statSync(path.join(root, 'package-lock.json')).mtimeMs,
   );
-  return sources > statSync(stamp).mtimeMs;
+  return sources > Math.min(...outputs.map((f) => statSync(f).mtimeMs));
 }
 
 if (needsBuild()) {
   console.log('Building (first start, or the sources changed)...');
   const r = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
-  writeFileSync(stamp, new Date().toISOString());
 }
 
 const env = { ...process.env };

@@ -4,6 +4,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import express from 'express';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
+import { dashboardDir, dashboardMiddleware } from './dashboard/dashboard-static.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
 import { validationPipe } from './common/validation.js';
 import type { AppConfig } from './config/app-config.js';
@@ -29,6 +30,9 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
       },
     }),
   );
+  const dashboard = dashboardDir();
+  if (dashboard) app.use(...dashboardMiddleware(dashboard));
+  else app.get(Logger).warn('the dashboard is not built (npm run build:dashboard): serving the API only');
   app.setGlobalPrefix(API_PREFIX, { exclude: ['health', 'health/live', 'metrics'] });
   app.useGlobalPipes(validationPipe());
   app.useGlobalFilters(new AllExceptionsFilter());
