@@ -1,0 +1,87 @@
+#!/bin/sh
+# Installs the Devpilot agent as a systemd service.
+#   curl -fsSL URL/agent/install.sh | sudo sh -s -- --url URL --token TOKEN
+# URL and TOKEN may also come from DEVPILOT_URL and DEVPILOT_AGENT_TOKEN.
+set -eu
+
+URL="${DEVPILOT_URL:-}"
+TOKEN="${DEVPILOT_AGENT_TOKEN:-}"
+INSTALL_DIR=/opt/devpilot-agent
+ENV_FILE=/etc/devpilot-agent.env
+UNIT_FILE=/etc/systemd/system/devpilot-agent.service
+AGENT_USER=devpilot-agent
+
+fail() {
+  echo "devpilot-agent install: $*" >&2
+  exit 1
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --url) [ $# -ge 2 ] || fail "--url needs a value"; URL="$2"; shift 2 ;;
+    --url=*) URL="${1#--url=}"; shift ;;
+    --token) [ $# -ge 2 ] || fail "--token needs a value"; TOKEN="$2"; shift 2 ;;
+    --token=*) TOKEN="${1#--token=}"; shift ;;
+    -h|--help) echo "usage: install.sh --url URL --token TOKEN (or DEVPILOT_URL, DEVPILOT_AGENT_TOKEN)"; exit 0 ;;
+    *) fail "unknown argument: $1 (usage: install.sh --url URL --token TOKEN)" ;;
+  esac
+done
+
+[ -n "$URL" ] || fail "missing --url (the control plane URL, e.g. https://cp.example.com)"
+[ -n "$TOKEN" ] || fail "missing --token (the agent token shown when the server was created)"
+URL="${URL%/}"
+case "$URL" in http://*|https://*) ;; *) fail "--url must start with http:// or https://" ;; esac
+case "$TOKEN" in *"
+"*) fail "the token must be one line" ;; esac
+
+[ "$(id -u)" -eq 0 ] || fail "run as root (pipe into: sudo sh -s -- --url URL --token TOKEN)"
+command -v systemctl >/dev/null 2>&1 || fail "systemd (systemctl) not found; run the agent by hand instead: node devpilot-agent.cjs --url URL --token TOKEN"
+command -v curl >/dev/null 2>&1 || fail "curl not found; install it (e.g. apt-get install curl) and run this again"
+
+NODE_MAJOR=0
+if command -v node >/dev/null 2>&1; then
+  NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+fi
+if [ "$NODE_MAJOR" -lt 20 ]; then
+  fail "Node.js 20 or newer is required (found: $(command -v node >/dev/null 2>&1 && node --version || echo none)).
+Install it first, for example on Debian/Ubuntu:
+  curl -fsSL https://deb.nodesource.com/setup_22.x | sudo -E bash - && sudo apt-get install -y nodejs
+or from https://nodejs.org/en/download, then run this command again.
+The service starts node through /usr/bin/env, so node must be on the system PATH."
+fi
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+echo "Downloading the agent from $URL/agent/ ..."
+curl -fsSL "$URL/agent/devpilot-agent.cjs" -o "$TMP/devpilot-agent.cjs" || fail "could not download $URL/agent/devpilot-agent.cjs"
+curl -fsSL "$URL/agent/devpilot-agent.service" -o "$TMP/devpilot-agent.service" || fail "could not download $URL/agent/devpilot-agent.service"
+node "$TMP/devpilot-agent.cjs" --version >/dev/null || fail "the downloaded agent does not run with $(node --version)"
+
+if ! id "$AGENT_USER" >/dev/null 2>&1; then
+  echo "Creating system user $AGENT_USER ..."
+  if command -v useradd >/dev/null 2>&1; then
+    useradd --system --home-dir /var/lib/devpilot-agent --create-home --shell /usr/sbin/nologin "$AGENT_USER"
+  elif command -v adduser >/dev/null 2>&1; then
+    adduser -S -D -H -h /var/lib/devpilot-agent -s /sbin/nologin "$AGENT_USER"
+  else
+    fail "neither useradd nor adduser found: create a system user named $AGENT_USER and run this again"
+  fi
+fi
+
+mkdir -p "$INSTALL_DIR"
+install -m 0755 "$TMP/devpilot-agent.cjs" "$INSTALL_DIR/devpilot-agent.cjs"
+install -m 0644 "$TMP/devpilot-agent.service" "$UNIT_FILE"
+
+# The token is a secret: the file is root's, mode 0600 (systemd reads it before dropping to the user).
+umask 077
+printf 'DEVPILOT_URL=%s\nDEVPILOT_AGENT_TOKEN=%s\n' "$URL" "$TOKEN" > "$ENV_FILE.tmp"
+chmod 0600 "$ENV_FILE.tmp"
+mv "$ENV_FILE.tmp" "$ENV_FILE"
+
+systemctl daemon-reload
+systemctl enable devpilot-agent.service >/dev/null
+systemctl restart devpilot-agent.service
+
+echo "Devpilot agent $(node "$INSTALL_DIR/devpilot-agent.cjs" --version) installed and started."
+echo "  status: systemctl status devpilot-agent"
+echo "  logs:   journalctl -u devpilot-agent -f"

@@ -1,0 +1,251 @@
+import { z } from 'zod';
+import {
+  CancelExecution,
+  parseMessage,
+  StartExecution,
+  type AgentHello,
+  type ExecutionFinished,
+  type OutputBatch,
+} from '@app/protocol';
+import { AgentConnection } from './connection.js';
+import { ExecutionJob, type OutputChannel } from './execution.js';
+import { silentLogger, type Logger } from './logger.js';
+import { FinishedOutbox } from './outbox.js';
+import { RecentIds } from './recent-ids.js';
+import { AGENT_VERSION } from './version.js';
+
+export interface AgentOptions {
+  url: string;
+  token: string;
+  concurrency: number;
+  killGraceMs: number;
+  shutdownGraceMs: number;
+  logger?: Logger;
+  agentVersion?: string;
+  /** On shutdown, how long to wait for the last output and reports to be acked. */
+  flushTimeoutMs?: number;
+  reconnectDelayMs?: number;
+  reconnectDelayMaxMs?: number;
+  /** Unacked output per execution above which its pipes are paused. */
+  windowBytes?: number;
+  /** How many finished execution ids are remembered to recognise a redelivered start. */
+  recentIdsLimit?: number;
+}
+
+/** Why the agent stopped: 0 asked to (signal), 2 refused by the control plane. */
+export interface AgentExit {
+  code: 0 | 2;
+  reason?: string;
+}
+
+// The reply is validated here, on the receiving side; its type lives in @app/protocol.
+const HelloReplySchema = z.object({
+  resend: z.array(z.object({ executionId: z.string(), fromSeq: z.number().int().min(0) })),
+});
+const HELLO_LIMIT = 10_000;
+const SHUTTING_DOWN = 'agent shutting down';
+
+/** The agent: takes commands from the control plane, runs scripts, delivers their output losslessly. */
+export class Agent {
+  /** Resolves once the agent has stopped, by `stop()` or because the control plane refused it. */
+  readonly exited: Promise<AgentExit>;
+  private readonly log: Logger;
+  private readonly conn: AgentConnection;
+  /** Every accepted execution whose finished report is not yet built: queued, running, draining. */
+  private readonly jobs = new Map<string, ExecutionJob>();
+  private readonly queue: ExecutionJob[] = [];
+  private readonly recent: RecentIds;
+  private readonly finished = new FinishedOutbox();
+  private readonly channel: OutputChannel;
+  private active = 0;
+  private ready = false;
+  private shuttingDown = false;
+  private stopping?: Promise<void>;
+  private resolveExit!: (exit: AgentExit) => void;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.logger ?? silentLogger;
+    this.recent = new RecentIds(opts.recentIdsLimit ?? 10_000);
+    this.exited = new Promise((resolve) => (this.resolveExit = resolve));
+    this.conn = new AgentConnection(
+      {
+        url: opts.url,
+        token: opts.token,
+        agentVersion: opts.agentVersion ?? AGENT_VERSION,
+        logger: this.log.child('AgentConnection'),
+        reconnectDelayMs: opts.reconnectDelayMs,
+        reconnectDelayMaxMs: opts.reconnectDelayMaxMs,
+      },
+      {
+        connected: () => this.onConnected(),
+        disconnected: () => this.onDisconnected(),
+        refused: (message) => void this.refused(message),
+        start: (payload, ack) => this.onStart(payload, ack),
+        cancel: (payload, ack) => this.onCancel(payload, ack),
+      },
+    );
+    this.channel = {
+      isReady: () => this.ready,
+      sendOutput: (batch: OutputBatch, onAck) => void this.conn.sendOutput(batch, onAck),
+    };
+  }
+
+  start(): void {
+    this.conn.open();
+  }
+
+  /** Graceful stop: no new work, queued work cancelled, running scripts get a grace period. */
+  stop(): Promise<void> {
+    this.shuttingDown = true;
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  /** Scripts running right now (tests and logs). */
+  get runningCount(): number {
+    return [...this.jobs.values()].filter((j) => j.running).length;
+  }
+
+  private onStart(payload: unknown, ack: (reply: unknown) => void): void {
+    const parsed = parseMessage(StartExecution, payload);
+    if (!parsed.ok) {
+      this.log.warn('refused a malformed execution.start', { reason: parsed.error.error.message });
+      return ack(parsed.error);
+    }
+    const cmd = parsed.value;
+    // A redelivered start (the control plane did not see our ack) must not run the script twice.
+    if (this.jobs.has(cmd.executionId) || this.recent.has(cmd.executionId)) return ack({ accepted: true });
+    if (this.shuttingDown) return ack({ accepted: false, reason: SHUTTING_DOWN });
+
+    const job = new ExecutionJob(cmd, {
+      channel: this.channel,
+      killGraceMs: this.opts.killGraceMs,
+      logger: this.log.child('ExecutionJob'),
+      windowBytes: this.opts.windowBytes,
+      onDone: (done, report) => this.onJobDone(done, report),
+    });
+    this.jobs.set(job.id, job);
+    this.queue.push(job);
+    ack({ accepted: true });
+    this.log.info('execution accepted', { executionId: job.id, queued: this.queue.length });
+    this.pump();
+  }
+
+  private onCancel(payload: unknown, ack: (reply: unknown) => void): void {
+    const parsed = parseMessage(CancelExecution, payload);
+    if (!parsed.ok) return ack(parsed.error);
+    const { executionId } = parsed.value;
+    const job = this.jobs.get(executionId);
+    if (!job) return ack({ ok: this.recent.has(executionId) });
+    this.log.info('cancel requested', { executionId });
+    if (job.queued) this.queue.splice(this.queue.indexOf(job), 1);
+    job.cancel();
+    ack({ ok: true });
+  }
+
+  /** Starts queued jobs, oldest first, while fewer than `concurrency` hold a slot. */
+  private pump(): void {
+    while (!this.shuttingDown && this.active < this.opts.concurrency && this.queue.length > 0) {
+      this.active += 1;
+      this.queue.shift()!.start();
+    }
+  }
+
+  // A slot is held until the job's output is acked, not just until its process exits: this bounds
+  // the output held in memory while the control plane is slow or away.
+  private onJobDone(job: ExecutionJob, report: ExecutionFinished): void {
+    this.jobs.delete(job.id);
+    this.recent.add(job.id);
+    if (job.started) this.active -= 1;
+    this.finished.add(report);
+    this.flushFinished();
+    this.pump();
+  }
+
+  private onConnected(): void {
+    this.ready = false;
+    const hello: AgentHello = {
+      running: [...this.jobs.values()].slice(0, HELLO_LIMIT).map((j) => ({ executionId: j.id, nextSeq: j.outbox.nextSeq })),
+      finished: this.finished.all().slice(0, HELLO_LIMIT),
+    };
+    this.conn.sendHello(hello, (reply) => this.onHelloReply(reply));
+  }
+
+  private onHelloReply(reply: unknown): void {
+    const parsed = HelloReplySchema.safeParse(reply);
+    const fromSeq = new Map<string, number>();
+    if (parsed.success) {
+      for (const r of parsed.data.resend) fromSeq.set(r.executionId, r.fromSeq);
+    } else {
+      // Resending everything unacked is always safe: the control plane stores chunks idempotently.
+      this.log.warn('hello refused or malformed reply; resending all unacked output', { reply });
+    }
+    this.ready = true;
+    this.log.info('hello done', { running: this.jobs.size, finished: this.finished.size });
+    for (const job of [...this.jobs.values()]) job.resendFrom(fromSeq.get(job.id));
+    this.flushFinished();
+  }
+
+  private onDisconnected(): void {
+    this.ready = false;
+    this.finished.unsendAll();
+  }
+
+  private flushFinished(): void {
+    if (!this.ready) return;
+    for (const report of this.finished.takeUnsent()) {
+      this.conn.sendFinished(report, (reply) => {
+        if (!isOk(reply)) this.log.error('finished report refused; dropping it', { executionId: report.executionId, reply });
+        this.finished.settle(report.executionId);
+      });
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    this.log.info('shutting down', { running: this.runningCount, queued: this.queue.length });
+    for (const job of this.queue.splice(0)) job.finishUnstarted(SHUTTING_DOWN);
+    await within(this.opts.shutdownGraceMs, this.processesEnded());
+    for (const job of this.jobs.values()) job.cancel(SHUTTING_DOWN);
+    await within(this.opts.killGraceMs + 2_000, this.processesEnded());
+    await this.drained(Date.now() + (this.opts.flushTimeoutMs ?? 5_000));
+    this.conn.close();
+    this.log.info('stopped');
+    this.resolveExit({ code: 0 });
+  }
+
+  private async refused(message: string): Promise<void> {
+    if (this.stopping) return;
+    this.shuttingDown = true;
+    this.stopping = (async () => {
+      this.conn.close();
+      for (const job of this.queue.splice(0)) job.finishUnstarted(message);
+      for (const job of this.jobs.values()) job.cancel(`control plane refused the agent: ${message}`);
+      await within(this.opts.killGraceMs + 2_000, this.processesEnded());
+      this.resolveExit({ code: 2, reason: message });
+    })();
+  }
+
+  private processesEnded(): Promise<unknown> {
+    return Promise.all([...this.jobs.values()].map((j) => j.ended));
+  }
+
+  /** Waits until every output chunk and finished report is acked, or the deadline. */
+  private async drained(deadline: number): Promise<void> {
+    while ((this.jobs.size > 0 || this.finished.size > 0) && Date.now() < deadline) await sleep(20);
+  }
+}
+
+function isOk(reply: unknown): boolean {
+  return typeof reply === 'object' && reply !== null && 'ok' in reply && reply.ok === true;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits for `work`, but no longer than `ms`. */
+async function within(ms: number, work: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}

@@ -1,0 +1,183 @@
+import { hostname } from 'node:os';
+import { io, type Socket } from 'socket.io-client';
+import {
+  AGENT_NAMESPACE,
+  AgentEvents,
+  PROTOCOL_VERSION,
+  type AgentHello,
+  type AgentToServerEvents,
+  type ExecutionFinished,
+  type OutputBatch,
+  type ServerToAgentEvents,
+} from '@app/protocol';
+import type { Logger } from './logger.js';
+
+export interface ConnectionOptions {
+  url: string;
+  token: string;
+  agentVersion: string;
+  logger: Logger;
+  /** First reconnect delay and its cap; each wait is randomized by +-50%. */
+  reconnectDelayMs?: number;
+  reconnectDelayMaxMs?: number;
+}
+
+export interface ConnectionHandlers {
+  connected(): void;
+  disconnected(reason: string): void;
+  /** The control plane refused this agent for good (bad token, unsupported protocol). */
+  refused(message: string): void;
+  start(payload: unknown, ack: (reply: unknown) => void): void;
+  cancel(payload: unknown, ack: (reply: unknown) => void): void;
+}
+
+type AckFn = (reply: unknown) => void;
+
+/** Whether a `connect_error` means retrying cannot help. */
+export function isRefusal(message: string): boolean {
+  return message === 'unauthorized' || message.startsWith('unsupported protocol version');
+}
+
+/**
+ * The agent's one outbound socket.io connection to `/agent`: WebSocket only, reconnects forever
+ * with backoff and jitter, and drops acks that arrive for an earlier connection.
+ */
+export class AgentConnection {
+  private readonly socket: Socket<ServerToAgentEvents, AgentToServerEvents>;
+  private readonly log: Logger;
+  /** Bumped on every connect and disconnect; an ack from another epoch is ignored. */
+  private epoch = 0;
+  private attempts = 0;
+  private reconnectTimer?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly opts: ConnectionOptions,
+    private readonly handlers: ConnectionHandlers,
+  ) {
+    this.log = opts.logger;
+    const base = new URL(opts.url);
+    const prefix = base.pathname.replace(/\/+$/, '');
+    this.socket = io(`${base.origin}${AGENT_NAMESPACE}`, {
+      path: `${prefix}/socket.io/`,
+      transports: ['websocket'],
+      autoConnect: false,
+      forceNew: true,
+      reconnection: true,
+      reconnectionAttempts: Infinity,
+      reconnectionDelay: opts.reconnectDelayMs ?? 1_000,
+      reconnectionDelayMax: opts.reconnectDelayMaxMs ?? 30_000,
+      randomizationFactor: 0.5,
+      auth: {
+        token: opts.token,
+        protocolVersion: PROTOCOL_VERSION,
+        agentVersion: opts.agentVersion,
+        hostname: hostname().slice(0, 255),
+        platform: `${process.platform}-${process.arch}`,
+      },
+    });
+    this.listen();
+  }
+
+  get connected(): boolean {
+    return this.socket.connected;
+  }
+
+  open(): void {
+    this.closed = false;
+    this.log.info('connecting', { url: this.opts.url });
+    this.socket.connect();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    this.socket.disconnect();
+  }
+
+  sendHello(hello: AgentHello, onAck: AckFn): boolean {
+    const ack = this.guard(onAck);
+    return !!ack && !!this.socket.emit(AgentEvents.hello, hello, ack);
+  }
+
+  sendOutput(batch: OutputBatch, onAck: AckFn): boolean {
+    const ack = this.guard(onAck);
+    return !!ack && !!this.socket.emit(AgentEvents.output, batch, ack);
+  }
+
+  sendFinished(report: ExecutionFinished, onAck: AckFn): boolean {
+    const ack = this.guard(onAck);
+    return !!ack && !!this.socket.emit(AgentEvents.finished, report, ack);
+  }
+
+  /** Null when disconnected: socket.io would buffer the emit and send it before the next hello. */
+  private guard(onAck: AckFn): ((reply: unknown) => void) | null {
+    if (!this.socket.connected) return null;
+    const epoch = this.epoch;
+    return (reply) => {
+      if (epoch !== this.epoch) return this.log.debug('ignored an ack from an earlier connection');
+      onAck(reply);
+    };
+  }
+
+  private listen(): void {
+    const s = this.socket;
+    s.on('connect', () => {
+      this.epoch += 1;
+      this.attempts = 0;
+      this.log.info('connected', { url: this.opts.url });
+      this.safely('connect', () => this.handlers.connected());
+    });
+    s.on('disconnect', (reason) => {
+      this.epoch += 1;
+      s.sendBuffer = [];
+      if (this.closed) return;
+      this.log.warn('disconnected', { reason });
+      this.safely('disconnect', () => this.handlers.disconnected(reason));
+      // socket.io reconnects by itself except when the server closed the socket on purpose.
+      if (reason === 'io server disconnect') this.scheduleReconnect();
+    });
+    s.on('connect_error', (err) => {
+      if (this.closed) return;
+      if (isRefusal(err.message)) {
+        this.log.error('control plane refused this agent', { reason: err.message });
+        this.safely('refused', () => this.handlers.refused(err.message));
+        return;
+      }
+      this.log.warn('cannot connect', { error: err.message });
+      // Not `active`: refused by a server middleware (not a network error), so no automatic retry.
+      if (!s.active) this.scheduleReconnect();
+    });
+    s.on(AgentEvents.start, (payload: unknown, ack?: unknown) =>
+      this.safely('start', () => this.handlers.start(payload, replyFn(ack))),
+    );
+    s.on(AgentEvents.cancel, (payload: unknown, ack?: unknown) =>
+      this.safely('cancel', () => this.handlers.cancel(payload, replyFn(ack))),
+    );
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer) return;
+    const first = this.opts.reconnectDelayMs ?? 1_000;
+    const cap = this.opts.reconnectDelayMaxMs ?? 30_000;
+    const wait = Math.min(cap, first * 2 ** this.attempts++) * (0.5 + Math.random());
+    this.log.info('reconnecting', { inMs: Math.round(wait) });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (!this.closed && !this.socket.connected) this.socket.connect();
+    }, wait);
+  }
+
+  /** A handler bug or a malformed message must never take the agent down. */
+  private safely(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log.error('handler failed', { event: what, err });
+    }
+  }
+}
+
+function replyFn(ack: unknown): AckFn {
+  return typeof ack === 'function' ? (reply) => (ack as AckFn)(reply) : () => undefined;
+}

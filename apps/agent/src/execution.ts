@@ -1,0 +1,182 @@
+import type { ExecutionFinished, OutputBatch, OutputStream, StartExecution } from '@app/protocol';
+import type { Logger } from './logger.js';
+import { OutputOutbox, type SentBatch } from './outbox.js';
+import { ScriptRun, type RunResult } from './runner.js';
+
+/** Where output batches go; the ack callback only fires for an ack on the connection it was sent on. */
+export interface OutputChannel {
+  /** Connected, and the hello exchange is done. */
+  isReady(): boolean;
+  sendOutput(batch: OutputBatch, onAck: (reply: unknown) => void): void;
+}
+
+export interface ExecutionJobOptions {
+  channel: OutputChannel;
+  killGraceMs: number;
+  logger: Logger;
+  /** Unacked output per execution above which the script's pipes are paused. */
+  windowBytes?: number;
+  /** Send what is buffered after this long, or at once when `flushBytes` are waiting. */
+  flushDelayMs?: number;
+  flushBytes?: number;
+  /** The script ended (or never ran) and every chunk of its output is acked. */
+  onDone: (job: ExecutionJob, report: ExecutionFinished) => void;
+}
+
+const MAX_REFUSALS = 5;
+const MAX_ERROR_LENGTH = 2000;
+
+/** One accepted execution on this agent: queued, then running, then draining its output. */
+export class ExecutionJob {
+  readonly id: string;
+  readonly outbox: OutputOutbox;
+  /** Resolves when the script's process has ended (or it was finished without running). */
+  readonly ended: Promise<void>;
+  private state: 'queued' | 'running' | 'ended' = 'queued';
+  private run?: ScriptRun;
+  private result?: RunResult;
+  private flushTimer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  private refusals = 0;
+  private done = false;
+  private markEnded!: () => void;
+
+  constructor(
+    private readonly cmd: StartExecution,
+    private readonly opts: ExecutionJobOptions,
+  ) {
+    this.id = cmd.executionId;
+    this.outbox = new OutputOutbox(cmd.executionId, { maxOutputBytes: cmd.maxOutputBytes, windowBytes: opts.windowBytes });
+    this.ended = new Promise((resolve) => (this.markEnded = resolve));
+  }
+
+  get queued(): boolean {
+    return this.state === 'queued';
+  }
+  get running(): boolean {
+    return this.state === 'running';
+  }
+  get started(): boolean {
+    return this.run !== undefined;
+  }
+
+  start(): void {
+    if (this.state !== 'queued') return;
+    this.state = 'running';
+    this.opts.logger.info('execution started', { executionId: this.id, interpreter: this.cmd.interpreter });
+    this.run = new ScriptRun(this.cmd, {
+      killGraceMs: this.opts.killGraceMs,
+      logger: this.opts.logger,
+      onOutput: (stream, data) => this.onOutput(stream, data),
+    });
+    void this.run.result.then((result) => this.onEnd(result));
+  }
+
+  /** Ends a job that never ran (cancelled while queued, agent shutting down). */
+  finishUnstarted(error: string | null): void {
+    if (this.state !== 'queued') return;
+    this.onEnd({ exitCode: null, signal: null, timedOut: false, cancelled: true, error });
+  }
+
+  /** Stops the script (SIGTERM, then SIGKILL). False when its process already ended. */
+  cancel(error: string | null = null): boolean {
+    if (this.state === 'queued') {
+      this.finishUnstarted(error);
+      return true;
+    }
+    return this.state === 'running' && !!this.run?.cancel(error);
+  }
+
+  /** After a (re)connect: the control plane holds everything below `fromSeq`. */
+  resendFrom(fromSeq: number | undefined): void {
+    this.outbox.resendFrom(fromSeq);
+    this.refusals = 0;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.flush();
+    this.afterProgress();
+  }
+
+  flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (!this.opts.channel.isReady() || this.retryTimer) return;
+    for (const sent of this.outbox.takeBatches()) {
+      this.opts.channel.sendOutput(sent.batch, (reply) => this.onAck(sent, reply));
+    }
+  }
+
+  private onOutput(stream: OutputStream, data: Buffer): void {
+    this.outbox.append(stream, data);
+    if (this.outbox.windowFull) this.run?.pause();
+    if (this.outbox.unsentBytes >= (this.opts.flushBytes ?? 64 * 1024)) this.flush();
+    else if (!this.flushTimer && this.outbox.unsentBytes > 0) {
+      this.flushTimer = setTimeout(() => this.flush(), this.opts.flushDelayMs ?? 5);
+    }
+  }
+
+  private onEnd(result: RunResult): void {
+    this.state = 'ended';
+    this.result = result;
+    this.opts.logger.info('execution ended', { executionId: this.id, ...result, outputBytes: this.outbox.outputBytes });
+    this.markEnded();
+    this.flush();
+    this.afterProgress();
+  }
+
+  private onAck(sent: SentBatch, reply: unknown): void {
+    const ackedSeq = readAckedSeq(reply);
+    if (ackedSeq !== undefined) this.outbox.ack(sent, ackedSeq);
+    if (ackedSeq !== undefined && ackedSeq >= sent.lastSeq) {
+      this.refusals = 0;
+    } else {
+      this.onRefused(sent, reply);
+    }
+    this.afterProgress();
+  }
+
+  /** An error ack (or a partial one): retry with backoff, give up after a few refusals in a row. */
+  private onRefused(sent: SentBatch, reply: unknown): void {
+    this.refusals += 1;
+    const fields = { executionId: this.id, firstSeq: sent.firstSeq, lastSeq: sent.lastSeq, reply, refusals: this.refusals };
+    if (this.refusals >= MAX_REFUSALS) {
+      this.opts.logger.error('output refused too often; dropping it', fields);
+      this.outbox.drop(sent);
+      this.refusals = 0;
+      return;
+    }
+    this.opts.logger.warn('output refused; will retry', fields);
+    this.outbox.unsend(sent);
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.flush();
+    }, Math.min(30_000, 250 * 2 ** this.refusals));
+  }
+
+  private afterProgress(): void {
+    if (this.run && !this.outbox.windowFull) this.run.resume();
+    if (this.done || this.state !== 'ended' || !this.result || !this.outbox.drained) return;
+    this.done = true;
+    clearTimeout(this.flushTimer);
+    clearTimeout(this.retryTimer);
+    const { exitCode, signal, timedOut, cancelled, error } = this.result;
+    this.opts.onDone(this, {
+      executionId: this.id,
+      exitCode,
+      signal,
+      timedOut,
+      cancelled,
+      lastSeq: this.outbox.nextSeq - 1,
+      outputBytes: this.outbox.outputBytes,
+      truncated: this.outbox.truncated,
+      error: error === null ? null : error.slice(0, MAX_ERROR_LENGTH),
+    });
+  }
+}
+
+function readAckedSeq(reply: unknown): number | undefined {
+  if (typeof reply !== 'object' || reply === null || !('ackedSeq' in reply)) return undefined;
+  const seq = reply.ackedSeq;
+  return typeof seq === 'number' && Number.isInteger(seq) ? seq : undefined;
+}

@@ -1,0 +1,53 @@
+import { Agent } from './agent.js';
+import { ConfigError, parseCli, USAGE } from './config.js';
+import { createLogger } from './logger.js';
+import { AGENT_VERSION } from './version.js';
+
+// The CLI only: parse the command line, start the agent, map its end to an exit code.
+function main(): void {
+  let command;
+  try {
+    command = parseCli(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`devpilot-agent: ${err.message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (command.kind === 'help') return void process.stdout.write(USAGE);
+  if (command.kind === 'version') return void process.stdout.write(`${AGENT_VERSION}\n`);
+
+  const { config } = command;
+  const log = createLogger('devpilot-agent', config.logLevel);
+  process.on('unhandledRejection', (err) => log.error('unhandled rejection', { err }));
+  process.on('uncaughtException', (err) => log.error('uncaught exception', { err }));
+
+  const agent = new Agent({ ...config, logger: log });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) {
+      log.warn('second signal: exiting now', { signal });
+      process.exit(130);
+    }
+    log.info('signal received: stopping', { signal, graceMs: config.shutdownGraceMs });
+    void agent.stop();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  void agent.exited.then((exit) => {
+    if (exit.code === 2) process.stderr.write(`devpilot-agent: ${refusalHelp(exit.reason ?? '')}\n`);
+    process.exit(exit.code);
+  });
+  log.info('starting', { version: AGENT_VERSION, url: config.url, concurrency: config.concurrency });
+  agent.start();
+}
+
+function refusalHelp(reason: string): string {
+  if (reason === 'unauthorized') {
+    return 'the control plane refused the agent token (unauthorized). Check DEVPILOT_AGENT_TOKEN / --token: copy the token shown when the server was created, or rotate it in the dashboard.';
+  }
+  return `the control plane refused this agent: ${reason}. Install the agent version the control plane serves at /agent/devpilot-agent.cjs.`;
+}
+
+main();
