@@ -35,7 +35,10 @@ case "$TOKEN" in *"
 "*) fail "the token must be one line" ;; esac
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (pipe into: sudo sh -s -- --url URL --token TOKEN)"
-command -v systemctl >/dev/null 2>&1 || fail "systemd (systemctl) not found; run the agent by hand instead: node devpilot-agent.cjs --url URL --token TOKEN"
+if ! command -v systemctl >/dev/null 2>&1 || [ ! -d /run/systemd/system ]; then
+  fail "systemd is not running on this machine; run the agent by hand instead:
+  curl -fsSLO $URL/agent/devpilot-agent.cjs && DEVPILOT_URL=$URL DEVPILOT_AGENT_TOKEN=<token> node devpilot-agent.cjs"
+fi
 command -v curl >/dev/null 2>&1 || fail "curl not found; install it (e.g. apt-get install curl) and run this again"
 
 NODE_MAJOR=0
