@@ -1,16 +1,89 @@
-import { HttpStatus, ValidationPipe, type ValidationError } from '@nestjs/common';
+import { type ArgumentMetadata, HttpStatus, ValidationPipe, type ValidationError } from '@nestjs/common';
+import { getMetadataStorage } from 'class-validator';
 import { AppException } from './app-exception.js';
 
-/** Whitelist validation: unknown fields are refused, every message names its field. */
+const MAX_DEPTH = 16;
+const NULLABLE = 'devpilot:nullable';
+
+/** Marks a DTO property that may be sent as null (every other property refuses null). */
+export const Nullable = (): PropertyDecorator => (target, key) => {
+  const ctor = target.constructor;
+  const own: string[] = Reflect.getOwnMetadata(NULLABLE, ctor) ?? [];
+  Reflect.defineMetadata(NULLABLE, [...own, String(key)], ctor);
+};
+
+/**
+ * Whitelist validation: unknown fields are refused, every message names its field. On top of
+ * class-validator's whitelist it refuses keys that shadow Object.prototype (`toString`,
+ * `constructor`, ...), which class-transformer would otherwise let through, and bodies nested
+ * deeper than any DTO needs, which would otherwise exhaust the stack. A null is refused unless the
+ * property is @Nullable() (@IsOptional lets null through, which would write NULL into NOT NULL
+ * columns), and so is a NUL character in any string (PostgreSQL text cannot hold it).
+ */
+class StrictValidationPipe extends ValidationPipe {
+  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    if (metadata.type === 'body' || metadata.type === 'query') {
+      if (depth(value) > MAX_DEPTH) throw invalid(`${metadata.type} is nested too deeply`);
+      if (metadata.metatype && isPlainObject(value)) {
+        const allowed = allowedKeys(metadata.metatype);
+        const unknown = Object.keys(value).find((k) => !allowed.has(k));
+        if (allowed.size > 0 && unknown !== undefined) throw invalid(`${unknown} is not allowed`);
+        const nullable: string[] = Reflect.getMetadata(NULLABLE, metadata.metatype) ?? [];
+        const isNull = Object.keys(value).find((k) => value[k] === null && !nullable.includes(k));
+        if (isNull !== undefined) throw invalid(`${isNull} must not be null; leave it out instead`);
+      }
+      const nul = findNul(value, '');
+      if (nul !== null) throw invalid(`${nul || metadata.type} must not contain NUL characters`);
+    }
+    return super.transform(value, metadata);
+  }
+}
+
 export function validationPipe(): ValidationPipe {
-  return new ValidationPipe({
+  return new StrictValidationPipe({
     whitelist: true,
     forbidNonWhitelisted: true,
     transform: true,
     stopAtFirstError: true,
-    exceptionFactory: (errors: ValidationError[]) =>
-      new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', flatten(errors).join('; ') || 'Invalid request'),
+    exceptionFactory: (errors: ValidationError[]) => invalid(flatten(errors).join('; ') || 'Invalid request'),
   });
+}
+
+const invalid = (message: string) => new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', message);
+
+const keysByClass = new WeakMap<object, Set<string>>();
+function allowedKeys(metatype: abstract new (...args: never[]) => unknown): Set<string> {
+  let keys = keysByClass.get(metatype);
+  if (!keys) {
+    keys = new Set(getMetadataStorage().getTargetValidationMetadatas(metatype as never, '', true, false).map((m) => m.propertyName));
+    keysByClass.set(metatype, keys);
+  }
+  return keys;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The path of the first string holding U+0000, or null. */
+function findNul(v: unknown, path: string): string | null {
+  if (typeof v === 'string') return v.includes('\u0000') ? path : null;
+  if (typeof v !== 'object' || v === null) return null;
+  for (const [k, child] of Object.entries(v)) {
+    const found = findNul(child, path ? `${path}.${k}` : k);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
+function depth(v: unknown, level = 0): number {
+  if (level > MAX_DEPTH || typeof v !== 'object' || v === null) return level;
+  let max = level;
+  for (const child of Object.values(v)) {
+    max = Math.max(max, depth(child, level + 1));
+    if (max > MAX_DEPTH) break;
+  }
+  return max;
 }
 
 function flatten(errors: ValidationError[], parent = ''): string[] {
