@@ -9,6 +9,7 @@ import { ExecutionsModule } from './executions/executions.module.js';
 import { HealthModule } from './health/health.module.js';
 import { ScriptsModule } from './scripts/scripts.module.js';
 import { ServersModule } from './servers/servers.module.js';
+import { WebhooksModule } from './webhooks/webhooks.module.js';
 import { WorkspacesModule } from './workspaces/workspaces.module.js';
 
 @Module({})
@@ -26,6 +27,7 @@ export class AppModule {
         ServersModule,
         ScriptsModule,
         ExecutionsModule,
+        WebhooksModule,
       ],
     };
   }

@@ -42,6 +42,13 @@ const EnvSchema = z.object({
   DEVPILOT_BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 64 * 1024 * 1024),
   DEVPILOT_DELIVERY_DEADLINE_SECONDS: int(600, 1, 7 * 24 * 3600),
   DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
+  DEVPILOT_TRIGGER_FAILURE_LIMIT: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^[1-9]\d{0,5}(\/[1-9]\d{0,4})?$/, 'must be <failures> or <failures>/<seconds>, e.g. 30/60')
+      .default('30/60'),
+  ),
 });
 
 export interface AppConfig {
@@ -62,6 +69,8 @@ export interface AppConfig {
   bodyLimitBytes: number;
   deliveryDeadlineMs: number;
   dbPoolSize: number;
+  /** Invalid webhook tokens one address may send per window before it gets 429 for a window. */
+  triggerFailureLimit: { points: number; windowSeconds: number };
 }
 
 export const APP_CONFIG = Symbol('APP_CONFIG');
@@ -89,6 +98,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     bodyLimitBytes: e.DEVPILOT_BODY_LIMIT_BYTES,
     deliveryDeadlineMs: e.DEVPILOT_DELIVERY_DEADLINE_SECONDS * 1000,
     dbPoolSize: e.DEVPILOT_DB_POOL_SIZE,
+    triggerFailureLimit: parseFailureLimit(e.DEVPILOT_TRIGGER_FAILURE_LIMIT),
   };
 }
 
@@ -131,4 +141,9 @@ function isCidr(value: string): boolean {
   } catch {
     return false;
   }
+}
+
+function parseFailureLimit(value: string): { points: number; windowSeconds: number } {
+  const [points, seconds] = value.split('/');
+  return { points: Number(points), windowSeconds: seconds ? Number(seconds) : 60 };
 }

@@ -1,0 +1,58 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ArrayMaxSize, IsArray, IsBoolean, IsNotEmpty, IsOptional, IsString, IsUUID, Matches, MaxLength, ValidateIf } from 'class-validator';
+import { MAX_ALLOWED_IPS } from '../ip-allowlist.js';
+
+const NAME = /^[^\u0000-\u001f\u007f]+$/;
+
+/** May be left out, but not sent as null (these columns always have a value). */
+const OptionalNotNull = () => ValidateIf((_, value) => value !== undefined);
+
+export class CreateWebhookDto {
+  @ApiProperty({ example: 'deploy from CI', maxLength: 100 })
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(100)
+  @Matches(NAME, { message: 'name must not contain control characters' })
+  name!: string;
+
+  @ApiProperty({ format: 'uuid', description: 'The server whose agent runs the script' })
+  @IsUUID('all', { message: 'serverId must be a UUID' })
+  serverId!: string;
+
+  @ApiPropertyOptional({ type: [String], example: ['203.0.113.7', '10.0.0.0/8', '2001:db8::/32'], description: 'Empty: any address' })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(MAX_ALLOWED_IPS)
+  @IsString({ each: true })
+  allowedIps?: string[];
+
+  @ApiPropertyOptional({ description: 'Set once; callers then sign the raw body (X-Webhook-Signature). Never returned.', maxLength: 1024 })
+  @IsOptional()
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(1024)
+  hmacSecret?: string | null;
+}
+
+/** What a PATCH may change. `token` and `hmacSecret` are refused earlier with IMMUTABLE_FIELD. */
+export class UpdateWebhookDto {
+  @ApiPropertyOptional({ maxLength: 100 })
+  @OptionalNotNull()
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(100)
+  @Matches(NAME, { message: 'name must not contain control characters' })
+  name?: string;
+
+  @ApiPropertyOptional({ description: 'false pauses the webhook: its token answers 404 until re-enabled' })
+  @OptionalNotNull()
+  @IsBoolean()
+  active?: boolean;
+
+  @ApiPropertyOptional({ type: [String] })
+  @OptionalNotNull()
+  @IsArray()
+  @ArrayMaxSize(MAX_ALLOWED_IPS)
+  @IsString({ each: true })
+  allowedIps?: string[];
+}

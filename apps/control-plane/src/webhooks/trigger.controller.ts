@@ -1,0 +1,33 @@
+import { Controller, HttpCode, Post, type RawBodyRequest, Req, Res } from '@nestjs/common';
+import { ApiBody, ApiHeader, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { Public } from '../common/auth/auth-context.js';
+import type { Accepted } from '../executions/executions.service.js';
+import { RateLimitedException, WebhookTriggerService } from './webhook-trigger.service.js';
+
+/**
+ * The public trigger. The body is read by hand, not through the whitelisting DTO pipe: callers
+ * may send fields of their own next to `token` (`{"token": "...", "ref": "main"}`), which are
+ * accepted and ignored, and a signature covers the raw bytes, never a re-serialised object.
+ */
+@ApiTags('webhooks')
+@Controller('webhooks')
+export class TriggerController {
+  constructor(private readonly triggers: WebhookTriggerService) {}
+
+  @Post('script_execute')
+  @Public()
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Run the webhook’s script on its server (no API key: the token authenticates)' })
+  @ApiBody({ schema: { type: 'object', required: ['token'], properties: { token: { type: 'string', minLength: 64, maxLength: 64 } } } })
+  @ApiHeader({ name: 'X-Webhook-Signature', required: false, description: 'hex HMAC-SHA256 of the raw body (optionally `sha256=`), when the webhook has a secret' })
+  @ApiResponse({ status: 202, description: '{executionId, status, links}' })
+  async trigger(@Req() req: RawBodyRequest<Request>, @Res({ passthrough: true }) res: Response): Promise<Accepted> {
+    try {
+      return await this.triggers.trigger({ body: req.body as unknown, rawBody: req.rawBody, ip: req.ip, headers: req.headers });
+    } catch (e) {
+      if (e instanceof RateLimitedException) res.setHeader('Retry-After', String(e.retryAfterSeconds));
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,95 @@
+import {
+  Body,
+  type CallHandler,
+  Controller,
+  Delete,
+  type ExecutionContext,
+  Get,
+  HttpCode,
+  HttpStatus,
+  Injectable,
+  type NestInterceptor,
+  Param,
+  Patch,
+  Post,
+  Query,
+  UseInterceptors,
+} from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { Request } from 'express';
+import type { Observable } from 'rxjs';
+import { AppException } from '../common/app-exception.js';
+import { Auth, type AuthContext } from '../common/auth/auth-context.js';
+import { ListQueryDto } from '../common/list-query.dto.js';
+import { uuidPipe } from '../common/uuid.pipe.js';
+import { CreateWebhookDto, UpdateWebhookDto } from './dto/webhooks.dto.js';
+import { WebhooksService } from './webhooks.service.js';
+
+const IMMUTABLE = ['token', 'hmacSecret'] as const;
+
+/**
+ * A PATCH naming `token` or `hmacSecret` is IMMUTABLE_FIELD. An interceptor runs after the API key
+ * guard and before any pipe, so this answer comes before the whitelist validation would call
+ * them unknown (or null) fields.
+ */
+@Injectable()
+class RefuseImmutableFields implements NestInterceptor {
+  intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const body: unknown = ctx.switchToHttp().getRequest<Request>().body;
+    if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
+      const named = IMMUTABLE.filter((f) => Object.hasOwn(body, f));
+      if (named.length) {
+        const them = named.length > 1 ? 'them' : 'it';
+        throw new AppException(
+          HttpStatus.BAD_REQUEST,
+          'IMMUTABLE_FIELD',
+          `${named.join(' and ')} cannot be changed: create a new webhook to rotate ${them}`,
+        );
+      }
+    }
+    return next.handle();
+  }
+}
+
+@ApiTags('webhooks')
+@ApiBearerAuth()
+@Controller()
+export class WebhooksController {
+  constructor(private readonly webhooks: WebhooksService) {}
+
+  @Post('scripts/:id/webhooks')
+  @ApiOperation({ summary: 'A webhook for this script on one server; the token is generated here' })
+  create(@Auth() auth: AuthContext, @Param('id', uuidPipe) scriptId: string, @Body() dto: CreateWebhookDto) {
+    return this.webhooks.create(auth, scriptId, dto);
+  }
+
+  @Get('scripts/:id/webhooks')
+  list(@Auth() auth: AuthContext, @Param('id', uuidPipe) scriptId: string, @Query() q: ListQueryDto) {
+    return this.webhooks.list(auth, scriptId, q.limit, q.cursor);
+  }
+
+  @Get('webhooks/:id')
+  get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
+    return this.webhooks.get(auth, id);
+  }
+
+  @Patch('webhooks/:id')
+  @ApiOperation({ summary: 'Rename, pause/resume, or change the allowed IPs (token and HMAC secret are set once)' })
+  @UseInterceptors(RefuseImmutableFields)
+  update(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Body() dto: UpdateWebhookDto) {
+    return this.webhooks.update(auth, id, dto);
+  }
+
+  @Delete('webhooks/:id')
+  @HttpCode(204)
+  @ApiOperation({ summary: 'Delete: the token stops working at once' })
+  async delete(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string): Promise<void> {
+    await this.webhooks.delete(auth, id);
+  }
+
+  @Get('webhooks/:id/deliveries')
+  @ApiOperation({ summary: 'Recent calls, accepted and rejected, newest first' })
+  deliveries(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Query() q: ListQueryDto) {
+    return this.webhooks.listDeliveries(auth, id, q.limit, q.cursor);
+  }
+}

@@ -1,0 +1,161 @@
+import { HttpStatus, Inject, Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { AppException, notFound } from '../common/app-exception.js';
+import type { AuthContext } from '../common/auth/auth-context.js';
+import { decodeCursor, type Page, toPage } from '../common/pagination.js';
+import { SecretsService } from '../common/secrets.service.js';
+import { newWebhookToken, sha256 } from '../common/tokens.js';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { Script } from '../scripts/script.entity.js';
+import { Server } from '../servers/server.entity.js';
+import { DeliveryLog, type DeliveryView } from './delivery-log.service.js';
+import type { CreateWebhookDto, UpdateWebhookDto } from './dto/webhooks.dto.js';
+import { InvalidAllowlistEntry, normalizeAllowlist } from './ip-allowlist.js';
+import { webhookExamples, type WebhookExamples } from './webhook-examples.js';
+import { Webhook } from './webhook.entity.js';
+
+export const TOKEN_PURPOSE = 'webhook-token';
+export const HMAC_PURPOSE = 'webhook-hmac';
+
+export interface WebhookView {
+  id: string;
+  name: string;
+  scriptId: string;
+  serverId: string;
+  /** The owner reads it back here; null for a viewer key (a viewer must not be able to run scripts). */
+  token: string | null;
+  active: boolean;
+  allowedIps: string[];
+  hmacEnabled: boolean;
+  callCount: number;
+  lastCalledAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+  examples: WebhookExamples;
+}
+
+/** Webhook management: create, read (with the token, for owners), change, delete, and the delivery log. */
+@Injectable()
+export class WebhooksService {
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @InjectDataSource() private readonly db: DataSource,
+    private readonly secrets: SecretsService,
+    private readonly deliveries: DeliveryLog,
+  ) {}
+
+  private get webhooks() {
+    return this.db.getRepository(Webhook);
+  }
+
+  async create(auth: AuthContext, scriptId: string, dto: CreateWebhookDto): Promise<WebhookView> {
+    const allowedIps = allowlist(dto.allowedIps ?? []);
+    await this.requireScript(auth.workspaceId, scriptId);
+    const server = await this.db.getRepository(Server).exists({ where: { id: dto.serverId, workspaceId: auth.workspaceId } });
+    if (!server) throw notFound('Server');
+    const token = newWebhookToken();
+    const secret = dto.hmacSecret ?? null;
+    const row = await this.webhooks.save(
+      this.webhooks.create({
+        workspaceId: auth.workspaceId,
+        scriptId,
+        serverId: dto.serverId,
+        name: dto.name,
+        tokenEncrypted: this.secrets.seal(token, TOKEN_PURPOSE),
+        tokenHash: sha256(token),
+        active: true,
+        allowedIps,
+        hmacSecretEncrypted: secret === null ? null : this.secrets.seal(secret, HMAC_PURPOSE),
+        hmacEnabled: secret !== null,
+        callCount: 0,
+        lastCalledAt: null,
+      }),
+    );
+    return this.toView(row, auth, token);
+  }
+
+  async list(auth: AuthContext, scriptId: string, limit = 50, cursor?: string): Promise<Page<WebhookView>> {
+    await this.requireScript(auth.workspaceId, scriptId);
+    const c = decodeCursor(cursor);
+    const qb = this.webhooks
+      .createQueryBuilder('w')
+      .addSelect('w.tokenEncrypted')
+      .where('w.script_id = :scriptId AND w.workspace_id = :workspaceId', { scriptId, workspaceId: auth.workspaceId })
+      .orderBy('w.created_at', 'DESC')
+      .addOrderBy('w.id', 'DESC')
+      .limit(limit + 1);
+    if (c) qb.andWhere('(w.created_at, w.id) < (:at, :id)', { at: c.at, id: c.id });
+    return toPage(await qb.getMany(), limit, (w) => ({ at: w.createdAt, id: w.id }), (w) => this.toView(w, auth));
+  }
+
+  async get(auth: AuthContext, id: string): Promise<WebhookView> {
+    return this.toView(await this.find(auth.workspaceId, id), auth);
+  }
+
+  async update(auth: AuthContext, id: string, dto: UpdateWebhookDto): Promise<WebhookView> {
+    const allowedIps = dto.allowedIps === undefined ? undefined : allowlist(dto.allowedIps);
+    const row = await this.find(auth.workspaceId, id);
+    const change: Partial<Pick<Webhook, 'name' | 'active' | 'allowedIps'>> = {};
+    if (dto.name !== undefined) change.name = dto.name;
+    if (dto.active !== undefined) change.active = dto.active;
+    if (allowedIps !== undefined) change.allowedIps = allowedIps;
+    // Only the named columns: never a read-modify-write of call_count racing the trigger.
+    if (Object.keys(change).length) await this.webhooks.update({ id: row.id, workspaceId: auth.workspaceId }, change);
+    return this.get(auth, id);
+  }
+
+  async delete(auth: AuthContext, id: string): Promise<void> {
+    const r = await this.webhooks.delete({ id, workspaceId: auth.workspaceId });
+    if (!r.affected) throw notFound('Webhook');
+    this.deliveries.forget(id);
+  }
+
+  async listDeliveries(auth: AuthContext, id: string, limit = 50, cursor?: string): Promise<Page<DeliveryView>> {
+    const exists = await this.webhooks.exists({ where: { id, workspaceId: auth.workspaceId } });
+    if (!exists) throw notFound('Webhook');
+    return this.deliveries.list(id, limit, cursor);
+  }
+
+  private async find(workspaceId: string, id: string): Promise<Webhook> {
+    const row = await this.webhooks
+      .createQueryBuilder('w')
+      .addSelect('w.tokenEncrypted')
+      .where('w.id = :id AND w.workspace_id = :workspaceId', { id, workspaceId })
+      .getOne();
+    if (!row) throw notFound('Webhook');
+    return row;
+  }
+
+  private async requireScript(workspaceId: string, id: string): Promise<void> {
+    if (!(await this.db.getRepository(Script).exists({ where: { id, workspaceId } }))) throw notFound('Script');
+  }
+
+  private toView(w: Webhook, auth: AuthContext, token?: string): WebhookView {
+    const visible = auth.role === 'owner' ? (token ?? this.secrets.open(w.tokenEncrypted, TOKEN_PURPOSE)) : null;
+    return {
+      id: w.id,
+      name: w.name,
+      scriptId: w.scriptId,
+      serverId: w.serverId,
+      token: visible,
+      active: w.active,
+      allowedIps: w.allowedIps,
+      hmacEnabled: w.hmacEnabled,
+      callCount: w.callCount,
+      lastCalledAt: w.lastCalledAt,
+      createdAt: w.createdAt,
+      updatedAt: w.updatedAt,
+      examples: webhookExamples(this.config.publicUrl, visible, w.hmacEnabled),
+    };
+  }
+}
+
+function allowlist(entries: string[]): string[] {
+  try {
+    return normalizeAllowlist(entries);
+  } catch (e) {
+    if (e instanceof InvalidAllowlistEntry) throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', e.message);
+    throw e;
+  }
+}
