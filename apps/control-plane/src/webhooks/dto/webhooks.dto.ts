@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { ArrayMaxSize, IsArray, IsBoolean, IsNotEmpty, IsOptional, IsString, IsUUID, Matches, MaxLength, ValidateIf } from 'class-validator';
+import { Nullable } from '../../common/validation.js';
 import { MAX_ALLOWED_IPS } from '../ip-allowlist.js';
 
 const NAME = /^[^\u0000-\u001f\u007f]+$/;
@@ -27,6 +28,7 @@ export class CreateWebhookDto {
   allowedIps?: string[];
 
   @ApiPropertyOptional({ description: 'Set once; callers then sign the raw body (X-Webhook-Signature). Never returned.', maxLength: 1024 })
+  @Nullable()
   @IsOptional()
   @IsString()
   @IsNotEmpty()
