@@ -1,5 +1,6 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
+import { AgentsModule } from './agents/agents.module.js';
 import { loggerParams } from './common/logging.js';
 import { CommonModule } from './common/common.module.js';
 import type { AppConfig } from './config/app-config.js';
@@ -27,6 +28,7 @@ export class AppModule {
         ServersModule,
         ScriptsModule,
         ExecutionsModule,
+        AgentsModule,
         WebhooksModule,
       ],
     };

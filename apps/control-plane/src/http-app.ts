@@ -33,7 +33,8 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
   const dashboard = dashboardDir();
   if (dashboard) app.use(...dashboardMiddleware(dashboard));
   else app.get(Logger).warn('the dashboard is not built (npm run build:dashboard): serving the API only');
-  app.setGlobalPrefix(API_PREFIX, { exclude: ['health', 'health/live', 'metrics'] });
+  // agent/:file: the agent bundle, unit and install script, at the URL the install command uses.
+  app.setGlobalPrefix(API_PREFIX, { exclude: ['health', 'health/live', 'metrics', 'agent/:file'] });
   app.useGlobalPipes(validationPipe());
   app.useGlobalFilters(new AllExceptionsFilter());
 

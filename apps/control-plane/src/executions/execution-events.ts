@@ -1,10 +1,39 @@
+import type { ExecutionStatus, OutputStream } from '@app/protocol';
 import { Injectable } from '@nestjs/common';
 import { Subject } from 'rxjs';
 import type { Execution } from './execution.entity.js';
 
-/** In-process notifications about executions; the dispatcher and the dashboard feed listen. */
+/** A chunk of output that was just stored (never a resent duplicate). */
+export interface OutputStored {
+  executionId: string;
+  workspaceId: string;
+  seq: number;
+  stream: OutputStream;
+  data: Buffer;
+}
+
+/** An execution moved to another status (committed). */
+export interface StatusChanged {
+  executionId: string;
+  workspaceId: string;
+  serverId: string;
+  status: ExecutionStatus;
+  exitCode: number | null;
+}
+
+/**
+ * In-process notifications about executions; the dispatcher, the SSE feed and the dashboard feed
+ * listen. They only say what this process just committed: the database stays the source of truth,
+ * and a listener on another node reads it (or gets the same news through the socket.io adapter).
+ */
 @Injectable()
 export class ExecutionEvents {
   /** A new execution row was committed with status `queued`. */
   readonly created = new Subject<Execution>();
+  /** The dispatcher finished its first attempt to hand a created execution to its agent. */
+  readonly dispatchSettled = new Subject<{ executionId: string }>();
+  readonly output = new Subject<OutputStored>();
+  readonly status = new Subject<StatusChanged>();
+  /** A dispatched or running execution should be stopped: the agents gateway tells its agent. */
+  readonly cancelRequested = new Subject<{ executionId: string; serverId: string }>();
 }

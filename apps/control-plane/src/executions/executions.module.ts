@@ -1,13 +1,18 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { ExecutionOutput } from './execution-output.entity.js';
 import { ExecutionEvents } from './execution-events.js';
+import { ExecutionFeed } from './execution-feed.js';
+import { ExecutionLifecycle } from './execution-lifecycle.service.js';
+import { ExecutionOutputStore } from './execution-output.service.js';
+import { ExecutionOutput } from './execution-output.entity.js';
 import { Execution } from './execution.entity.js';
+import { ExecutionsController } from './executions.controller.js';
 import { ExecutionsService } from './executions.service.js';
 
 @Module({
   imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput])],
-  providers: [ExecutionsService, ExecutionEvents],
-  exports: [ExecutionsService, ExecutionEvents],
+  controllers: [ExecutionsController],
+  providers: [ExecutionsService, ExecutionEvents, ExecutionLifecycle, ExecutionOutputStore, ExecutionFeed],
+  exports: [ExecutionsService, ExecutionEvents, ExecutionLifecycle, ExecutionOutputStore],
 })
 export class ExecutionsModule {}

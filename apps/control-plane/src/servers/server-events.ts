@@ -1,8 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { Subject } from 'rxjs';
+import type { ServerStatus } from './server.entity.js';
 
-/** Tells the agents gateway when a server's token stops being valid (rotated or deleted). */
+/** In-process notifications about servers. */
 @Injectable()
 export class ServerEvents {
+  /** A server's token stopped being valid (rotated or deleted): the agents gateway drops its connection. */
   readonly tokenRevoked = new Subject<{ serverId: string }>();
+  /** A server's agent came online or went offline (committed); the dashboard feed listens. */
+  readonly statusChanged = new Subject<{ serverId: string; workspaceId: string; status: ServerStatus }>();
 }

@@ -1,0 +1,126 @@
+import { AgentEvents, type AgentToServerEvents, type ServerToAgentEvents, type StartExecution, StartReply } from '@app/protocol';
+import { Injectable, Logger } from '@nestjs/common';
+import type { Namespace } from 'socket.io';
+
+/** What an agent says about itself in its handshake. */
+export interface AgentInfo {
+  hostname: string;
+  platform: string;
+  agentVersion: string;
+}
+
+/** What the gateway keeps on each authenticated agent socket. */
+export interface AgentSocketData {
+  serverId: string;
+  workspaceId: string;
+  agent: AgentInfo;
+  /** The hello exchange is done: the socket is in the ready room and may get work. */
+  ready: boolean;
+}
+
+export type AgentNamespace = Namespace<AgentToServerEvents, ServerToAgentEvents, Record<string, never>, AgentSocketData>;
+
+export type StartOutcome =
+  | { kind: 'accepted' }
+  | { kind: 'refused'; reason: string }
+  /** No connected agent got it: it certainly did not run. */
+  | { kind: 'nobody' }
+  /** An agent got it but did not answer in time: the next hello decides. */
+  | { kind: 'no-answer' };
+
+/** Every socket of a server's agent (normally one). */
+export const serverRoom = (serverId: string) => `server:${serverId}`;
+/** The socket of a server's agent once its hello is reconciled: where commands go. */
+export const readyRoom = (serverId: string) => `server:${serverId}:ready`;
+
+const START_ACK_TIMEOUT_MS = 30_000;
+const CANCEL_ACK_TIMEOUT_MS = 10_000;
+
+/**
+ * Sends commands to agents through socket.io rooms rather than socket references, so with a
+ * socket.io adapter (Redis, PostgreSQL) a command reaches the agent whichever node holds it.
+ */
+@Injectable()
+export class AgentLink {
+  private readonly logger = new Logger(AgentLink.name);
+  private nsp: AgentNamespace | null = null;
+
+  attach(nsp: AgentNamespace): void {
+    this.nsp = nsp;
+  }
+
+  get initialised(): boolean {
+    return this.nsp !== null;
+  }
+
+  /** Whether a ready agent of this server is connected to any node. */
+  async hasReadyAgent(serverId: string): Promise<boolean> {
+    if (!this.nsp) return false;
+    return (await this.nsp.in(readyRoom(serverId)).fetchSockets()).length > 0;
+  }
+
+  /** Whether any socket of this server is connected to any node. */
+  async hasAgent(serverId: string): Promise<boolean> {
+    if (!this.nsp) return false;
+    return (await this.nsp.in(serverRoom(serverId)).fetchSockets()).length > 0;
+  }
+
+  /** Servers whose ready agent is connected to this node. */
+  localReadyServers(): string[] {
+    if (!this.nsp) return [];
+    const ids = new Set<string>();
+    for (const s of this.nsp.sockets.values()) if (s.data.ready) ids.add(s.data.serverId);
+    return [...ids];
+  }
+
+  /** Servers with any agent socket on this node. */
+  localServers(): string[] {
+    if (!this.nsp) return [];
+    return [...new Set([...this.nsp.sockets.values()].map((s) => s.data.serverId).filter(Boolean))];
+  }
+
+  disconnect(serverId: string): void {
+    this.nsp?.in(serverRoom(serverId)).disconnectSockets(true);
+  }
+
+  start(serverId: string, cmd: StartExecution): Promise<StartOutcome> {
+    const nsp = this.nsp;
+    if (!nsp) return Promise.resolve({ kind: 'nobody' });
+    return new Promise((resolve) => {
+      nsp
+        .to(readyRoom(serverId))
+        .timeout(START_ACK_TIMEOUT_MS)
+        .emit(AgentEvents.start, cmd, (err: Error | null, replies: unknown[]) => {
+          resolve(startOutcome(err, replies ?? []));
+        });
+    });
+  }
+
+  cancel(serverId: string, executionId: string): void {
+    const nsp = this.nsp;
+    if (!nsp) return;
+    nsp
+      .to(readyRoom(serverId))
+      .timeout(CANCEL_ACK_TIMEOUT_MS)
+      .emit(AgentEvents.cancel, { executionId }, (err: Error | null, replies: unknown[]) => {
+        this.logger.log({ executionId, serverId, replies, timedOut: !!err }, 'cancel sent to the agent');
+      });
+  }
+}
+
+function startOutcome(err: Error | null, replies: unknown[]): StartOutcome {
+  let refused: string | null = null;
+  for (const reply of replies) {
+    const r = StartReply.safeParse(reply);
+    if (r.success && r.data.accepted) return { kind: 'accepted' };
+    if (r.success && !r.data.accepted) refused = r.data.reason;
+    else refused ??= describeReply(reply);
+  }
+  if (refused !== null) return { kind: 'refused', reason: refused };
+  return err ? { kind: 'no-answer' } : { kind: 'nobody' };
+}
+
+function describeReply(reply: unknown): string {
+  const message = (reply as { error?: { message?: unknown } } | null)?.error?.message;
+  return typeof message === 'string' ? message.slice(0, 500) : 'malformed answer to execution.start';
+}

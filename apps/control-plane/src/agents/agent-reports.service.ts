@@ -1,0 +1,175 @@
+import {
+  AgentHello,
+  type ErrorReply,
+  ExecutionFinished,
+  type FinishedReply,
+  type HelloReply,
+  isTerminal,
+  type OutputAck,
+  OutputBatch,
+  parseMessage,
+} from '@app/protocol';
+import { Injectable, Logger } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import type { DataSource } from 'typeorm';
+import { ExecutionEvents, type StatusChanged } from '../executions/execution-events.js';
+import { ExecutionLifecycle } from '../executions/execution-lifecycle.service.js';
+import { ExecutionOutputStore, type StoredChunk } from '../executions/execution-output.service.js';
+import { rows } from '../executions/sql.js';
+
+/** execution_output.seq is a PostgreSQL integer. */
+const MAX_SEQ = 2_147_483_647;
+
+const refuse = (code: string, message: string): ErrorReply => ({ error: { code, message } });
+const unknownExecution = (id: string) => refuse('UNKNOWN_EXECUTION', `execution ${id} was not dispatched to this server`);
+
+export interface HelloOutcome {
+  reply: HelloReply;
+  /** Executions the agent runs but should stop (cancel requested, or already over here). */
+  cancel: string[];
+}
+
+/**
+ * What an agent reports: output batches, finished reports, and the hello after each connect.
+ * Every payload is validated here; an agent may only report on executions dispatched to its own
+ * server (anything else is refused and changes nothing). Thrown errors mean "could not store
+ * now" (the gateway then drops the connection so the agent resends after its next hello).
+ */
+@Injectable()
+export class AgentReports {
+  private readonly logger = new Logger(AgentReports.name);
+
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    private readonly lifecycle: ExecutionLifecycle,
+    private readonly output: ExecutionOutputStore,
+    private readonly events: ExecutionEvents,
+  ) {}
+
+  /** Stores a batch idempotently and acks it only once it is committed. */
+  async storeOutput(serverId: string, payload: unknown): Promise<OutputAck> {
+    const parsed = parseMessage(OutputBatch, payload);
+    if (!parsed.ok) return parsed.error;
+    const batch = parsed.value;
+    const chunks: StoredChunk[] = batch.chunks.map((c) => ({
+      seq: c.seq,
+      stream: c.stream,
+      data: Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength),
+    }));
+    for (let i = 0; i < chunks.length; i++) {
+      if (chunks[i]!.seq > MAX_SEQ) return refuse('INVALID_PAYLOAD', `chunks.${i}.seq: larger than ${MAX_SEQ}`);
+      if (i > 0 && chunks[i]!.seq <= chunks[i - 1]!.seq) return refuse('INVALID_PAYLOAD', `chunks.${i}.seq: not in increasing order`);
+    }
+    const ackedSeq = chunks[chunks.length - 1]!.seq;
+
+    type Stored = { reply: OutputAck; workspaceId: string; started: StatusChanged | null; stored: StoredChunk[]; completed: StatusChanged | null };
+    const result = await this.db.transaction(async (tx): Promise<{ reply: OutputAck } | Stored> => {
+      const e = await this.lifecycle.lockForServer(tx, batch.executionId, serverId);
+      if (!e) return { reply: unknownExecution(batch.executionId) };
+      if (e.status === 'queued') return { reply: refuse('NOT_DISPATCHED', `execution ${e.id} is queued, not dispatched`) };
+      // Over: whatever it still sends is not wanted; acked so the agent stops resending it.
+      if (isTerminal(e.status)) return { reply: { ackedSeq } };
+      const started = await this.lifecycle.markStartedByOutput(tx, e);
+      const stored = await this.output.insert(tx, e.id, chunks);
+      const report = e.finish_report ? ExecutionFinished.safeParse(e.finish_report) : null;
+      const completed = report?.success ? await this.lifecycle.completeIfWhole(tx, e.id, report.data) : null;
+      return { reply: { ackedSeq }, workspaceId: e.workspace_id, started, stored, completed };
+    });
+    if ('stored' in result) {
+      this.lifecycle.emitAll([result.started]);
+      for (const c of result.stored) this.events.output.next({ executionId: batch.executionId, workspaceId: result.workspaceId, ...c });
+      this.lifecycle.emitAll([result.completed]);
+    }
+    return result.reply;
+  }
+
+  async finished(serverId: string, payload: unknown): Promise<FinishedReply> {
+    const parsed = parseMessage(ExecutionFinished, payload);
+    if (!parsed.ok) return parsed.error;
+    return this.recordFinished(serverId, parsed.value);
+  }
+
+  /**
+   * Holds the report in finish_report and completes the execution when every chunk up to lastSeq
+   * is stored; if some are missing it stays as it is and completes when they arrive.
+   */
+  private async recordFinished(serverId: string, report: ExecutionFinished): Promise<FinishedReply> {
+    if (report.lastSeq > MAX_SEQ) return refuse('INVALID_PAYLOAD', `lastSeq: larger than ${MAX_SEQ}`);
+    const result = await this.db.transaction(async (tx): Promise<{ reply: FinishedReply; completed?: StatusChanged | null }> => {
+      const e = await this.lifecycle.lockForServer(tx, report.executionId, serverId);
+      if (!e) return { reply: unknownExecution(report.executionId) };
+      if (e.status === 'queued') return { reply: refuse('NOT_DISPATCHED', `execution ${e.id} is queued, not dispatched`) };
+      if (isTerminal(e.status)) return { reply: { ok: true as const } };
+      await tx.query(`UPDATE execution SET finish_report = $2 WHERE id = $1`, [e.id, JSON.stringify(report)]);
+      const completed = await this.lifecycle.completeIfWhole(tx, e.id, report);
+      if (!completed) this.logger.warn({ executionId: e.id, lastSeq: report.lastSeq }, 'finished before all its output is stored; waiting for it');
+      return { reply: { ok: true as const }, completed };
+    });
+    this.lifecycle.emitAll([result.completed ?? null]);
+    return result.reply;
+  }
+
+  /**
+   * Reconciles after a (re)connect. What this server should be running but the agent knows
+   * neither as running nor finished: `lost`, except a start that was never acked and produced no
+   * output, which certainly never ran: back to `queued` while its delivery deadline holds.
+   * The reply tells the agent, per execution it holds, the first seq not stored here.
+   */
+  async hello(serverId: string, payload: unknown): Promise<HelloOutcome> {
+    const parsed = parseMessage(AgentHello, payload);
+    if (!parsed.ok) return { reply: parsed.error, cancel: [] };
+    const hello = parsed.value;
+
+    for (const report of hello.finished) {
+      const r = await this.recordFinished(serverId, report);
+      if ('error' in r) this.logger.warn({ executionId: report.executionId, error: r.error }, 'refused a finished report in hello');
+    }
+
+    const known = new Set([...hello.running.map((r) => r.executionId), ...hello.finished.map((f) => f.executionId)]);
+    const active = await rows<{ id: string; status: string; deliverable: boolean; has_output: boolean }>(
+      this.db,
+      `SELECT e.id, e.status, e.deliver_by > now() AS deliverable,
+              EXISTS (SELECT 1 FROM execution_output o WHERE o.execution_id = e.id) AS has_output
+       FROM execution e WHERE e.server_id = $1 AND e.status IN ('dispatched', 'running')`,
+      [serverId],
+    );
+    for (const a of active) {
+      if (known.has(a.id)) continue;
+      if (a.status === 'dispatched' && !a.has_output && a.deliverable) {
+        await this.lifecycle.requeue(a.id);
+      } else {
+        await this.lifecycle.markLost(a.id, 'the agent reconnected without this execution (it was restarted or lost the run)');
+      }
+    }
+
+    const held = [...hello.running.map((r) => ({ id: r.executionId, nextSeq: r.nextSeq })), ...hello.finished.map((f) => ({ id: f.executionId, nextSeq: f.lastSeq + 1 }))];
+    const ids = held.map((h) => h.id);
+    const own = new Map(
+      (
+        await rows<{ id: string; status: Parameters<typeof isTerminal>[0]; cancel_requested: boolean }>(
+          this.db,
+          `SELECT id, status, cancel_requested FROM execution WHERE server_id = $1 AND id = ANY($2::uuid[])`,
+          [serverId, ids],
+        )
+      ).map((r) => [r.id, r]),
+    );
+    const resend: { executionId: string; fromSeq: number }[] = [];
+    const cancel: string[] = [];
+    const running = new Set(hello.running.map((r) => r.executionId));
+    for (const h of held) {
+      const e = own.get(h.id);
+      if (!e) continue; // not this server's: nothing to say about it
+      if (isTerminal(e.status)) {
+        resend.push({ executionId: h.id, fromSeq: h.nextSeq });
+        if (running.has(h.id)) cancel.push(h.id);
+        continue;
+      }
+      if (running.has(h.id)) {
+        if (e.status === 'dispatched') await this.lifecycle.markRunning(h.id);
+        if (e.cancel_requested) cancel.push(h.id);
+      }
+      resend.push({ executionId: h.id, fromSeq: await this.output.firstMissingSeq(h.id) });
+    }
+    return { reply: { resend }, cancel };
+  }
+}

@@ -1,0 +1,157 @@
+import {
+  AGENT_NAMESPACE,
+  AgentEvents,
+  AgentHandshake,
+  type ErrorReply,
+  MAX_MESSAGE_BYTES,
+  SUPPORTED_PROTOCOL_VERSIONS,
+} from '@app/protocol';
+import { Logger, type OnModuleDestroy } from '@nestjs/common';
+import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import type { Subscription } from 'rxjs';
+import type { Socket } from 'socket.io';
+import { ExecutionEvents } from '../executions/execution-events.js';
+import { ServerEvents } from '../servers/server-events.js';
+import { ServersService } from '../servers/servers.service.js';
+import { AgentLink, type AgentNamespace, type AgentSocketData, readyRoom, serverRoom } from './agent-link.js';
+import { AgentPresence } from './agent-presence.js';
+import { AgentReports } from './agent-reports.service.js';
+import { Dispatcher } from './dispatcher.js';
+
+type AgentSocket = Socket<Record<string, never>, Record<string, never>, Record<string, never>, AgentSocketData>;
+
+const SUPPORTED = SUPPORTED_PROTOCOL_VERSIONS.join(', ');
+
+/**
+ * The `/agent` namespace: token and protocol version checked at the handshake, one live connection
+ * per server (a newer one replaces the older), every report validated and acknowledged.
+ */
+@WebSocketGateway({ namespace: AGENT_NAMESPACE, transports: ['websocket'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
+export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, OnModuleDestroy {
+  private readonly logger = new Logger(AgentsGateway.name);
+  private revoked?: Subscription;
+  private cancels?: Subscription;
+
+  constructor(
+    private readonly servers: ServersService,
+    private readonly serverEvents: ServerEvents,
+    private readonly executionEvents: ExecutionEvents,
+    private readonly link: AgentLink,
+    private readonly presence: AgentPresence,
+    private readonly reports: AgentReports,
+    private readonly dispatcher: Dispatcher,
+  ) {}
+
+  afterInit(nsp: AgentNamespace): void {
+    nsp.use((socket, next) => {
+      this.authenticate(socket as unknown as AgentSocket).then(
+        (error) => next(error ?? undefined),
+        (err: unknown) => {
+          this.logger.error({ err }, 'agent handshake failed');
+          next(new Error('the control plane could not check the token; retry later'));
+        },
+      );
+    });
+    this.link.attach(nsp);
+    this.revoked = this.serverEvents.tokenRevoked.subscribe(({ serverId }) => {
+      this.logger.log({ serverId }, 'agent token revoked: dropping its connection');
+      this.link.disconnect(serverId);
+    });
+    this.cancels = this.executionEvents.cancelRequested.subscribe(({ executionId, serverId }) => this.link.cancel(serverId, executionId));
+  }
+
+  onModuleDestroy(): void {
+    this.revoked?.unsubscribe();
+    this.cancels?.unsubscribe();
+  }
+
+  /** Null when the agent may connect; else the error its `connect_error` carries. */
+  private async authenticate(socket: AgentSocket): Promise<Error | null> {
+    // The server may allow long-polling for other namespaces; agents must use WebSocket only.
+    if (socket.conn.transport.name !== 'websocket') return new Error('websocket transport required');
+    const auth: unknown = socket.handshake.auth;
+    const version = (auth as { protocolVersion?: unknown } | null)?.protocolVersion;
+    if (typeof version !== 'number' || !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
+      return new Error(`unsupported protocol version ${String(version)}; supported: ${SUPPORTED}`);
+    }
+    const parsed = AgentHandshake.safeParse(auth);
+    if (!parsed.success) return new Error('unauthorized');
+    const server = await this.servers.findByAgentToken(parsed.data.token);
+    if (!server) return new Error('unauthorized');
+    const { hostname, platform, agentVersion } = parsed.data;
+    socket.data = { serverId: server.id, workspaceId: server.workspaceId, agent: { hostname, platform, agentVersion }, ready: false };
+    return null;
+  }
+
+  async handleConnection(socket: AgentSocket): Promise<void> {
+    const { serverId, agent: info } = socket.data;
+    if (!serverId) return void socket.disconnect(true);
+    this.listen(socket);
+    // A newer connection replaces the older, on whichever node it is.
+    this.link.disconnect(serverId);
+    await socket.join(serverRoom(serverId));
+    this.logger.log({ serverId, socketId: socket.id, agentVersion: info.agentVersion }, 'agent connected');
+    await this.presence.connected(serverId, info).catch((err: unknown) => this.logger.error({ err, serverId }, 'could not mark the server online'));
+  }
+
+  async handleDisconnect(socket: AgentSocket): Promise<void> {
+    const { serverId } = socket.data ?? {};
+    if (!serverId) return;
+    this.logger.log({ serverId, socketId: socket.id }, 'agent disconnected');
+    await this.presence.disconnected(serverId).catch((err: unknown) => this.logger.error({ err, serverId }, 'could not mark the server offline'));
+  }
+
+  /**
+   * The agent's reports are plain socket.io listeners, not @SubscribeMessage handlers: the protocol
+   * schemas are their validation, and the HTTP API's global pipes (class-validator DTO rules) must
+   * not judge a wire payload. Registered synchronously, before anything the agent sends is read.
+   */
+  private listen(socket: AgentSocket): void {
+    const on = (event: string, handle: (payload: unknown) => Promise<unknown>) => {
+      socket.on(event, (...args: unknown[]) => {
+        const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (reply: unknown) => void) : null;
+        // One payload argument; anything else is malformed and refused by the schema.
+        const payload = args.length === 1 ? args[0] : args;
+        void this.guarded(socket, event, () => handle(payload)).then((reply) => {
+          if (reply !== undefined && ack) ack(reply);
+        });
+      });
+    };
+    on(AgentEvents.hello, (payload) => this.onHello(socket, payload));
+    on(AgentEvents.output, (payload) => this.reports.storeOutput(socket.data.serverId, payload));
+    on(AgentEvents.finished, (payload) => this.reports.finished(socket.data.serverId, payload));
+  }
+
+  private async onHello(socket: AgentSocket, payload: unknown) {
+    const { serverId } = socket.data;
+    const outcome = await this.reports.hello(serverId, payload);
+    if ('error' in outcome.reply) return outcome.reply;
+    if (!socket.connected) return undefined;
+    socket.data.ready = true;
+    await socket.join(readyRoom(serverId));
+    setImmediate(() => {
+      for (const id of outcome.cancel) this.link.cancel(serverId, id);
+      this.dispatcher.dispatchQueued(serverId).catch((err: unknown) => this.logger.error({ err, serverId }, 'dispatch after hello failed'));
+    });
+    return outcome.reply;
+  }
+
+  /**
+   * A report that could not be handled for a reason of ours (the database is away) is not
+   * answered: the connection is dropped instead, and the agent resends everything unacked after
+   * its next hello. Refusing it would make the agent give up on it.
+   */
+  private async guarded(socket: AgentSocket, event: string, fn: () => Promise<unknown>): Promise<unknown> {
+    try {
+      const reply = await fn();
+      if (reply && typeof reply === 'object' && 'error' in reply) {
+        this.logger.warn({ serverId: socket.data.serverId, event, error: (reply as ErrorReply).error }, 'refused an agent message');
+      }
+      return reply;
+    } catch (err) {
+      this.logger.error({ err, serverId: socket.data.serverId, event }, 'could not handle an agent message; dropping the connection');
+      socket.disconnect(true);
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,129 @@
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { Subscription } from 'rxjs';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { ExecutionEvents } from '../executions/execution-events.js';
+import { type ClaimedExecution, ExecutionLifecycle } from '../executions/execution-lifecycle.service.js';
+import type { Execution } from '../executions/execution.entity.js';
+import { AgentLink } from './agent-link.js';
+import { AgentPresence } from './agent-presence.js';
+
+const CLAIM_BATCH = 50;
+
+/**
+ * Hands queued executions to their server's agent. Nothing here is the record of what is queued:
+ * the database is, and a claim (`queued` -> `dispatched`) is one conditional UPDATE, so several
+ * processes may dispatch at once without starting anything twice. Triggers: a new execution
+ * (ExecutionEvents.created), an agent that finished its hello, and a periodic sweep that also
+ * expires executions past their delivery deadline (`undeliverable`).
+ */
+@Injectable()
+export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(Dispatcher.name);
+  private subscription?: Subscription;
+  private sweepTimer?: NodeJS.Timeout;
+  private sweeping = false;
+  /** Per server: a dispatch pass is running, and whether another was asked for meanwhile. */
+  private readonly passes = new Map<string, { again: boolean; done: Promise<void> }>();
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly events: ExecutionEvents,
+    private readonly lifecycle: ExecutionLifecycle,
+    private readonly link: AgentLink,
+    private readonly presence: AgentPresence,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.subscription = this.events.created.subscribe((e) => void this.onCreated(e));
+    this.sweepTimer = setInterval(() => void this.sweep(), this.config.sweepIntervalMs);
+    this.sweepTimer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    this.subscription?.unsubscribe();
+    clearInterval(this.sweepTimer);
+  }
+
+  private async onCreated(e: Execution): Promise<void> {
+    try {
+      if (await this.link.hasReadyAgent(e.serverId)) await this.dispatchQueued(e.serverId);
+    } catch (err) {
+      this.logger.error({ err, executionId: e.id }, 'dispatch after create failed; the sweep retries');
+    } finally {
+      this.events.dispatchSettled.next({ executionId: e.id });
+    }
+  }
+
+  /**
+   * Sends every queued execution of a server to its agent, oldest first. Passes for one server do
+   * not overlap in this process (a request during a pass makes it run once more), which keeps the
+   * starts in queue order on the agent's socket.
+   */
+  dispatchQueued(serverId: string): Promise<void> {
+    const running = this.passes.get(serverId);
+    if (running) {
+      running.again = true;
+      return running.done;
+    }
+    const pass = { again: false, done: Promise.resolve() };
+    pass.done = (async () => {
+      try {
+        do {
+          pass.again = false;
+          for (;;) {
+            const claimed = await this.lifecycle.claimQueued(serverId, CLAIM_BATCH);
+            // Emitted in order on one socket; the acks are handled as they come.
+            for (const c of claimed) void this.send(c);
+            if (claimed.length < CLAIM_BATCH) break;
+          }
+        } while (pass.again);
+      } finally {
+        this.passes.delete(serverId);
+      }
+    })();
+    this.passes.set(serverId, pass);
+    return pass.done;
+  }
+
+  private async send(c: ClaimedExecution): Promise<void> {
+    try {
+      const outcome = await this.link.start(c.serverId, c.start);
+      switch (outcome.kind) {
+        case 'accepted': {
+          const r = await this.lifecycle.markRunning(c.id);
+          // A cancel asked for between the claim and the ack may have reached the agent first.
+          if (r?.cancelRequested) this.link.cancel(c.serverId, c.id);
+          break;
+        }
+        case 'refused':
+          this.logger.warn({ executionId: c.id, reason: outcome.reason }, 'the agent refused an execution');
+          await this.lifecycle.markRefused(c.id, outcome.reason);
+          break;
+        case 'nobody':
+          await this.lifecycle.requeue(c.id);
+          break;
+        case 'no-answer':
+          this.logger.warn({ executionId: c.id }, 'no answer to execution.start; the agent hello will reconcile it');
+          break;
+      }
+    } catch (err) {
+      this.logger.error({ err, executionId: c.id }, 'handling the start answer failed');
+    }
+  }
+
+  /** Expires overdue queued executions, retries dispatch for this node's agents, refreshes presence. */
+  async sweep(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      const expired = await this.lifecycle.expireQueued();
+      if (expired) this.logger.log({ expired }, 'queued executions past their delivery deadline are undeliverable');
+      for (const serverId of this.link.localReadyServers()) await this.dispatchQueued(serverId);
+      await this.presence.heartbeat();
+    } catch (err) {
+      this.logger.error({ err }, 'sweep failed');
+    } finally {
+      this.sweeping = false;
+    }
+  }
+}

@@ -1,0 +1,134 @@
+import { type BeforeApplicationShutdown, Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { ServersService } from '../servers/servers.service.js';
+import { Server } from '../servers/server.entity.js';
+import { WorkspacesService } from '../workspaces/workspaces.service.js';
+import { installRoot } from './agent-files.js';
+import { InjectRepository } from '@nestjs/typeorm';
+import type { Repository } from 'typeorm';
+
+export const LOCAL_SERVER_NAME = 'local';
+const MAX_BACKOFF_MS = 30_000;
+/** A run this long resets the restart backoff. */
+const STABLE_MS = 60_000;
+const STOP_WAIT_MS = 15_000;
+
+/**
+ * With DEVPILOT_LOCAL_AGENT=true (what `npm start` sets), runs an agent for this machine as the
+ * server `local` of the bootstrap workspace: a new user can run a script on the first try. The
+ * token is rotated at each start (only its hash is stored) and handed over in the environment,
+ * never on the command line. Restarted with backoff if it dies; stopped before the database.
+ * Meant for one machine: several control planes with this on would each rotate the token.
+ */
+@Injectable()
+export class LocalAgentService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(LocalAgentService.name);
+  private child: ChildProcess | null = null;
+  private stopping = false;
+  private backoffMs = 1_000;
+  private restartTimer?: NodeJS.Timeout;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly servers: ServersService,
+    private readonly workspaces: WorkspacesService,
+    @InjectRepository(Server) private readonly serverRows: Repository<Server>,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (!this.config.localAgent) return;
+    const http = this.adapterHost.httpAdapter.getHttpServer() as HttpServer;
+    // Started once the port listens (and every bootstrap hook, the workspace's included, ran).
+    const go = () => void this.launch(http);
+    if (http.listening) go();
+    else http.once('listening', go);
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.restartTimer);
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    this.logger.log({ pid: child.pid }, 'stopping the local agent');
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_WAIT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private agentPath(): string | null {
+    const file = path.join(installRoot(), 'dist/agent/devpilot-agent.cjs');
+    return existsSync(file) ? file : null;
+  }
+
+  private async launch(http: HttpServer): Promise<void> {
+    if (this.stopping) return;
+    const bundle = this.agentPath();
+    if (!bundle) {
+      this.logger.warn('DEVPILOT_LOCAL_AGENT is on but the agent is not built (npm run build:agent): no local agent');
+      return;
+    }
+    let token: string;
+    try {
+      token = await this.localServerToken();
+    } catch (err) {
+      this.logger.error({ err }, 'could not prepare the local server; retrying');
+      return this.scheduleRestart(http);
+    }
+    const port = (http.address() as AddressInfo).port;
+    const host = ['0.0.0.0', '::', ''].includes(this.config.host) ? '127.0.0.1' : this.config.host;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const child = spawn(process.execPath, [bundle], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        LANG: process.env.LANG,
+        DEVPILOT_URL: url,
+        DEVPILOT_AGENT_TOKEN: token,
+        DEVPILOT_AGENT_SHUTDOWN_GRACE_MS: '5000',
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    this.child = child;
+    const startedAt = Date.now();
+    this.logger.log({ pid: child.pid, url }, `local agent started as server "${LOCAL_SERVER_NAME}"`);
+    child.once('error', (err) => this.logger.error({ err }, 'local agent failed to start'));
+    child.once('exit', (code, signal) => {
+      if (this.child === child) this.child = null;
+      if (this.stopping) return;
+      if (Date.now() - startedAt > STABLE_MS) this.backoffMs = 1_000;
+      this.logger.warn({ code, signal, restartInMs: this.backoffMs }, 'local agent exited; restarting');
+      this.scheduleRestart(http);
+    });
+  }
+
+  private scheduleRestart(http: HttpServer): void {
+    if (this.stopping) return;
+    const wait = this.backoffMs;
+    this.backoffMs = Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
+    this.restartTimer = setTimeout(() => void this.launch(http), wait);
+    this.restartTimer.unref();
+  }
+
+  /** Ensures the server `local` exists in the bootstrap workspace and gives it a fresh token. */
+  private async localServerToken(): Promise<string> {
+    const workspaceId = await this.workspaces.bootstrapWorkspaceId();
+    const existing = await this.serverRows.findOne({ where: { workspaceId, name: LOCAL_SERVER_NAME } });
+    if (existing) return (await this.servers.rotateToken(workspaceId, existing.id)).agentToken;
+    try {
+      return (await this.servers.create(workspaceId, LOCAL_SERVER_NAME)).agentToken;
+    } catch {
+      // Created meanwhile (another start): rotate that one.
+      const row = await this.serverRows.findOneOrFail({ where: { workspaceId, name: LOCAL_SERVER_NAME } });
+      return (await this.servers.rotateToken(workspaceId, row.id)).agentToken;
+    }
+  }
+}

@@ -1,0 +1,242 @@
+import type { ExecutionFinished, ExecutionStatus, Interpreter, StartExecution, Trigger } from '@app/protocol';
+import { Injectable, Logger } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
+import { ExecutionEvents, type StatusChanged } from './execution-events.js';
+import { rows } from './sql.js';
+
+/** A queued execution this process just claimed (`dispatched`), with what its agent needs to run it. */
+export interface ClaimedExecution {
+  id: string;
+  workspaceId: string;
+  serverId: string;
+  start: StartExecution;
+}
+
+interface ClaimRow {
+  id: string;
+  workspace_id: string;
+  server_id: string;
+  script_id: string;
+  script_version: number;
+  webhook_id: string | null;
+  trigger: Trigger;
+  interpreter: Interpreter;
+  timeout_seconds: number;
+  max_output_bytes: string;
+  content: string;
+}
+
+interface ChangedRow {
+  id: string;
+  workspace_id: string;
+  server_id: string;
+  status: ExecutionStatus;
+  exit_code: number | null;
+}
+
+/** Locked execution row, as the agent's reports need it. */
+export interface LockedExecution {
+  id: string;
+  workspace_id: string;
+  server_id: string;
+  status: ExecutionStatus;
+  cancel_requested: boolean;
+  finish_report: ExecutionFinished | null;
+}
+
+const ACTIVE = `('dispatched', 'running')`;
+
+/**
+ * Every status change of an execution after it was queued. Each is one conditional UPDATE on the
+ * status it expects, so two processes (or two nodes) racing on one execution cannot both win, and
+ * a terminal status never changes again. Status events are emitted after the change committed.
+ */
+@Injectable()
+export class ExecutionLifecycle {
+  private readonly logger = new Logger(ExecutionLifecycle.name);
+
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    private readonly events: ExecutionEvents,
+  ) {}
+
+  /**
+   * Claims up to `limit` queued executions of a server, oldest first, still inside their delivery
+   * deadline: `queued` -> `dispatched` atomically (SKIP LOCKED: concurrent claimers take others).
+   */
+  async claimQueued(serverId: string, limit: number): Promise<ClaimedExecution[]> {
+    const claimed = await rows<ClaimRow>(
+      this.db,
+      `WITH claimed AS (
+         UPDATE execution SET status = 'dispatched', dispatched_at = now()
+         WHERE status = 'queued' AND id IN (
+           SELECT id FROM execution
+           WHERE server_id = $1 AND status = 'queued' AND deliver_by > now()
+           ORDER BY queued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING id, workspace_id, server_id, script_id, script_version, webhook_id, trigger, queued_at)
+       SELECT c.*, s.interpreter, s.timeout_seconds, s.max_output_bytes, v.content
+       FROM claimed c
+       JOIN script s ON s.id = c.script_id
+       JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version
+       ORDER BY c.queued_at, c.id`,
+      [serverId, limit],
+    );
+    for (const r of claimed) this.emit({ id: r.id, workspace_id: r.workspace_id, server_id: r.server_id, status: 'dispatched', exit_code: null });
+    return claimed.map((r) => ({ id: r.id, workspaceId: r.workspace_id, serverId: r.server_id, start: startCommand(r) }));
+  }
+
+  /** The agent accepted the start. Returns whether a cancel was asked for meanwhile, or null if it was not `dispatched`. */
+  async markRunning(id: string): Promise<{ cancelRequested: boolean } | null> {
+    const [row] = await this.change(
+      `UPDATE execution SET status = 'running', started_at = COALESCE(started_at, now())
+       WHERE id = $1 AND status = 'dispatched' RETURNING ${RETURNED}, cancel_requested`,
+      [id],
+    );
+    return row ? { cancelRequested: (row as ChangedRow & { cancel_requested: boolean }).cancel_requested } : null;
+  }
+
+  /** The agent refused the start (shutting down, invalid command): `failed` with its reason. */
+  async markRefused(id: string, reason: string): Promise<void> {
+    await this.change(
+      `UPDATE execution SET status = 'failed', error = $2, finished_at = now()
+       WHERE id = $1 AND status = 'dispatched' RETURNING ${RETURNED}`,
+      [id, `the agent refused to start it: ${reason}`.slice(0, 2000)],
+    );
+  }
+
+  /**
+   * A dispatched execution that certainly never ran (no agent got the start, or the agent came back
+   * without it and without any output): back to `queued`, or `cancelled` if a cancel was asked for.
+   */
+  async requeue(id: string): Promise<void> {
+    await this.change(
+      `UPDATE execution SET
+         status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+         dispatched_at = NULL,
+         finished_at = CASE WHEN cancel_requested THEN now() END,
+         error = CASE WHEN cancel_requested THEN 'cancelled before it started' END
+       WHERE id = $1 AND status = 'dispatched' RETURNING ${RETURNED}`,
+      [id],
+    );
+  }
+
+  /** The agent came back without it: `lost`. */
+  async markLost(id: string, reason: string): Promise<void> {
+    await this.change(
+      `UPDATE execution SET status = 'lost', error = $2, finished_at = now()
+       WHERE id = $1 AND status IN ${ACTIVE} RETURNING ${RETURNED}`,
+      [id, reason],
+    );
+  }
+
+  /** Queued executions whose delivery deadline passed: `undeliverable`. */
+  async expireQueued(): Promise<number> {
+    const changed = await this.change(
+      `UPDATE execution SET status = 'undeliverable', finished_at = now(),
+         error = 'the agent did not come online before the delivery deadline'
+       WHERE status = 'queued' AND deliver_by <= now() RETURNING ${RETURNED}`,
+      [],
+    );
+    return changed.length;
+  }
+
+  /** Locks an execution of this server for the rest of the transaction; null when it is not this server's. */
+  async lockForServer(tx: EntityManager, id: string, serverId: string): Promise<LockedExecution | null> {
+    const [row] = await rows<LockedExecution>(
+      tx,
+      `SELECT id, workspace_id, server_id, status, cancel_requested, finish_report
+       FROM execution WHERE id = $1 AND server_id = $2 FOR UPDATE`,
+      [id, serverId],
+    );
+    return row ?? null;
+  }
+
+  /** Output arrived for a `dispatched` execution: the agent is running it. Inside the caller's transaction. */
+  async markStartedByOutput(tx: EntityManager, e: LockedExecution): Promise<StatusChanged | null> {
+    if (e.status !== 'dispatched') return null;
+    const [row] = await rows<ChangedRow>(
+      tx,
+      `UPDATE execution SET status = 'running', started_at = COALESCE(started_at, now())
+       WHERE id = $1 AND status = 'dispatched' RETURNING ${RETURNED}`,
+      [e.id],
+    );
+    return row ? toEvent(row) : null;
+  }
+
+  /**
+   * Completes an execution whose finished report is held, if every chunk up to its lastSeq is
+   * stored; otherwise it stays as it is until the missing chunks arrive. Inside the caller's
+   * transaction, with the row locked; returns the change to emit after commit.
+   */
+  async completeIfWhole(tx: EntityManager, id: string, report: ExecutionFinished): Promise<StatusChanged | null> {
+    if (report.lastSeq >= 0) {
+      const [{ n }] = (await rows<{ n: number }>(
+        tx,
+        `SELECT count(*)::int AS n FROM execution_output WHERE execution_id = $1 AND seq <= $2`,
+        [id, report.lastSeq],
+      )) as [{ n: number }];
+      if (n < report.lastSeq + 1) return null;
+    }
+    const { status, error } = outcome(report);
+    const [row] = await rows<ChangedRow>(
+      tx,
+      `UPDATE execution SET status = $2, exit_code = $3, signal = $4, error = $5, output_truncated = $6,
+         finished_at = now(), finish_report = $7
+       WHERE id = $1 AND status IN ${ACTIVE} RETURNING ${RETURNED}`,
+      [id, status, report.exitCode, report.signal, error, report.truncated, JSON.stringify(report)],
+    );
+    return row ? toEvent(row) : null;
+  }
+
+  /** Announces committed changes. */
+  emitAll(changes: (StatusChanged | null)[]): void {
+    for (const c of changes) if (c) this.events.status.next(c);
+  }
+
+  /** One conditional UPDATE on its own (autocommit), so its events can go out at once. */
+  private async change(sql: string, params: unknown[]): Promise<ChangedRow[]> {
+    const changed = await rows<ChangedRow>(this.db, sql, params);
+    for (const r of changed) this.emit(r);
+    return changed;
+  }
+
+  private emit(r: ChangedRow): void {
+    this.logger.debug({ executionId: r.id, status: r.status }, 'execution status');
+    this.events.status.next(toEvent(r));
+  }
+}
+
+const RETURNED = 'id, workspace_id, server_id, status, exit_code';
+
+function toEvent(r: ChangedRow): StatusChanged {
+  return { executionId: r.id, workspaceId: r.workspace_id, serverId: r.server_id, status: r.status, exitCode: r.exit_code };
+}
+
+/** The terminal status a finished report means. */
+export function outcome(r: ExecutionFinished): { status: ExecutionStatus; error: string | null } {
+  if (r.cancelled) return { status: 'cancelled', error: r.error };
+  if (r.timedOut) return { status: 'timed_out', error: r.error };
+  if (r.error !== null) return { status: 'failed', error: r.error };
+  if (r.exitCode === 0) return { status: 'succeeded', error: null };
+  return { status: 'failed', error: r.exitCode === null && r.signal ? `killed by ${r.signal}` : null };
+}
+
+function startCommand(r: ClaimRow): StartExecution {
+  const env: Record<string, string> = {
+    DEVPILOT_EXECUTION_ID: r.id,
+    DEVPILOT_SCRIPT_ID: r.script_id,
+    DEVPILOT_SCRIPT_VERSION: String(r.script_version),
+    DEVPILOT_SERVER_ID: r.server_id,
+    DEVPILOT_TRIGGER: r.trigger,
+  };
+  if (r.webhook_id) env.DEVPILOT_WEBHOOK_ID = r.webhook_id;
+  return {
+    executionId: r.id,
+    interpreter: r.interpreter,
+    content: r.content,
+    env,
+    timeoutMs: r.timeout_seconds * 1000,
+    maxOutputBytes: Number(r.max_output_bytes),
+  };
+}

@@ -1,0 +1,89 @@
+import type { OutputStream } from '@app/protocol';
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
+import { rows } from './sql.js';
+
+export interface StoredChunk {
+  seq: number;
+  stream: OutputStream;
+  data: Buffer;
+}
+
+/** Rows read per page when output is streamed: at most 64 x 256 KiB in memory per reader. */
+export const OUTPUT_PAGE_ROWS = 64;
+
+/** The execution_output table: idempotent inserts on (execution, seq), paged reads in seq order. */
+@Injectable()
+export class ExecutionOutputStore {
+  constructor(@InjectDataSource() private readonly db: DataSource) {}
+
+  /**
+   * Inserts a batch in one statement; a chunk already stored (a resend) is skipped. Adds only the
+   * bytes of rows actually inserted to output_bytes, so a resend is never counted twice. Returns
+   * the chunks that were new. Runs in the caller's transaction, with the execution row locked.
+   */
+  async insert(tx: EntityManager, executionId: string, chunks: StoredChunk[]): Promise<StoredChunk[]> {
+    const values: string[] = [];
+    const params: unknown[] = [executionId];
+    for (const c of chunks) {
+      params.push(c.seq, c.stream, c.data);
+      const n = params.length;
+      values.push(`($1, $${n - 2}, $${n - 1}, $${n})`);
+    }
+    const inserted = await rows<{ seq: number }>(
+      tx,
+      `INSERT INTO execution_output (execution_id, seq, stream, data) VALUES ${values.join(', ')}
+       ON CONFLICT (execution_id, seq) DO NOTHING RETURNING seq`,
+      params,
+    );
+    if (inserted.length === 0) return [];
+    const fresh = new Set(inserted.map((r) => r.seq));
+    const stored = chunks.filter((c) => fresh.has(c.seq));
+    const bytes = stored.reduce((sum, c) => sum + c.data.length, 0);
+    await tx.query(`UPDATE execution SET output_bytes = output_bytes + $2 WHERE id = $1`, [executionId, bytes]);
+    return stored;
+  }
+
+  /** The first seq not stored (how much is contiguous from 0): where the agent must resend from. */
+  async firstMissingSeq(executionId: string, q: { query: DataSource['query'] } = this.db): Promise<number> {
+    const [row] = await rows<{ from_seq: number }>(
+      q,
+      `SELECT CASE
+         WHEN NOT EXISTS (SELECT 1 FROM execution_output WHERE execution_id = $1 AND seq = 0) THEN 0
+         ELSE (SELECT min(o.seq) + 1 FROM execution_output o
+               WHERE o.execution_id = $1
+                 AND NOT EXISTS (SELECT 1 FROM execution_output p WHERE p.execution_id = $1 AND p.seq = o.seq + 1))
+       END AS from_seq`,
+      [executionId],
+    );
+    return Number(row?.from_seq ?? 0);
+  }
+
+  /** Up to `limit` chunks after `afterSeq`, in seq order, optionally of one stream. */
+  async page(executionId: string, afterSeq: number, limit = OUTPUT_PAGE_ROWS, stream?: OutputStream): Promise<StoredChunk[]> {
+    const params: unknown[] = [executionId, afterSeq, limit];
+    let filter = '';
+    if (stream) {
+      params.push(stream);
+      filter = 'AND stream = $4';
+    }
+    return rows<StoredChunk>(
+      this.db,
+      `SELECT seq, stream, data FROM execution_output
+       WHERE execution_id = $1 AND seq > $2 ${filter} ORDER BY seq LIMIT $3`,
+      params,
+    );
+  }
+
+  /** Every stored chunk after `afterSeq`, page by page, so memory stays bounded whatever the size. */
+  async *chunksAfter(executionId: string, afterSeq: number, stream?: OutputStream): AsyncGenerator<StoredChunk> {
+    let after = afterSeq;
+    for (;;) {
+      const page = await this.page(executionId, after, OUTPUT_PAGE_ROWS, stream);
+      for (const c of page) yield c;
+      if (page.length < OUTPUT_PAGE_ROWS) return;
+      after = page[page.length - 1]!.seq;
+    }
+  }
+}

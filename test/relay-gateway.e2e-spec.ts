@@ -1,0 +1,405 @@
+// The /agent gateway and the dispatcher against protocol-level fake agents (bare socket.io clients):
+// handshake, presence, dispatch, output storage, reconciliation, and what a buggy agent cannot do.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { AgentEvents, MAX_CHUNK_BYTES } from '@app/protocol';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { type ControlPlane, startControlPlane } from './support/control-plane.js';
+import { createScript, createServer, getExecution, getOutput, run, waitForStatus } from './support/executions.js';
+import { ProtocolAgent } from './support/protocol-agent.js';
+import { Api } from './support/http.js';
+import { createTestDatabase, type TestDatabase } from './support/postgres.js';
+import { sleep, waitFor } from './support/processes.js';
+
+let db: TestDatabase;
+let cp: ControlPlane;
+let api: Api;
+const agents: ProtocolAgent[] = [];
+
+async function connect(token: string, opts?: Parameters<typeof ProtocolAgent.connect>[2]): Promise<ProtocolAgent> {
+  const a = await ProtocolAgent.connect(cp.url, token, opts);
+  agents.push(a);
+  return a;
+}
+
+async function serverRow(id: string) {
+  return (await api.get(`/api/v1/servers/${id}`)).body;
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  cp = await startControlPlane({
+    databaseUrl: db.url,
+    env: { DEVPILOT_DELIVERY_DEADLINE_SECONDS: '4', DEVPILOT_SWEEP_INTERVAL_MS: '300' },
+  });
+  api = new Api(cp.url, cp.adminKey);
+});
+
+afterEach(() => {
+  for (const a of agents.splice(0)) a.close();
+});
+
+afterAll(async () => {
+  if (process.env.SHOW_CP_LOGS) process.stdout.write(cp?.proc.logs.slice(-30000) ?? '');
+  await cp?.stop();
+  await db?.drop();
+});
+
+describe('handshake and presence', () => {
+  it('refuses a bad token, an unsupported protocol version (saying which are supported) and long-polling', async () => {
+    const server = await createServer(api, 'hs-1');
+    expect(await ProtocolAgent.refusal(cp.url, { token: 'dpa_wrong', protocolVersion: 1 })).toBe('unauthorized');
+    expect(await ProtocolAgent.refusal(cp.url, { protocolVersion: 1 })).toBe('unauthorized');
+    expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken, protocolVersion: 99 })).toBe(
+      'unsupported protocol version 99; supported: 1',
+    );
+    expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken })).toContain('unsupported protocol version');
+    // The server only speaks WebSocket: a polling client cannot even open a session.
+    expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken, protocolVersion: 1 }, ['polling'])).toBeTruthy();
+    expect((await serverRow(server.id)).status).toBe('offline');
+  });
+
+  it('marks the server online with the agent facts, offline when it leaves', async () => {
+    const server = await createServer(api, 'hs-2');
+    const a = await connect(server.agentToken);
+    expect(a.helloReply).toEqual({ resend: [] });
+    const online = await waitFor('online', async () => {
+      const s = await serverRow(server.id);
+      return s.status === 'online' ? s : undefined;
+    });
+    expect(online).toMatchObject({ hostname: 'fake-host', platform: 'linux-x64', agentVersion: 'fake-1.0' });
+    expect(online.lastSeenAt).toBeTruthy();
+    a.close();
+    await waitFor('offline', async () => (await serverRow(server.id)).status === 'offline');
+  });
+
+  it('keeps one live connection per server: a newer one replaces the older, and the server stays online', async () => {
+    const server = await createServer(api, 'hs-3');
+    const first = await connect(server.agentToken);
+    const second = await connect(server.agentToken);
+    await waitFor('the older socket to be dropped', () => !first.connected);
+    expect(first.disconnectReason).toBe('io server disconnect');
+    expect(second.connected).toBe(true);
+    await sleep(300);
+    expect((await serverRow(server.id)).status).toBe('online');
+    // Work goes to the newer one.
+    const script = await createScript(api, 'echo hi');
+    const { executionId } = await run(api, script.id, server.id);
+    await second.waitForStart(executionId);
+    expect(first.starts).toHaveLength(0);
+  });
+
+  it('drops the connection when the token is rotated, and the old token no longer connects', async () => {
+    const server = await createServer(api, 'hs-4');
+    const a = await connect(server.agentToken);
+    expect((await api.post(`/api/v1/servers/${server.id}/agent-token`)).status).toBe(201);
+    await waitFor('the connection to be dropped', () => !a.connected);
+    expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken, protocolVersion: 1 })).toBe('unauthorized');
+  });
+
+  it('reports the agents gateway in /health', async () => {
+    const r = await new Api(cp.url).get('/health');
+    expect(r.status).toBe(200);
+    expect(r.body.info.agents.status).toBe('up');
+    expect(r.body.info.database.status).toBe('up');
+  });
+});
+
+describe('dispatch', () => {
+  it('sends the recorded script version with its interpreter, env, timeout and output cap', async () => {
+    const server = await createServer(api, 'd-1');
+    const a = await connect(server.agentToken);
+    const script = await createScript(api, 'echo v1', { interpreter: 'sh', timeoutSeconds: 7, maxOutputBytes: 12345 });
+    const accepted = await run(api, script.id, server.id);
+    expect(['dispatched', 'running']).toContain(accepted.status);
+    expect(accepted.links.output).toBe(`/api/v1/executions/${accepted.executionId}/output`);
+    const cmd = await a.waitForStart(accepted.executionId);
+    expect(cmd).toEqual({
+      executionId: accepted.executionId,
+      interpreter: 'sh',
+      content: 'echo v1',
+      env: {
+        DEVPILOT_EXECUTION_ID: accepted.executionId,
+        DEVPILOT_SCRIPT_ID: script.id,
+        DEVPILOT_SCRIPT_VERSION: '1',
+        DEVPILOT_SERVER_ID: server.id,
+        DEVPILOT_TRIGGER: 'manual',
+      },
+      timeoutMs: 7000,
+      maxOutputBytes: 12345,
+    });
+    const running = await waitForStatus(api, accepted.executionId, 'running');
+    expect(running.startedAt).toBeTruthy();
+  });
+
+  it('queues while the agent is offline, then delivers oldest first once it says hello', async () => {
+    const server = await createServer(api, 'd-2');
+    const script = await createScript(api, 'echo queued');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await run(api, script.id, server.id);
+      expect(r.status).toBe('queued');
+      ids.push(r.executionId);
+    }
+    const a = await connect(server.agentToken);
+    await waitFor('three starts', () => a.starts.length === 3);
+    expect(a.starts.map((s) => s.executionId)).toEqual(ids);
+    for (const id of ids) await waitForStatus(api, id, 'running');
+  });
+
+  it('does not dispatch to a socket that has not said hello', async () => {
+    const server = await createServer(api, 'd-3');
+    const a = await connect(server.agentToken, { hello: false });
+    const script = await createScript(api, 'echo wait');
+    const { executionId, status } = await run(api, script.id, server.id);
+    expect(status).toBe('queued');
+    await sleep(800);
+    expect(a.starts).toHaveLength(0);
+    await a.request(AgentEvents.hello, { running: [], finished: [] });
+    await a.waitForStart(executionId);
+  });
+
+  it('makes a queued execution undeliverable when its agent does not come before the deadline', async () => {
+    const server = await createServer(api, 'd-4');
+    const script = await createScript(api, 'echo never');
+    const { executionId } = await run(api, script.id, server.id);
+    const e = await waitForStatus(api, executionId, 'undeliverable', 15_000);
+    expect(e.error).toMatch(/delivery deadline/);
+    expect(e.finishedAt).toBeTruthy();
+    // An agent arriving later does not get it.
+    const a = await connect(server.agentToken);
+    await sleep(700);
+    expect(a.starts).toHaveLength(0);
+  });
+
+  it('fails an execution the agent refuses to start, with its reason', async () => {
+    const server = await createServer(api, 'd-5');
+    await connect(server.agentToken, { onStart: () => ({ accepted: false, reason: 'agent shutting down' }) });
+    const script = await createScript(api, 'echo no');
+    const { executionId } = await run(api, script.id, server.id);
+    const e = await waitForStatus(api, executionId, 'failed');
+    expect(e.error).toContain('agent shutting down');
+  });
+});
+
+describe('output and completion', () => {
+  async function running(name: string) {
+    const server = await createServer(api, name);
+    const a = await connect(server.agentToken);
+    const script = await createScript(api, 'echo x');
+    const { executionId } = await run(api, script.id, server.id);
+    await a.waitForStart(executionId);
+    await waitForStatus(api, executionId, 'running');
+    return { server, a, executionId, script };
+  }
+
+  it('stores batches before acking, in seq order, both streams, and completes on finished', async () => {
+    const { a, executionId } = await running('o-1');
+    expect(await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'out1\n' }, { seq: 1, stream: 'stderr', data: 'err1\n' }])).toEqual({ ackedSeq: 1 });
+    expect(await a.output(executionId, [{ seq: 2, stream: 'stdout', data: Buffer.from([0, 255, 10]) }])).toEqual({ ackedSeq: 2 });
+    expect(await a.finished(executionId, 2, { exitCode: 0, outputBytes: 13 })).toEqual({ ok: true });
+    const e = await getExecution(api, executionId);
+    expect(e).toMatchObject({ status: 'succeeded', exitCode: 0, outputBytes: 13, outputTruncated: false, error: null });
+    expect(e.durationMs).toBeGreaterThanOrEqual(0);
+    expect((await getOutput(api, executionId)).bytes).toEqual(Buffer.concat([Buffer.from('out1\nerr1\n'), Buffer.from([0, 255, 10])]));
+    expect((await getOutput(api, executionId, 'stderr')).bytes.toString()).toBe('err1\n');
+  });
+
+  it('never stores or counts a resent chunk twice', async () => {
+    const { a, executionId } = await running('o-2');
+    const batch = [{ seq: 0, stream: 'stdout' as const, data: 'abc' }, { seq: 1, stream: 'stdout' as const, data: 'def' }];
+    expect(await a.output(executionId, batch)).toEqual({ ackedSeq: 1 });
+    expect(await a.output(executionId, batch)).toEqual({ ackedSeq: 1 });
+    expect(await a.output(executionId, [batch[1]!, { seq: 2, stream: 'stdout', data: 'ghi' }])).toEqual({ ackedSeq: 2 });
+    expect((await getExecution(api, executionId)).outputBytes).toBe(9);
+    expect((await getOutput(api, executionId)).bytes.toString()).toBe('abcdefghi');
+    expect((await db.query('SELECT count(*)::int AS n FROM execution_output WHERE execution_id = $1', [executionId]))[0]!.n).toBe(3);
+  });
+
+  it('holds a finished report until every chunk up to lastSeq is stored', async () => {
+    const { a, executionId } = await running('o-3');
+    await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'a' }]);
+    await a.output(executionId, [{ seq: 2, stream: 'stdout', data: 'c' }]);
+    expect(await a.finished(executionId, 2, { exitCode: 3 })).toEqual({ ok: true });
+    await sleep(200);
+    expect((await getExecution(api, executionId)).status).toBe('running');
+    await a.output(executionId, [{ seq: 1, stream: 'stdout', data: 'b' }]);
+    const e = await waitForStatus(api, executionId, 'failed');
+    expect(e.exitCode).toBe(3);
+    expect((await getOutput(api, executionId)).bytes.toString()).toBe('abc');
+  });
+
+  it('maps the finished report to the terminal status and never changes it again', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ exitCode: 0 }, 'succeeded'],
+      [{ exitCode: 3 }, 'failed'],
+      [{ exitCode: null, error: 'interpreter not found: python3' }, 'failed'],
+      [{ exitCode: null, signal: 'SIGTERM', timedOut: true }, 'timed_out'],
+      [{ exitCode: null, signal: 'SIGTERM', cancelled: true }, 'cancelled'],
+    ];
+    for (const [i, [report, status]] of cases.entries()) {
+      const { a, executionId } = await running(`o-4-${i}`);
+      expect(await a.finished(executionId, -1, report)).toEqual({ ok: true });
+      const e = await getExecution(api, executionId);
+      expect(e.status).toBe(status);
+      if (report.error) expect(e.error).toBe(report.error);
+      if (report.signal) expect(e.signal).toBe(report.signal);
+      // A second, different report changes nothing.
+      expect(await a.finished(executionId, -1, { exitCode: 0 })).toEqual({ ok: true });
+      expect((await getExecution(api, executionId)).status).toBe(status);
+      // Output after the end is acked (so a real agent stops resending) but not stored.
+      expect(await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'late' }])).toEqual({ ackedSeq: 0 });
+      expect((await getExecution(api, executionId)).outputBytes).toBe(0);
+      a.close();
+    }
+  });
+
+  it('records truncation as reported', async () => {
+    const { a, executionId } = await running('o-5');
+    await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'x'.repeat(10) }]);
+    await a.finished(executionId, 0, { exitCode: 0, truncated: true, outputBytes: 10 });
+    expect(await getExecution(api, executionId)).toMatchObject({ status: 'succeeded', outputTruncated: true, outputBytes: 10 });
+  });
+});
+
+describe('reconciliation on hello', () => {
+  it('marks lost what the agent no longer knows, keeps what it runs, and asks for the first missing seq', async () => {
+    const server = await createServer(api, 'r-1');
+    const a = await connect(server.agentToken);
+    const script = await createScript(api, 'echo r');
+    const kept = (await run(api, script.id, server.id)).executionId;
+    const forgotten = (await run(api, script.id, server.id)).executionId;
+    await waitForStatus(api, kept, 'running');
+    await waitForStatus(api, forgotten, 'running');
+    await a.output(kept, [{ seq: 0, stream: 'stdout', data: 'a' }, { seq: 1, stream: 'stdout', data: 'b' }]);
+    await a.output(kept, [{ seq: 3, stream: 'stdout', data: 'd' }]);
+    a.close();
+    const b = await connect(server.agentToken, { hello: { running: [{ executionId: kept, nextSeq: 5 }], finished: [] } });
+    expect(b.helloReply).toEqual({ resend: [{ executionId: kept, fromSeq: 2 }] });
+    const lost = await waitForStatus(api, forgotten, 'lost');
+    expect(lost.error).toMatch(/reconnected without/);
+    expect((await getExecution(api, kept)).status).toBe('running');
+  });
+
+  it('completes from finished reports in the hello', async () => {
+    const server = await createServer(api, 'r-2');
+    const a = await connect(server.agentToken);
+    const script = await createScript(api, 'echo r');
+    const { executionId } = await run(api, script.id, server.id);
+    await waitForStatus(api, executionId, 'running');
+    await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'done' }]);
+    a.close();
+    const report = { executionId, exitCode: 0, signal: null, timedOut: false, cancelled: false, lastSeq: 0, outputBytes: 4, truncated: false, error: null };
+    const b = await connect(server.agentToken, { hello: { running: [], finished: [report] } });
+    expect(b.helloReply).toEqual({ resend: [{ executionId, fromSeq: 1 }] });
+    expect((await getExecution(api, executionId)).status).toBe('succeeded');
+  });
+
+  it('requeues a start that was never acked and redelivers it', async () => {
+    const server = await createServer(api, 'r-3');
+    const a = await connect(server.agentToken, { onStart: () => 'no-answer' });
+    const script = await createScript(api, 'echo r');
+    const { executionId } = await run(api, script.id, server.id);
+    await a.waitForStart(executionId);
+    expect((await getExecution(api, executionId)).status).toBe('dispatched');
+    a.close();
+    const b = await connect(server.agentToken);
+    await b.waitForStart(executionId);
+    await waitForStatus(api, executionId, 'running');
+  });
+
+  it('asks the agent to stop a run that is already over here', async () => {
+    const server = await createServer(api, 'r-4');
+    const a = await connect(server.agentToken);
+    const script = await createScript(api, 'echo r');
+    const { executionId } = await run(api, script.id, server.id);
+    await waitForStatus(api, executionId, 'running');
+    a.close();
+    // Reconnect without it: lost. Then a confused agent says it runs it after all.
+    await connect(server.agentToken);
+    await waitForStatus(api, executionId, 'lost');
+    const c = await connect(server.agentToken, { hello: { running: [{ executionId, nextSeq: 0 }], finished: [] } });
+    expect(c.helloReply).toEqual({ resend: [{ executionId, fromSeq: 0 }] });
+    await waitFor('a cancel', () => c.cancels.includes(executionId));
+    expect((await getExecution(api, executionId)).status).toBe('lost');
+  });
+});
+
+describe('a buggy agent', () => {
+  it('gets error acks for malformed payloads and changes nothing', async () => {
+    const server = await createServer(api, 'b-1');
+    const a = await connect(server.agentToken);
+    const script = await createScript(api, 'echo b');
+    const { executionId } = await run(api, script.id, server.id);
+    await waitForStatus(api, executionId, 'running');
+    const bad: [string, unknown[]][] = [
+      [AgentEvents.output, [null]],
+      [AgentEvents.output, ['a string']],
+      [AgentEvents.output, [{ executionId: 'not-a-uuid', chunks: [{ seq: 0, stream: 'stdout', data: Buffer.from('x') }] }]],
+      [AgentEvents.output, [{ executionId, chunks: [] }]],
+      [AgentEvents.output, [{ executionId, chunks: [{ seq: -1, stream: 'stdout', data: Buffer.from('x') }] }]],
+      [AgentEvents.output, [{ executionId, chunks: [{ seq: 0, stream: 'stdin', data: Buffer.from('x') }] }]],
+      [AgentEvents.output, [{ executionId, chunks: [{ seq: 0, stream: 'stdout', data: 'a string, not bytes' }] }]],
+      [AgentEvents.output, [{ executionId, chunks: [{ seq: 1.5, stream: 'stdout', data: Buffer.from('x') }] }]],
+      [AgentEvents.output, [{ executionId, chunks: [{ seq: 3_000_000_000, stream: 'stdout', data: Buffer.from('x') }] }]],
+      [AgentEvents.output, [{ executionId, chunks: [{ seq: 1, stream: 'stdout', data: Buffer.from('x') }, { seq: 0, stream: 'stdout', data: Buffer.from('y') }] }]],
+      [AgentEvents.output, [{ executionId, chunks: [{ seq: 0, stream: 'stdout', data: Buffer.alloc(MAX_CHUNK_BYTES + 1) }] }]],
+      [AgentEvents.output, [{ executionId, chunks: [{ seq: 0, stream: 'stdout', data: Buffer.from('x') }] }, 'extra argument']],
+      [AgentEvents.finished, [{ executionId, exitCode: 'zero', signal: null, timedOut: false, cancelled: false, lastSeq: -1, outputBytes: 0, truncated: false }]],
+      [AgentEvents.finished, [{ executionId }]],
+      [AgentEvents.finished, [42]],
+      [AgentEvents.hello, [{ running: 'all of them', finished: [] }]],
+    ];
+    for (const [event, args] of bad) {
+      const reply = await a.request(event, ...args);
+      expect(reply).toEqual({ error: { code: 'INVALID_PAYLOAD', message: expect.any(String) } });
+    }
+    // Without an ack function: no answer, no crash.
+    a.socket.emit(AgentEvents.output, { nonsense: true });
+    a.socket.emit(AgentEvents.finished);
+    a.socket.emit('no.such.event', 1, 2, 3);
+    expect(a.connected).toBe(true);
+    const e = await getExecution(api, executionId);
+    expect(e).toMatchObject({ status: 'running', outputBytes: 0 });
+    expect((await db.query('SELECT count(*)::int AS n FROM execution_output WHERE execution_id = $1', [executionId]))[0]!.n).toBe(0);
+  });
+
+  it('may not report on unknown executions or on another server’s', async () => {
+    const mine = await createServer(api, 'b-2-mine');
+    const theirs = await createServer(api, 'b-2-theirs');
+    const a = await connect(mine.agentToken);
+    const other = await connect(theirs.agentToken);
+    const script = await createScript(api, 'echo b');
+    const { executionId } = await run(api, script.id, theirs.id);
+    await waitForStatus(api, executionId, 'running');
+    for (const id of [randomUUID(), executionId]) {
+      expect(await a.output(id, [{ seq: 0, stream: 'stdout', data: 'forged' }])).toEqual({ error: { code: 'UNKNOWN_EXECUTION', message: expect.any(String) } });
+      expect(await a.finished(id, -1, { exitCode: 0 })).toEqual({ error: { code: 'UNKNOWN_EXECUTION', message: expect.any(String) } });
+    }
+    // Its hello cannot make the other server's execution lost or claim it either.
+    const again = await connect(mine.agentToken, { hello: { running: [{ executionId, nextSeq: 0 }], finished: [] } });
+    expect(again.helloReply).toEqual({ resend: [] });
+    expect(await getExecution(api, executionId)).toMatchObject({ status: 'running', outputBytes: 0 });
+    // The owner of a queued (not yet dispatched) execution cannot report on it either.
+    const owner = await createServer(api, 'b-2-owner');
+    const queued = (await run(api, script.id, owner.id)).executionId;
+    const silent = await connect(owner.agentToken, { hello: false });
+    expect(await silent.output(queued, [{ seq: 0, stream: 'stdout', data: 'early' }])).toEqual({ error: { code: 'NOT_DISPATCHED', message: expect.any(String) } });
+    expect(await silent.finished(queued, -1)).toEqual({ error: { code: 'NOT_DISPATCHED', message: expect.any(String) } });
+    expect((await getExecution(api, queued)).status).toBe('queued');
+    expect(other.connected).toBe(true);
+    expect((await getOutput(api, executionId)).bytes.length).toBe(0);
+  });
+
+  it('is disconnected, not crashing anything, when a message exceeds the size limit', async () => {
+    const server = await createServer(api, 'b-3');
+    const a = await connect(server.agentToken);
+    const script = await createScript(api, 'echo b');
+    const { executionId } = await run(api, script.id, server.id);
+    await waitForStatus(api, executionId, 'running');
+    const chunks = Array.from({ length: 40 }, (_, i) => ({ seq: i, stream: 'stdout', data: randomBytes(MAX_CHUNK_BYTES) }));
+    a.socket.emit(AgentEvents.output, { executionId, chunks }, () => undefined);
+    await waitFor('the oversized message to cost the connection', () => !a.connected);
+    expect((await new Api(cp.url).get('/health')).status).toBe(200);
+    expect((await getExecution(api, executionId)).outputBytes).toBe(0);
+  });
+});
