@@ -5,6 +5,7 @@ import { loggerParams } from './common/logging.js';
 import { CommonModule } from './common/common.module.js';
 import type { AppConfig } from './config/app-config.js';
 import { ConfigModule } from './config/config.module.js';
+import { DashboardModule } from './dashboard/dashboard.module.js';
 import { DatabaseModule } from './database/database.module.js';
 import { ExecutionsModule } from './executions/executions.module.js';
 import { HealthModule } from './health/health.module.js';
@@ -30,6 +31,7 @@ export class AppModule {
         ExecutionsModule,
         AgentsModule,
         WebhooksModule,
+        DashboardModule,
       ],
     };
   }

@@ -1,0 +1,262 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { DashboardEvents } from '@app/protocol';
+import { type ControlPlane, startControlPlane } from './support/control-plane.js';
+import { FakeAgent } from './support/fake-agent.js';
+import { Api } from './support/http.js';
+import { createTestDatabase, type TestDatabase } from './support/postgres.js';
+import { sleep, waitFor } from './support/processes.js';
+import { ViewerClient } from './support/viewer.js';
+
+/**
+ * The /dashboard feed against the real control plane and PostgreSQL, with viewers as socket.io
+ * clients and an agent at the protocol level (so the test decides exactly when each chunk lands).
+ */
+let db: TestDatabase;
+let cp: ControlPlane;
+let owner: Api;
+let serverId: string;
+let scriptId: string;
+let agent: FakeAgent;
+const viewers: ViewerClient[] = [];
+
+async function viewer(apiKey = cp.adminKey): Promise<ViewerClient> {
+  const v = await ViewerClient.connect(cp.url, apiKey);
+  viewers.push(v);
+  return v;
+}
+
+/** A manual run, accepted by the fake agent. */
+async function startExecution(api = owner, script = scriptId, server = serverId, by = agent): Promise<string> {
+  const r = await api.post(`/api/v1/scripts/${script}/executions`, { serverId: server });
+  expect(r.status).toBe(202);
+  const id = r.body.executionId as string;
+  await by.waitStarted(id);
+  return id;
+}
+
+/** `count` chunks of distinct content: seq n is `line n ...\n`, stderr for every 7th. */
+const chunk = (n: number, size = 32) => ({
+  stream: n % 7 === 3 ? ('stderr' as const) : ('stdout' as const),
+  data: Buffer.concat([Buffer.from(`line ${n} `), randomBytes(size)]),
+});
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  cp = await startControlPlane({ databaseUrl: db.url });
+  owner = new Api(cp.url, cp.adminKey);
+  const server = await owner.post('/api/v1/servers', { name: 'feed-server' });
+  expect(server.status).toBe(201);
+  serverId = server.body.id;
+  const script = await owner.post('/api/v1/scripts', { name: 'feed-script', content: 'echo hi' });
+  expect(script.status).toBe(201);
+  scriptId = script.body.id;
+  agent = await FakeAgent.connect(cp.url, server.body.agentToken);
+  await waitFor('server online', async () => (await owner.get(`/api/v1/servers/${serverId}`)).body.status === 'online');
+});
+
+afterAll(async () => {
+  for (const v of viewers) v.close();
+  agent?.close();
+  await cp?.stop();
+  await db?.drop();
+});
+
+describe('handshake', () => {
+  it('refuses a bad, missing or malformed API key at connect', async () => {
+    for (const key of ['not-a-key', '', undefined, 42, 'x'.repeat(600)]) {
+      await expect(ViewerClient.connect(cp.url, key)).rejects.toThrow('unauthorized');
+    }
+  });
+
+  it('accepts a key of the workspace, viewer role included', async () => {
+    const key = await owner.post('/api/v1/api-keys', { name: 'watcher', role: 'viewer' });
+    expect(key.status).toBe(201);
+    const v = await viewer(key.body.key);
+    expect(v.socket.connected).toBe(true);
+  });
+});
+
+describe('execution.subscribe', () => {
+  it('refuses a malformed request with INVALID_PAYLOAD and an unknown execution with NOT_FOUND', async () => {
+    const v = await viewer();
+    const bad = await v.subscribe('not-a-uuid');
+    expect(bad).toMatchObject({ ok: false, error: { code: 'INVALID_PAYLOAD' } });
+    const missing = await v.subscribe(randomUUID());
+    expect(missing).toEqual({ ok: false, error: { code: 'NOT_FOUND', message: 'Execution not found' } });
+  });
+
+  it('sends the backlog, then live chunks: each seq exactly once and in order, even while chunks land during the subscribe', async () => {
+    const id = await startExecution();
+    const expected: Buffer[] = [];
+    const send = async (from: number, count: number) => {
+      const batch = Array.from({ length: count }, (_, i) => chunk(from + i));
+      expected.push(...batch.map((c) => c.data));
+      await agent.output(id, batch);
+    };
+    // A backlog of several pages (the feed reads 64 rows per page) before anyone watches.
+    for (let i = 0; i < 200; i += 40) await send(i, 40);
+
+    // The agent keeps writing small batches while viewers subscribe at staggered moments, some
+    // from the start and some after a seq they already hold.
+    let written = 200;
+    let writing = true;
+    const writer = (async () => {
+      while (writing) {
+        await send(written, 3);
+        written += 3;
+      }
+    })();
+    const late: { v: ViewerClient; afterSeq: number }[] = [];
+    for (let i = 0; i < 12; i++) {
+      const v = await viewer();
+      const afterSeq = i % 3 === 2 ? 57 + i : -1;
+      expect(await v.subscribe(id, afterSeq)).toEqual({ ok: true });
+      late.push({ v, afterSeq });
+      await sleep(15);
+    }
+    await sleep(100);
+    writing = false;
+    await writer;
+    await send(written, 5);
+    written += 5;
+    await agent.finish(id, 0);
+
+    const all = Buffer.concat(expected);
+    for (const { v, afterSeq } of late) {
+      const status = await v.waitTerminal(id);
+      expect(status).toMatchObject({ executionId: id, status: 'succeeded', exitCode: 0 });
+      const want = Array.from({ length: written - afterSeq - 1 }, (_, i) => afterSeq + 1 + i);
+      expect(v.seqs(id)).toEqual(want);
+      expect(v.bytes(id).equals(Buffer.concat(expected.slice(afterSeq + 1)))).toBe(true);
+      // The terminal status came after the last chunk, and once.
+      const names = v.events.filter((e) => (e.payload as { executionId?: string }).executionId === id).map((e) => e.event);
+      expect(names.lastIndexOf(DashboardEvents.output)).toBeLessThan(names.lastIndexOf(DashboardEvents.status));
+      expect(v.statuses.get(id)!.filter((s) => s.status === 'succeeded')).toHaveLength(1);
+    }
+    // What the viewers got is what was stored.
+    const stored = await fetch(`${cp.url}/api/v1/executions/${id}/output`, { headers: { authorization: `Bearer ${cp.adminKey}` } });
+    expect(Buffer.from(await stored.arrayBuffer()).equals(all)).toBe(true);
+  });
+
+  it('a finished execution: the whole backlog, in order, to a viewer that subscribes afterwards', async () => {
+    const id = await startExecution();
+    const sent = Array.from({ length: 150 }, (_, i) => chunk(i, 100));
+    await agent.output(id, sent.slice(0, 100));
+    await agent.output(id, sent.slice(100));
+    await agent.finish(id, 3);
+    await waitFor('failed', async () => (await owner.get(`/api/v1/executions/${id}`)).body.status === 'failed');
+    const v = await viewer();
+    expect(await v.subscribe(id)).toEqual({ ok: true });
+    await waitFor('150 chunks', () => v.seqs(id).length >= 150);
+    await sleep(200);
+    expect(v.seqs(id)).toEqual(sent.map((_, i) => i));
+    expect(v.bytes(id).equals(Buffer.concat(sent.map((c) => c.data)))).toBe(true);
+    expect(v.output.get(id)!.map((e) => e.stream)).toEqual(sent.map((c) => c.stream));
+  });
+});
+
+describe('workspaces', () => {
+  it('a viewer of workspace B gets nothing of workspace A: subscribe refused as NOT_FOUND, no created, status or server events', async () => {
+    const ws = await owner.post('/api/v1/workspaces', { name: 'other team' });
+    expect(ws.status).toBe(201);
+    const b = await viewer(ws.body.apiKey);
+    const a = await viewer();
+
+    // Activity in A: a server comes online, an execution is created, writes and finishes.
+    const server = await owner.post('/api/v1/servers', { name: 'a-second-server' });
+    const agent2 = await FakeAgent.connect(cp.url, server.body.agentToken);
+    const id = await startExecution(owner, scriptId, server.body.id, agent2);
+    const refused = await b.subscribe(id);
+    expect(refused).toEqual({ ok: false, error: { code: 'NOT_FOUND', message: 'Execution not found' } });
+    expect(refused).toEqual(await b.subscribe(randomUUID()));
+    await agent2.output(id, [chunk(0), chunk(1)]);
+    await agent2.finish(id, 0);
+    agent2.close();
+
+    // A sees all of it, so the events were sent; B saw none of them.
+    await waitFor('A sees the server go offline', () =>
+      a.events.some((e) => e.event === DashboardEvents.serverStatus && (e.payload as { status: string }).status === 'offline'),
+    );
+    await a.waitTerminal(id);
+    const aNames = new Set(a.events.map((e) => e.event));
+    for (const name of [DashboardEvents.created, DashboardEvents.status, DashboardEvents.serverStatus]) expect(aNames.has(name)).toBe(true);
+    expect(a.events.find((e) => e.event === DashboardEvents.created)?.payload).toMatchObject({
+      executionId: id,
+      scriptId,
+      serverId: server.body.id,
+      trigger: 'manual',
+      status: 'queued',
+    });
+    expect(b.events).toEqual([]);
+  });
+});
+
+describe('fan-out', () => {
+  it('200 viewers on one execution all receive the full output, byte for byte', async () => {
+    const id = await startExecution();
+    const sent = Array.from({ length: 120 }, (_, i) => chunk(i, 2000));
+    // Half watch from the start, half join while it writes.
+    const first = await Promise.all(Array.from({ length: 100 }, () => viewer()));
+    await Promise.all(first.map(async (v) => expect(await v.subscribe(id)).toEqual({ ok: true })));
+    for (let i = 0; i < 60; i += 20) await agent.output(id, sent.slice(i, i + 20));
+    const second = await Promise.all(Array.from({ length: 100 }, () => viewer()));
+    const subscribing = second.map(async (v) => expect(await v.subscribe(id)).toEqual({ ok: true }));
+    for (let i = 60; i < 120; i += 20) await agent.output(id, sent.slice(i, i + 20));
+    await Promise.all(subscribing);
+    await agent.finish(id, 0);
+
+    const want = Buffer.concat(sent.map((c) => c.data));
+    const seqs = sent.map((_, i) => i);
+    for (const v of [...first, ...second]) {
+      await v.waitTerminal(id);
+      expect(v.seqs(id)).toEqual(seqs);
+      expect(v.bytes(id).equals(want)).toBe(true);
+    }
+  });
+});
+
+describe('limits', () => {
+  it('a subscribe flood is refused with RATE_LIMITED, and the connection stays usable', async () => {
+    const v = await viewer();
+    const replies = await Promise.all(Array.from({ length: 40 }, () => v.subscribe(randomUUID())));
+    const codes = replies.map((r) => (r.ok ? 'ok' : r.error.code));
+    expect(codes).toContain('RATE_LIMITED');
+    expect(codes).toContain('NOT_FOUND');
+    expect(v.socket.connected).toBe(true);
+  });
+
+  it('a viewer that stops reading is told to resubscribe; the agent and another viewer are not held up', async () => {
+    const id = await startExecution();
+    const fast = await viewer();
+    const slow = await viewer();
+    expect(await fast.subscribe(id)).toEqual({ ok: true });
+    expect(await slow.subscribe(id)).toEqual({ ok: true });
+    await sleep(100);
+    // Stop reading the slow viewer's TCP socket: the control plane's writes to it back up.
+    const tcp = (slow.socket.io.engine.transport as unknown as { ws: { _socket: { pause(): void; resume(): void } } }).ws._socket;
+    tcp.pause();
+
+    // 48 MiB in 256 KiB chunks, 16 per batch: every batch is acked (stored) while the slow viewer reads nothing.
+    const big = (n: number) => ({ stream: 'stdout' as const, data: Buffer.alloc(256 * 1024, 97 + (n % 26)) });
+    const chunks = Array.from({ length: 192 }, (_, i) => big(i));
+    for (let i = 0; i < chunks.length; i += 16) await agent.output(id, chunks.slice(i, i + 16));
+    await agent.finish(id, 0);
+    await fast.waitTerminal(id);
+    expect(fast.seqs(id)).toEqual(chunks.map((_, i) => i));
+
+    tcp.resume();
+    await waitFor('resubscribe', () => slow.events.find((e) => e.event === DashboardEvents.resubscribe), 30_000);
+    const resub = slow.events.find((e) => e.event === DashboardEvents.resubscribe)!.payload as { executionId: string; reason: string };
+    expect(resub.executionId).toBe(id);
+    expect(resub.reason).toMatch(/behind/);
+    // It resumes from what it holds and ends up with every byte, once.
+    const held = slow.lastContiguous(id);
+    expect(held).toBeLessThan(chunks.length - 1);
+    expect(await slow.subscribe(id, held)).toEqual({ ok: true });
+    await waitFor('the rest', () => slow.seqs(id).length >= chunks.length, 30_000);
+    await sleep(100);
+    expect(slow.seqs(id)).toEqual(chunks.map((_, i) => i));
+    expect(slow.bytes(id).equals(Buffer.concat(chunks.map((c) => c.data)))).toBe(true);
+  });
+});
