@@ -1,0 +1,44 @@
+// HTTP load with autocannon (as a library); latencies kept at full precision by us.
+import autocannon from 'autocannon';
+import { quantile } from './util.mjs';
+
+const MAX_SAMPLES = 2_000_000;
+
+/**
+ * POSTs `body` with `headers` to `url` on `connections` connections, for `durationS` seconds or
+ * `amount` requests. `okStatus` is what counts as success. `onBody(status, body)` sees each response.
+ */
+export async function fire({ url, body, headers, connections, durationS, amount, okStatus, onBody, timeoutS = 30 }) {
+  const latencies = [];
+  const opts = {
+    url,
+    method: 'POST',
+    body,
+    headers,
+    connections,
+    pipelining: 1,
+    timeout: timeoutS,
+    ...(amount ? { amount } : { duration: durationS }),
+    ...(onBody ? { requests: [{ method: 'POST', body, headers, onResponse: (status, b) => onBody(status, b) }] } : {}),
+  };
+  const instance = autocannon(opts);
+  instance.on('response', (_client, _status, _bytes, responseTime) => {
+    if (latencies.length < MAX_SAMPLES) latencies.push(responseTime);
+  });
+  const r = await instance;
+  const byStatus = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, v.count]));
+  const ok = okStatus.reduce((n, s) => n + (byStatus[s] ?? 0), 0);
+  const total = Object.values(byStatus).reduce((a, b) => a + b, 0);
+  return {
+    durationS: r.duration,
+    ok,
+    okPerS: ok / r.duration,
+    total,
+    errors: total - ok + r.errors + r.timeouts,
+    socketErrors: r.errors,
+    timeouts: r.timeouts,
+    byStatus,
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+  };
+}

@@ -1,0 +1,47 @@
+// Summarises V8 .cpuprofile files: the functions with the most self time, and time per package.
+import { readFileSync } from 'node:fs';
+
+export function summariseProfile(file, top = 15) {
+  const prof = JSON.parse(readFileSync(file, 'utf8'));
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const dt = new Map();
+  // timeDeltas[i] is the time before samples[i]; attribute it to that sample's node.
+  for (let i = 0; i < prof.samples.length; i++) dt.set(prof.samples[i], (dt.get(prof.samples[i]) ?? 0) + (prof.timeDeltas[i] ?? 0));
+  const total = [...dt.values()].reduce((a, b) => a + b, 0) || 1;
+  const self = new Map();
+  const pkgs = new Map();
+  for (const [id, us] of dt) {
+    const cf = byId.get(id).callFrame;
+    const where = cf.url ? `${shortUrl(cf.url)}:${cf.lineNumber + 1}` : '';
+    const key = `${cf.functionName || '(anonymous)'} ${where}`.trim();
+    self.set(key, (self.get(key) ?? 0) + us);
+    const pkg = packageOf(cf);
+    pkgs.set(pkg, (pkgs.get(pkg) ?? 0) + us);
+  }
+  const pct = (us) => Math.round((1000 * us) / total) / 10;
+  return {
+    file,
+    totalMs: Math.round(total / 1000),
+    topSelf: [...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([frame, us]) => ({ frame, pct: pct(us) })),
+    byPackage: [...pkgs].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([pkg, us]) => ({ pkg, pct: pct(us) })),
+  };
+}
+
+function shortUrl(url) {
+  const nm = url.lastIndexOf('node_modules/');
+  if (nm >= 0) return url.slice(nm + 'node_modules/'.length);
+  const d = url.indexOf('/dist/');
+  if (d >= 0) return url.slice(d + 1);
+  return url.replace(/^file:\/\//, '');
+}
+
+function packageOf(cf) {
+  const url = cf.url;
+  if (!url) return cf.functionName === '(garbage collector)' ? '(gc)' : cf.functionName === '(idle)' ? '(idle)' : cf.functionName === '(program)' ? '(program: native/V8)' : '(native)';
+  const m = url.match(/node_modules\/((?:@[^/]+\/)?[^/]+)/g);
+  if (m) return m[m.length - 1].replace('node_modules/', '');
+  if (url.startsWith('node:')) return `node:${url.slice(5).split('/')[0]}`;
+  if (url.includes('/dist/apps/')) return '(our control plane)';
+  if (url.includes('/dist/agent/')) return '(our agent bundle)';
+  return url;
+}

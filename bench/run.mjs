@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// `npm run bench [-- scenario ...]`: starts everything itself, runs the scenarios, prints a table
+// and writes bench/results.json. See bench/README.md.
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BENCH_DIR, PROFILE_DIR } from './lib/paths.mjs';
+import { peerBinary } from './lib/peer.mjs';
+import { pgServer } from './lib/postgres.mjs';
+import { summariseProfile } from './lib/profile.mjs';
+import { printTable } from './lib/report.mjs';
+import { ensureBuilt } from './lib/stack.mjs';
+import { envInt, liveProcesses } from './lib/util.mjs';
+
+const SCENARIOS = ['trigger', 'first-byte', 'exec-rate', 'throughput', 'agents', 'fanout'];
+
+const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+function killAll() {
+  for (const p of liveProcesses) p.child.kill('SIGKILL');
+}
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => {
+  log('interrupted: stopping what the bench started');
+  killAll();
+  process.exit(130);
+});
+
+async function main() {
+  const args = process.argv.slice(2).filter((a) => a !== '--');
+  if (args.includes('-h') || args.includes('--help')) {
+    process.stdout.write(`usage: npm run bench [-- ${SCENARIOS.join('|')} ...]\nenvironment: see bench/README.md\n`);
+    return;
+  }
+  const unknown = args.filter((a) => !SCENARIOS.includes(a));
+  if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.join(', ')}`);
+  const chosen = args.length ? SCENARIOS.filter((s) => args.includes(s)) : SCENARIOS;
+
+  ensureBuilt(log);
+  const pg = await pgServer(log);
+  log(`PostgreSQL: ${pg.kind}`);
+  const ctx = {
+    log,
+    pg,
+    peer: peerBinary(log),
+    profile: process.env.BENCH_PROFILE === '1',
+    rounds: envInt('BENCH_ROUNDS', 3),
+    durationS: envInt('BENCH_DURATION_S', 5),
+    warmupS: envInt('BENCH_WARMUP_S', 1),
+    drainTimeoutMs: envInt('BENCH_DRAIN_TIMEOUT_S', 120) * 1000,
+    agentConcurrency: envInt('BENCH_AGENT_CONCURRENCY', 4),
+    connectionLevels: (process.env.BENCH_CONNECTIONS || '10,100').split(',').map(Number),
+  };
+  if (!ctx.peer.bin) log(ctx.peer.why);
+  const started = Date.now();
+  const results = [];
+  const profilesBefore = new Set(existsSync(PROFILE_DIR) ? readdirSync(PROFILE_DIR) : []);
+  try {
+    for (const name of chosen) {
+      const mod = (await import(`./scenarios/${name}.mjs`)).default;
+      log(`== ${name}: ${mod.title}`);
+      const t0 = Date.now();
+      try {
+        const r = await mod.run(ctx);
+        results.push({ scenario: name, title: mod.title, seconds: Math.round((Date.now() - t0) / 1000), ...r });
+      } catch (e) {
+        log(`${name} failed: ${e.stack ?? e}`);
+        results.push({ scenario: name, title: mod.title, skipped: `failed: ${String(e.message ?? e).split('\n')[0].slice(0, 200)}`, error: String(e.stack ?? e).slice(0, 4000) });
+      }
+    }
+  } finally {
+    killAll();
+    await pg.stop();
+  }
+
+  let profiles;
+  if (ctx.profile && existsSync(PROFILE_DIR)) {
+    profiles = readdirSync(PROFILE_DIR)
+      .filter((f) => f.endsWith('.cpuprofile') && !profilesBefore.has(f))
+      .map((f) => summariseProfile(path.join(PROFILE_DIR, f)));
+    for (const p of profiles) {
+      log(`profile ${path.basename(p.file)} (${p.totalMs} ms sampled)`);
+      for (const f of p.topSelf.slice(0, 10)) log(`   ${String(f.pct).padStart(5)}%  ${f.frame}`);
+      log(`   by package: ${p.byPackage.map((x) => `${x.pkg} ${x.pct}%`).join(', ')}`);
+    }
+  }
+
+  printTable(results);
+  const out = {
+    when: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, postgres: pg.kind },
+    settings: { rounds: ctx.rounds, durationS: ctx.durationS, agentConcurrency: ctx.agentConcurrency, connectionLevels: ctx.connectionLevels },
+    totalSeconds: Math.round((Date.now() - started) / 1000),
+    results,
+    profiles,
+  };
+  writeFileSync(path.join(BENCH_DIR, 'results.json'), `${JSON.stringify(out, null, 2)}\n`);
+  log(`wrote bench/results.json (${out.totalSeconds} s)`);
+  if (results.some((r) => r.skipped?.startsWith('failed'))) process.exitCode = 1;
+}
+
+main().catch((e) => {
+  log(e.stack ?? String(e));
+  killAll();
+  process.exit(1);
+});
