@@ -70,90 +70,101 @@ async function openForm(button: string, form: string): Promise<void> {
 
 describe('the dashboard in a browser', () => {
   it('sign in, script, webhook, a real call, live output, status and history', async () => {
-    // Sign in with the admin key.
-    await page.goto(cp.url);
-    await byTestId('signin-api-key').fill(cp.adminKey);
-    await byTestId('signin-submit').click();
-
-    // A new script: a new workspace's scripts page explains what a script is and shows the form.
-    await byTestId('nav-scripts').click();
-    await byTestId('scripts-empty').waitFor();
-    await openForm('script-new', 'script-create-form');
-    const form = byTestId('script-create-form');
-    await form.getByTestId('script-name-input').fill('deploy-demo');
-    await form.getByTestId('script-interpreter-select').selectOption('bash');
-    await form.getByTestId('script-content-input').fill(SCRIPT);
-    await form.getByTestId('script-create-submit').click();
-    await page.waitForURL(/\/scripts\/[0-9a-f-]{36}$/);
-    const scriptId = page.url().split('/').pop()!;
-
-    // A webhook on the local server; its token is shown on the card.
-    await byTestId('tab-webhooks').click();
-    await byTestId('webhooks-empty').waitFor();
-    await openForm('webhook-new', 'webhook-create-form');
-    const hookForm = byTestId('webhook-create-form');
-    await hookForm.getByTestId('webhook-name-input').fill('ci-deploy');
-    await hookForm.getByTestId('webhook-server-select').selectOption({ label: 'local (online)' });
-    await hookForm.getByTestId('webhook-create-submit').click();
-    const card = byTestId('webhook-row').filter({ hasText: 'ci-deploy' });
-    const token = (await card.getByTestId('webhook-token').textContent())?.trim() ?? '';
-    expect(token).toMatch(/^\S{64}$/);
-
-    // A real HTTP call, as a CI pipeline would make it.
-    const call = await triggerWith(cp.url, token);
-    expect(call.status).toBe(202);
-    const executionId = call.body.executionId as string;
-
-    // Open it from the history and watch the lines arrive while it still runs.
-    await byTestId('nav-executions').click();
-    await page.locator(`[data-testid="execution-row"][data-execution-id="${executionId}"]`).getByTestId('execution-link').click();
-    await page.waitForURL(`**/executions/${executionId}`);
-    // The status shown at the moment the first line is, read in the page in one go.
-    const firstSeen = await page.waitForFunction(
-      `(() => {
-        const line = [...document.querySelectorAll('[data-testid="output-line"]')].find((l) => l.textContent.includes('step 1: starting'));
-        return line ? document.querySelector('[data-testid="status-badge"]').getAttribute('data-status') : null;
-      })()`,
-      undefined,
-      { timeout: 20_000, polling: 50 },
-    );
-    expect(['dispatched', 'running']).toContain(await firstSeen.jsonValue());
-
-    // The run ends: succeeded, exit 0, every line, colour and stderr told apart.
-    await page.locator('[data-testid="status-badge"][data-status="succeeded"]').waitFor({ timeout: 20_000 });
-    await expect(byTestId('execution-exit-code').textContent()).resolves.toBe('0');
-    await page.locator('[data-testid="output-line"]', { hasText: 'step 8: done' }).waitFor();
-    const lines = await byTestId('output-line').evaluateAll((els) =>
-      els.map((e) => ({ text: e.querySelector('.txt')?.textContent, stream: e.getAttribute('data-stream'), coloured: !!e.querySelector('[class*="ansi-green"]') })),
-    );
-    expect(lines.map((l) => l.text)).toEqual([
-      'step 1: starting',
-      'step 2: green',
-      'step 3: to stderr',
-      'step 4',
-      'step 5',
-      'step 6',
-      'step 7',
-      'step 8: done',
-    ]);
-    expect(lines.find((l) => l.text === 'step 3: to stderr')?.stream).toBe('stderr');
-    expect(lines.filter((l) => l.stream === 'stderr')).toHaveLength(1);
-    expect(lines.find((l) => l.text === 'step 2: green')?.coloured).toBe(true);
-    await expect(byTestId('output-pane').getAttribute('data-lines')).resolves.toBe('8');
-    await mkdir(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: path.join(ARTIFACTS, 'execution-page.png'), fullPage: true });
-
-    // The history: succeeded, tagged as a webhook call with the webhook's name.
-    await byTestId('nav-executions').click();
-    const row = page.locator(`[data-testid="execution-row"][data-execution-id="${executionId}"]`);
-    await row.getByTestId('execution-row-status').and(page.locator('[data-status="succeeded"]')).waitFor();
-    const tag = row.getByTestId('trigger-tag');
-    await expect(tag.getAttribute('data-trigger')).resolves.toBe('webhook');
-    await expect(tag.textContent()).resolves.toContain('ci-deploy');
-
-    // The script's own history (its Executions tab) lists the same run.
-    await page.goto(`${cp.url}/scripts/${scriptId}`);
-    await byTestId('tab-executions').click();
-    await page.locator(`[data-testid="execution-row"][data-execution-id="${executionId}"]`).waitFor();
+    try {
+      await walkThrough();
+    } catch (e) {
+      // What the page showed when it failed, for whoever reads the CI run.
+      await mkdir(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'failure.png'), fullPage: true }).catch(() => undefined);
+      throw new Error(`${(e as Error).message}\n--- page text at failure:\n${(await page.locator('body').innerText().catch(() => '')).slice(0, 3000)}`);
+    }
   });
 });
+
+async function walkThrough(): Promise<void> {
+  // Sign in with the admin key.
+  await page.goto(cp.url);
+  await byTestId('signin-api-key').fill(cp.adminKey);
+  await byTestId('signin-submit').click();
+
+  // A new script: a new workspace's scripts page explains what a script is and shows the form.
+  await byTestId('nav-scripts').click();
+  await byTestId('scripts-empty').waitFor();
+  await openForm('script-new', 'script-create-form');
+  const form = byTestId('script-create-form');
+  await form.getByTestId('script-name-input').fill('deploy-demo');
+  await form.getByTestId('script-interpreter-select').selectOption('bash');
+  await form.getByTestId('script-content-input').fill(SCRIPT);
+  await form.getByTestId('script-create-submit').click();
+  await page.waitForURL(/\/scripts\/[0-9a-f-]{36}$/);
+  const scriptId = page.url().split('/').pop()!;
+
+  // A webhook on the local server; its token is shown on the card.
+  await byTestId('tab-webhooks').click();
+  await byTestId('webhooks-empty').waitFor();
+  await openForm('webhook-new', 'webhook-create-form');
+  const hookForm = byTestId('webhook-create-form');
+  await hookForm.getByTestId('webhook-name-input').fill('ci-deploy');
+  await hookForm.getByTestId('webhook-server-select').selectOption({ label: 'local (online)' });
+  await hookForm.getByTestId('webhook-create-submit').click();
+  const card = byTestId('webhook-row').filter({ hasText: 'ci-deploy' });
+  const token = (await card.getByTestId('webhook-token').textContent())?.trim() ?? '';
+  expect(token).toMatch(/^\S{64}$/);
+
+  // A real HTTP call, as a CI pipeline would make it.
+  const call = await triggerWith(cp.url, token);
+  expect(call.status).toBe(202);
+  const executionId = call.body.executionId as string;
+
+  // Open it from the history and watch the lines arrive while it still runs.
+  await byTestId('nav-executions').click();
+  await page.locator(`[data-testid="execution-row"][data-execution-id="${executionId}"]`).getByTestId('execution-link').click();
+  await page.waitForURL(`**/executions/${executionId}`);
+  // The status shown at the moment the first line is, read in the page in one go.
+  const firstSeen = await page.waitForFunction(
+    `(() => {
+      const line = [...document.querySelectorAll('[data-testid="output-line"]')].find((l) => l.textContent.includes('step 1: starting'));
+      return line ? document.querySelector('[data-testid="status-badge"]').getAttribute('data-status') : null;
+    })()`,
+    undefined,
+    { timeout: 20_000, polling: 50 },
+  );
+  expect(['dispatched', 'running']).toContain(await firstSeen.jsonValue());
+
+  // The run ends: succeeded, exit 0, every line, colour and stderr told apart.
+  await page.locator('[data-testid="status-badge"][data-status="succeeded"]').waitFor({ timeout: 20_000 });
+  await expect(byTestId('execution-exit-code').textContent()).resolves.toBe('0');
+  await page.locator('[data-testid="output-line"]', { hasText: 'step 8: done' }).waitFor();
+  const lines = await byTestId('output-line').evaluateAll((els) =>
+    els.map((e) => ({ text: e.querySelector('.txt')?.textContent, stream: e.getAttribute('data-stream'), coloured: !!e.querySelector('[class*="ansi-green"]') })),
+  );
+  expect(lines.map((l) => l.text)).toEqual([
+    'step 1: starting',
+    'step 2: green',
+    'step 3: to stderr',
+    'step 4',
+    'step 5',
+    'step 6',
+    'step 7',
+    'step 8: done',
+  ]);
+  expect(lines.find((l) => l.text === 'step 3: to stderr')?.stream).toBe('stderr');
+  expect(lines.filter((l) => l.stream === 'stderr')).toHaveLength(1);
+  expect(lines.find((l) => l.text === 'step 2: green')?.coloured).toBe(true);
+  await expect(byTestId('output-pane').getAttribute('data-lines')).resolves.toBe('8');
+  await mkdir(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'execution-page.png'), fullPage: true });
+
+  // The history: succeeded, tagged as a webhook call with the webhook's name.
+  await byTestId('nav-executions').click();
+  const row = page.locator(`[data-testid="execution-row"][data-execution-id="${executionId}"]`);
+  await row.getByTestId('execution-row-status').and(page.locator('[data-status="succeeded"]')).waitFor();
+  const tag = row.getByTestId('trigger-tag');
+  await expect(tag.getAttribute('data-trigger')).resolves.toBe('webhook');
+  await expect(tag.textContent()).resolves.toContain('ci-deploy');
+
+  // The script's own history (its Executions tab) lists the same run.
+  await page.goto(`${cp.url}/scripts/${scriptId}`);
+  await byTestId('tab-executions').click();
+  await page.locator(`[data-testid="execution-row"][data-execution-id="${executionId}"]`).waitFor();
+}
