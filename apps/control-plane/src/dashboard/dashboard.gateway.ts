@@ -16,11 +16,13 @@ import { type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer
 
 /**
  * The `/dashboard` namespace: viewers (browsers) authenticate with an API key at the handshake
- * and see only their workspace. WebSocket, with long-polling allowed for browsers behind proxies
- * that do not pass WebSocket (agents, on `/agent`, are refused anything but WebSocket there).
+ * and see only their workspace.
  *
  * The socket.io server is shared by every gateway and takes its engine options from whichever
- * is created first, so these repeat the agents' message limit.
+ * gateway is created first, so these repeat the agents' message limit. Long-polling (for browsers
+ * behind proxies that do not pass WebSocket) is asked for here, but while the `/agent` gateway is
+ * created first its WebSocket-only setting applies to every namespace; the dashboard connects
+ * over WebSocket. Allowing both at the engine is safe: `/agent` refuses polling in its middleware.
  */
 @WebSocketGateway({ namespace: DASHBOARD_NAMESPACE, transports: ['websocket', 'polling'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
 export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect {
