@@ -3,6 +3,7 @@ import {
   AgentEvents,
   type AgentToServerEvents,
   type ExecutionFinished,
+  MAX_CHUNKS_PER_BATCH,
   type OutputAck,
   type OutputStream,
   PROTOCOL_VERSION,
@@ -12,8 +13,6 @@ import {
 import { io, type Socket } from 'socket.io-client';
 import { waitFor } from './processes.js';
 
-/** socket.io-parser's default limit of binary attachments per packet (see output()). */
-export const PARSER_MAX_ATTACHMENTS = 10;
 
 /**
  * An agent at the protocol level, driven by the test: it accepts every `execution.start` and
@@ -58,14 +57,10 @@ export class FakeAgent {
     return waitFor(`execution.start of ${executionId}`, () => this.started.find((s) => s.executionId === executionId));
   }
 
-  /**
-   * Sends chunks (consecutive seqs from where this execution is) and waits for the acks. Sent in
-   * batches of at most PARSER_MAX_ATTACHMENTS: socket.io-parser 4.2.7 refuses (and closes the
-   * connection on) a packet with more binary attachments than that, whatever MAX_CHUNKS_PER_BATCH says.
-   */
+  /** Sends chunks (consecutive seqs from where this execution is) in full batches and waits for the acks. */
   async output(executionId: string, chunks: { stream?: OutputStream; data: Buffer | string }[]): Promise<number> {
     let acked = -1;
-    for (let i = 0; i < chunks.length; i += PARSER_MAX_ATTACHMENTS) acked = await this.batch(executionId, chunks.slice(i, i + PARSER_MAX_ATTACHMENTS));
+    for (let i = 0; i < chunks.length; i += MAX_CHUNKS_PER_BATCH) acked = await this.batch(executionId, chunks.slice(i, i + MAX_CHUNKS_PER_BATCH));
     return acked;
   }
 
