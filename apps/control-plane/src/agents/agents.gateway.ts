@@ -97,7 +97,6 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
   async handleDisconnect(socket: AgentSocket): Promise<void> {
     const { serverId } = socket.data ?? {};
     if (!serverId) return;
-    this.logger.log({ serverId, socketId: socket.id }, 'agent disconnected');
     await this.presence.disconnected(serverId).catch((err: unknown) => this.logger.error({ err, serverId }, 'could not mark the server offline'));
   }
 
@@ -117,6 +116,9 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
         });
       });
     };
+    socket.on('disconnect', (reason, description) =>
+      this.logger.log({ serverId: socket.data.serverId, socketId: socket.id, reason, description: describeCause(description) }, 'agent disconnected'),
+    );
     on(AgentEvents.hello, (payload) => this.onHello(socket, payload));
     on(AgentEvents.output, (payload) => this.reports.storeOutput(socket.data.serverId, payload));
     on(AgentEvents.finished, (payload) => this.reports.finished(socket.data.serverId, payload));
@@ -154,4 +156,10 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
       return undefined;
     }
   }
+}
+
+function describeCause(description: unknown): string | undefined {
+  if (description instanceof Error) return description.message;
+  const d = (description as { description?: unknown; context?: unknown } | undefined)?.description;
+  return d instanceof Error ? d.message : d === undefined ? undefined : String(d);
 }
