@@ -10,8 +10,8 @@ export interface StoredChunk {
   data: Buffer;
 }
 
-/** Rows read per page when output is streamed: at most 64 x 256 KiB in memory per reader. */
-export const OUTPUT_PAGE_ROWS = 64;
+/** Rows read per page when output is streamed: at most 16 x 256 KiB (bytea comes as hex text, twice that) per reader. */
+export const OUTPUT_PAGE_ROWS = 16;
 
 /** The execution_output table: idempotent inserts on (execution, seq), paged reads in seq order. */
 @Injectable()
