@@ -1,7 +1,7 @@
 // The /agent gateway and the dispatcher against protocol-level fake agents (bare socket.io clients):
 // handshake, presence, dispatch, output storage, reconciliation, and what a buggy agent cannot do.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { AgentEvents, MAX_CHUNK_BYTES } from '@app/protocol';
+import { AgentEvents, MAX_CHUNK_BYTES, MAX_MESSAGE_BYTES } from '@app/protocol';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createScript, createServer, getExecution, getOutput, run, waitForStatus } from './support/executions.js';
@@ -29,7 +29,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   cp = await startControlPlane({
     databaseUrl: db.url,
-    env: { DEVPILOT_DELIVERY_DEADLINE_SECONDS: '4', DEVPILOT_SWEEP_INTERVAL_MS: '300' },
+    env: { DEVPILOT_DELIVERY_DEADLINE_SECONDS: '4', DEVPILOT_SWEEP_INTERVAL_MS: '300', DEVPILOT_AGENT_ACK_TIMEOUT_MS: '1000' },
   });
   api = new Api(cp.url, cp.adminKey);
 });
@@ -169,6 +169,18 @@ describe('dispatch', () => {
     const a = await connect(server.agentToken);
     await sleep(700);
     expect(a.starts).toHaveLength(0);
+  });
+
+  it('sends a start again when the connected agent never answered it', async () => {
+    const server = await createServer(api, 'd-6');
+    let calls = 0;
+    const a = await connect(server.agentToken, { onStart: () => (++calls === 1 ? 'no-answer' : { accepted: true }) });
+    const script = await createScript(api, 'echo again');
+    const { executionId } = await run(api, script.id, server.id);
+    await a.waitForStart(executionId);
+    expect((await getExecution(api, executionId)).status).toBe('dispatched');
+    await waitForStatus(api, executionId, 'running', 15_000);
+    expect(a.starts.filter((s) => s.executionId === executionId)).toHaveLength(2);
   });
 
   it('fails an execution the agent refuses to start, with its reason', async () => {
@@ -390,16 +402,37 @@ describe('a buggy agent', () => {
     expect((await getOutput(api, executionId)).bytes.length).toBe(0);
   });
 
-  it('is disconnected, not crashing anything, when a message exceeds the size limit', async () => {
+  it('is disconnected, not crashing anything, when one frame exceeds the message size limit', async () => {
     const server = await createServer(api, 'b-3');
     const a = await connect(server.agentToken);
     const script = await createScript(api, 'echo b');
     const { executionId } = await run(api, script.id, server.id);
     await waitForStatus(api, executionId, 'running');
-    const chunks = Array.from({ length: 40 }, (_, i) => ({ seq: i, stream: 'stdout', data: randomBytes(MAX_CHUNK_BYTES) }));
-    a.socket.emit(AgentEvents.output, { executionId, chunks }, () => undefined);
+    a.socket.emit(AgentEvents.output, { executionId, chunks: [{ seq: 0, stream: 'stdout', data: randomBytes(MAX_MESSAGE_BYTES + 1024) }] }, () => undefined);
     await waitFor('the oversized message to cost the connection', () => !a.connected);
     expect((await new Api(cp.url).get('/health')).status).toBe(200);
     expect((await getExecution(api, executionId)).outputBytes).toBe(0);
+  });
+
+  it('survives a flood of full-size batches sent without waiting for acks: all stored once and acked', async () => {
+    const server = await createServer(api, 'b-4');
+    const a = await connect(server.agentToken);
+    const script = await createScript(api, 'echo b', { maxOutputBytes: 512 * 1024 * 1024 });
+    const { executionId } = await run(api, script.id, server.id);
+    await waitForStatus(api, executionId, 'running');
+    // 16 messages of 40 x 256 KiB (10 MiB each, valid per the protocol), all sent at once.
+    const chunk = randomBytes(MAX_CHUNK_BYTES);
+    const replies = await Promise.all(
+      Array.from({ length: 16 }, (_, m) =>
+        a.socket.timeout(60_000).emitWithAck(AgentEvents.output, {
+          executionId,
+          chunks: Array.from({ length: 40 }, (_, i) => ({ seq: m * 40 + i, stream: 'stdout', data: chunk })),
+        }),
+      ),
+    );
+    expect(replies.map((r) => r.ackedSeq)).toEqual(Array.from({ length: 16 }, (_, m) => m * 40 + 39));
+    expect((await getExecution(api, executionId)).outputBytes).toBe(16 * 40 * MAX_CHUNK_BYTES);
+    expect((await getOutput(api, executionId)).bytes.equals(Buffer.concat(Array.from({ length: 640 }, () => chunk)))).toBe(true);
+    expect((await new Api(cp.url).get('/health')).status).toBe(200);
   });
 });

@@ -1,6 +1,7 @@
 import { AgentEvents, type AgentToServerEvents, type ServerToAgentEvents, type StartExecution, StartReply } from '@app/protocol';
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Namespace } from 'socket.io';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 
 /** What an agent says about itself in its handshake. */
 export interface AgentInfo {
@@ -33,8 +34,6 @@ export const serverRoom = (serverId: string) => `server:${serverId}`;
 /** The socket of a server's agent once its hello is reconciled: where commands go. */
 export const readyRoom = (serverId: string) => `server:${serverId}:ready`;
 
-const START_ACK_TIMEOUT_MS = 30_000;
-const CANCEL_ACK_TIMEOUT_MS = 10_000;
 
 /**
  * Sends commands to agents through socket.io rooms rather than socket references, so with a
@@ -44,6 +43,8 @@ const CANCEL_ACK_TIMEOUT_MS = 10_000;
 export class AgentLink {
   private readonly logger = new Logger(AgentLink.name);
   private nsp: AgentNamespace | null = null;
+
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
   attach(nsp: AgentNamespace): void {
     this.nsp = nsp;
@@ -89,7 +90,7 @@ export class AgentLink {
     return new Promise((resolve) => {
       nsp
         .to(readyRoom(serverId))
-        .timeout(START_ACK_TIMEOUT_MS)
+        .timeout(this.config.agentAckTimeoutMs)
         .emit(AgentEvents.start, cmd, (err: Error | null, replies: unknown[]) => {
           resolve(startOutcome(err, replies ?? []));
         });
@@ -101,7 +102,7 @@ export class AgentLink {
     if (!nsp) return;
     nsp
       .to(readyRoom(serverId))
-      .timeout(CANCEL_ACK_TIMEOUT_MS)
+      .timeout(this.config.agentAckTimeoutMs)
       .emit(AgentEvents.cancel, { executionId }, (err: Error | null, replies: unknown[]) => {
         this.logger.log({ executionId, serverId, replies, timedOut: !!err }, 'cancel sent to the agent');
       });

@@ -106,12 +106,15 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
    * not judge a wire payload. Registered synchronously, before anything the agent sends is read.
    */
   private listen(socket: AgentSocket): void {
+    const gate = new InflightGate(socket);
     const on = (event: string, handle: (payload: unknown) => Promise<unknown>) => {
       socket.on(event, (...args: unknown[]) => {
         const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (reply: unknown) => void) : null;
         // One payload argument; anything else is malformed and refused by the schema.
         const payload = args.length === 1 ? args[0] : args;
+        const bytes = gate.enter(payload);
         void this.guarded(socket, event, () => handle(payload)).then((reply) => {
+          gate.leave(bytes);
           if (reply !== undefined && ack) ack(reply);
         });
       });
@@ -162,4 +165,55 @@ function describeCause(description: unknown): string | undefined {
   if (description instanceof Error) return description.message;
   const d = (description as { description?: unknown; context?: unknown } | undefined)?.description;
   return d instanceof Error ? d.message : d === undefined ? undefined : String(d);
+}
+
+/** Above this many bytes of an agent's messages received but not yet answered, its connection is not read. */
+const INFLIGHT_HIGH = 16 * 1024 * 1024;
+const INFLIGHT_LOW = 4 * 1024 * 1024;
+
+/**
+ * Backpressure on one agent connection. A well-behaved agent keeps a few MiB unacked per
+ * execution, but nothing stops a buggy one from sending batches without waiting for acks: past
+ * INFLIGHT_HIGH the WebSocket stops reading (TCP pushes back on the agent) until the stores caught up.
+ */
+class InflightGate {
+  private bytes = 0;
+  private paused = false;
+
+  constructor(private readonly socket: { conn: { transport: unknown } }) {}
+
+  enter(payload: unknown): number {
+    const n = payloadBytes(payload);
+    this.bytes += n;
+    if (!this.paused && this.bytes > INFLIGHT_HIGH) {
+      this.paused = true;
+      this.ws()?.pause();
+    }
+    return n;
+  }
+
+  leave(n: number): void {
+    this.bytes -= n;
+    if (this.paused && this.bytes < INFLIGHT_LOW) {
+      this.paused = false;
+      this.ws()?.resume();
+    }
+  }
+
+  /** The `ws` WebSocket under engine.io's websocket transport (pause/resume stop and restart reading). */
+  private ws(): { pause(): void; resume(): void } | undefined {
+    const ws = (this.socket.conn.transport as { socket?: { pause?: unknown; resume?: unknown } }).socket;
+    return ws && typeof ws.pause === 'function' && typeof ws.resume === 'function' ? (ws as { pause(): void; resume(): void }) : undefined;
+  }
+}
+
+function payloadBytes(payload: unknown): number {
+  const chunks = (payload as { chunks?: unknown } | null)?.chunks;
+  if (!Array.isArray(chunks)) return 0;
+  let n = 0;
+  for (const c of chunks) {
+    const data = (c as { data?: unknown } | null)?.data;
+    if (data instanceof Uint8Array || data instanceof ArrayBuffer) n += data.byteLength;
+  }
+  return n;
 }

@@ -9,6 +9,7 @@ import { AgentPresence } from './agent-presence.js';
 
 const CLAIM_BATCH = 50;
 
+
 /**
  * Hands queued executions to their server's agent. Nothing here is the record of what is queued:
  * the database is, and a claim (`queued` -> `dispatched`) is one conditional UPDATE, so several
@@ -111,14 +112,20 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
     }
   }
 
-  /** Expires overdue queued executions, retries dispatch for this node's agents, refreshes presence. */
+  /**
+   * Expires overdue queued executions, retries dispatch for this node's agents (and resends starts
+   * they never answered), refreshes presence.
+   */
   async sweep(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
     try {
       const expired = await this.lifecycle.expireQueued();
       if (expired) this.logger.log({ expired }, 'queued executions past their delivery deadline are undeliverable');
-      for (const serverId of this.link.localReadyServers()) await this.dispatchQueued(serverId);
+      for (const serverId of this.link.localReadyServers()) {
+        await this.dispatchQueued(serverId);
+        for (const c of await this.lifecycle.takeUnanswered(serverId, 2 * this.config.agentAckTimeoutMs, CLAIM_BATCH)) void this.send(c);
+      }
       await this.presence.heartbeat();
     } catch (err) {
       this.logger.error({ err }, 'sweep failed');

@@ -42,6 +42,7 @@ const EnvSchema = z.object({
   DEVPILOT_BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 64 * 1024 * 1024),
   DEVPILOT_DELIVERY_DEADLINE_SECONDS: int(600, 1, 7 * 24 * 3600),
   DEVPILOT_SWEEP_INTERVAL_MS: int(5000, 100, 600_000),
+  DEVPILOT_AGENT_ACK_TIMEOUT_MS: int(30_000, 100, 600_000),
   DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
   DEVPILOT_TRIGGER_FAILURE_LIMIT: z.preprocess(
     emptyAsUnset,
@@ -71,6 +72,8 @@ export interface AppConfig {
   deliveryDeadlineMs: number;
   /** How often the dispatcher sweeps: expires queued executions, retries dispatch, refreshes agent last-seen. */
   sweepIntervalMs: number;
+  /** How long an agent has to answer execution.start / execution.cancel; an unanswered start is resent after twice that. */
+  agentAckTimeoutMs: number;
   dbPoolSize: number;
   /** Invalid webhook tokens one address may send per window before it gets 429 for a window. */
   triggerFailureLimit: { points: number; windowSeconds: number };
@@ -101,6 +104,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     bodyLimitBytes: e.DEVPILOT_BODY_LIMIT_BYTES,
     deliveryDeadlineMs: e.DEVPILOT_DELIVERY_DEADLINE_SECONDS * 1000,
     sweepIntervalMs: e.DEVPILOT_SWEEP_INTERVAL_MS,
+    agentAckTimeoutMs: e.DEVPILOT_AGENT_ACK_TIMEOUT_MS,
     dbPoolSize: e.DEVPILOT_DB_POOL_SIZE,
     triggerFailureLimit: parseFailureLimit(e.DEVPILOT_TRIGGER_FAILURE_LIMIT),
   };

@@ -66,24 +66,48 @@ export class ExecutionLifecycle {
    * deadline: `queued` -> `dispatched` atomically (SKIP LOCKED: concurrent claimers take others).
    */
   async claimQueued(serverId: string, limit: number): Promise<ClaimedExecution[]> {
-    const claimed = await rows<ClaimRow>(
+    const claimed = await this.withStart(
+      `UPDATE execution SET status = 'dispatched', dispatched_at = now()
+       WHERE status = 'queued' AND id IN (
+         SELECT id FROM execution
+         WHERE server_id = $1 AND status = 'queued' AND deliver_by > now()
+         ORDER BY queued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [serverId, limit],
+    );
+    for (const c of claimed) this.emit({ id: c.id, workspace_id: c.workspaceId, server_id: c.serverId, status: 'dispatched', exit_code: null });
+    return claimed;
+  }
+
+  /**
+   * Dispatched executions whose start was sent more than `olderThanMs` ago without an answer,
+   * while their agent is connected: taken for one more start (the agent accepts a repeated start
+   * of the same id once only). dispatched_at moves on, so one node resends at a time.
+   */
+  async takeUnanswered(serverId: string, olderThanMs: number, limit: number): Promise<ClaimedExecution[]> {
+    return this.withStart(
+      `UPDATE execution SET dispatched_at = now()
+       WHERE status = 'dispatched' AND id IN (
+         SELECT id FROM execution
+         WHERE server_id = $1 AND status = 'dispatched' AND dispatched_at < now() - make_interval(secs => $3)
+         ORDER BY queued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [serverId, limit, olderThanMs / 1000],
+    );
+  }
+
+  /** Runs an UPDATE of executions and returns each with the start command of its recorded version. */
+  private async withStart(update: string, params: unknown[]): Promise<ClaimedExecution[]> {
+    const found = await rows<ClaimRow>(
       this.db,
-      `WITH claimed AS (
-         UPDATE execution SET status = 'dispatched', dispatched_at = now()
-         WHERE status = 'queued' AND id IN (
-           SELECT id FROM execution
-           WHERE server_id = $1 AND status = 'queued' AND deliver_by > now()
-           ORDER BY queued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+      `WITH claimed AS (${update}
          RETURNING id, workspace_id, server_id, script_id, script_version, webhook_id, trigger, queued_at)
        SELECT c.*, s.interpreter, s.timeout_seconds, s.max_output_bytes, v.content
        FROM claimed c
        JOIN script s ON s.id = c.script_id
        JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version
        ORDER BY c.queued_at, c.id`,
-      [serverId, limit],
+      params,
     );
-    for (const r of claimed) this.emit({ id: r.id, workspace_id: r.workspace_id, server_id: r.server_id, status: 'dispatched', exit_code: null });
-    return claimed.map((r) => ({ id: r.id, workspaceId: r.workspace_id, serverId: r.server_id, start: startCommand(r) }));
+    return found.map((r) => ({ id: r.id, workspaceId: r.workspace_id, serverId: r.server_id, start: startCommand(r) }));
   }
 
   /** The agent accepted the start. Returns whether a cancel was asked for meanwhile, or null if it was not `dispatched`. */
