@@ -436,3 +436,16 @@ describe('a buggy agent', () => {
     expect((await new Api(cp.url).get('/health')).status).toBe(200);
   });
 });
+
+describe('shutdown', () => {
+  // Last in this file: it stops the control plane.
+  it('drops its agents and marks their servers offline before it stops', async () => {
+    const server = await createServer(api, 'z-shutdown');
+    const a = await connect(server.agentToken);
+    await waitFor('online', async () => (await serverRow(server.id)).status === 'online');
+    expect((await cp.stop()).code).toBe(0);
+    expect(a.disconnectReason).toBe('io server disconnect');
+    const [row] = await db.query<{ status: string }>('SELECT status FROM server WHERE id = $1', [server.id]);
+    expect(row!.status).toBe('offline');
+  });
+});

@@ -84,6 +84,11 @@ export class AgentLink {
     this.nsp?.in(serverRoom(serverId)).disconnectSockets(true);
   }
 
+  /** Drops the agent sockets of this node only. */
+  disconnectLocal(): void {
+    this.nsp?.local.disconnectSockets(true);
+  }
+
   start(serverId: string, cmd: StartExecution): Promise<StartOutcome> {
     const nsp = this.nsp;
     if (!nsp) return Promise.resolve({ kind: 'nobody' });

@@ -6,7 +6,7 @@ import {
   MAX_MESSAGE_BYTES,
   SUPPORTED_PROTOCOL_VERSIONS,
 } from '@app/protocol';
-import { Logger, type OnModuleDestroy } from '@nestjs/common';
+import { type BeforeApplicationShutdown, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
 import type { Subscription } from 'rxjs';
 import type { Socket } from 'socket.io';
@@ -27,7 +27,7 @@ const SUPPORTED = SUPPORTED_PROTOCOL_VERSIONS.join(', ');
  * per server (a newer one replaces the older), every report validated and acknowledged.
  */
 @WebSocketGateway({ namespace: AGENT_NAMESPACE, transports: ['websocket'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
-export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, OnModuleDestroy {
+export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, OnModuleDestroy, BeforeApplicationShutdown {
   private readonly logger = new Logger(AgentsGateway.name);
   private revoked?: Subscription;
   private cancels?: Subscription;
@@ -63,6 +63,15 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
   onModuleDestroy(): void {
     this.revoked?.unsubscribe();
     this.cancels?.unsubscribe();
+  }
+
+  /** Shutting down: this node's agents go (they reconnect, here later or to another node), their servers offline meanwhile. */
+  async beforeApplicationShutdown(): Promise<void> {
+    const servers = this.link.localServers();
+    this.link.disconnectLocal();
+    await Promise.all(
+      servers.map((serverId) => this.presence.disconnected(serverId).catch((err: unknown) => this.logger.warn({ err, serverId }, 'could not mark the server offline'))),
+    );
   }
 
   /** Null when the agent may connect; else the error its `connect_error` carries. */
