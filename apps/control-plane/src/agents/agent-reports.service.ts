@@ -16,12 +16,15 @@ import { ExecutionEvents, type StatusChanged } from '../executions/execution-eve
 import { ExecutionLifecycle } from '../executions/execution-lifecycle.service.js';
 import { ExecutionOutputStore, type StoredChunk } from '../executions/execution-output.service.js';
 import { rows } from '../executions/sql.js';
+import { AgentLink } from './agent-link.js';
+import { ReportThrottle } from './report-throttle.js';
 
 /** execution_output.seq is a PostgreSQL integer. */
 const MAX_SEQ = 2_147_483_647;
 
 const refuse = (code: string, message: string): ErrorReply => ({ error: { code, message } });
 const unknownExecution = (id: string) => refuse('UNKNOWN_EXECUTION', `execution ${id} was not dispatched to this server`);
+const isRefusal = (reply: object) => 'error' in reply;
 
 export interface HelloOutcome {
   reply: HelloReply;
@@ -34,20 +37,35 @@ export interface HelloOutcome {
  * Every payload is validated here; an agent may only report on executions dispatched to its own
  * server (anything else is refused and changes nothing). Thrown errors mean "could not store
  * now" (the gateway then drops the connection so the agent resends after its next hello).
+ * What one agent's reports may cost is bounded (ReportThrottle): a flood is cut off.
  */
 @Injectable()
 export class AgentReports {
   private readonly logger = new Logger(AgentReports.name);
+  private readonly throttle: ReportThrottle;
 
   constructor(
     @InjectDataSource() private readonly db: DataSource,
     private readonly lifecycle: ExecutionLifecycle,
     private readonly output: ExecutionOutputStore,
     private readonly events: ExecutionEvents,
-  ) {}
+    link: AgentLink,
+  ) {
+    this.throttle = new ReportThrottle((serverId, why) => {
+      this.logger.warn({ serverId, why }, 'cutting off an agent whose reports exceed the limits');
+      link.disconnect(serverId);
+    });
+  }
 
-  /** Stores a batch idempotently and acks it only once it is committed. */
-  async storeOutput(serverId: string, payload: unknown): Promise<OutputAck> {
+  /**
+   * Stores a batch idempotently and acks it only once it is committed. Undefined (no answer) when
+   * the agent was cut off before its turn.
+   */
+  storeOutput(serverId: string, payload: unknown): Promise<OutputAck | undefined> {
+    return this.throttle.run(serverId, () => this.storeOutputNow(serverId, payload), isRefusal);
+  }
+
+  private async storeOutputNow(serverId: string, payload: unknown): Promise<OutputAck> {
     const parsed = parseMessage(OutputBatch, payload);
     if (!parsed.ok) return parsed.error;
     const batch = parsed.value;
@@ -83,10 +101,16 @@ export class AgentReports {
     return result.reply;
   }
 
-  async finished(serverId: string, payload: unknown): Promise<FinishedReply> {
-    const parsed = parseMessage(ExecutionFinished, payload);
-    if (!parsed.ok) return parsed.error;
-    return this.recordFinished(serverId, parsed.value);
+  finished(serverId: string, payload: unknown): Promise<FinishedReply | undefined> {
+    return this.throttle.run(
+      serverId,
+      async () => {
+        const parsed = parseMessage(ExecutionFinished, payload);
+        if (!parsed.ok) return parsed.error;
+        return this.recordFinished(serverId, parsed.value);
+      },
+      isRefusal,
+    );
   }
 
   /**
@@ -116,6 +140,11 @@ export class AgentReports {
    * The reply tells the agent, per execution it holds, the first seq not stored here.
    */
   async hello(serverId: string, payload: unknown): Promise<HelloOutcome> {
+    const outcome = await this.throttle.run(serverId, () => this.helloNow(serverId, payload), (o) => isRefusal(o.reply));
+    return outcome ?? { reply: refuse('CUT_OFF', 'this agent sent more than the control plane accepts; reconnect later'), cancel: [] };
+  }
+
+  private async helloNow(serverId: string, payload: unknown): Promise<HelloOutcome> {
     const parsed = parseMessage(AgentHello, payload);
     if (!parsed.ok) return { reply: parsed.error, cancel: [] };
     const hello = parsed.value;
