@@ -160,6 +160,26 @@ describe('servers', () => {
     expect(names).toEqual(['s4', 's3', 's2', 's1', 's0']);
     expect(p3.body.nextCursor).toBeNull();
   });
+
+  it('pages through rows created within the same millisecond without skipping any', async () => {
+    const { body: ws } = await admin.post('/api/v1/workspaces', { name: 'same-ms' });
+    const owner = admin.as(ws.apiKey);
+    const me = await owner.get('/api/v1/me');
+    // One statement: every row gets the same now(), so microseconds cannot order them.
+    await db.query(
+      `INSERT INTO script (workspace_id, name) SELECT $1, 'bulk-' || g FROM generate_series(1, 7) g`,
+      [me.body.workspace.id],
+    );
+    const seen: string[] = [];
+    let cursor = '';
+    for (let page = 0; page < 10; page++) {
+      const r = await owner.get(`/api/v1/scripts?limit=3${cursor ? `&cursor=${cursor}` : ''}`);
+      seen.push(...r.body.items.map((s: any) => s.name));
+      if (!r.body.nextCursor) break;
+      cursor = r.body.nextCursor;
+    }
+    expect(seen.sort()).toEqual(['bulk-1', 'bulk-2', 'bulk-3', 'bulk-4', 'bulk-5', 'bulk-6', 'bulk-7']);
+  });
 });
 
 describe('scripts and versions', () => {

@@ -1,4 +1,5 @@
 import { HttpStatus } from '@nestjs/common';
+import type { ObjectLiteral, SelectQueryBuilder } from 'typeorm';
 import { AppException } from './app-exception.js';
 
 export interface Page<T> {
@@ -34,4 +35,22 @@ export function toPage<R, T>(rows: R[], limit: number, key: (r: R) => Cursor, ma
   const items = more ? rows.slice(0, limit) : rows;
   const last = items[items.length - 1];
   return { items: items.map(map), nextCursor: more && last ? encodeCursor(key(last)) : null };
+}
+
+/**
+ * Orders a query newest first by (created_at, id) and applies the cursor. Compared at millisecond
+ * precision on both sides: the cursor holds a JS Date, which has no microseconds, and comparing it
+ * with the column's microseconds would skip rows created within the same millisecond.
+ */
+export function newestFirst<T extends ObjectLiteral>(
+  qb: SelectQueryBuilder<T>,
+  alias: string,
+  cursor: string | undefined,
+  limit: number,
+): SelectQueryBuilder<T> {
+  const at = `date_trunc('milliseconds', ${alias}.created_at)`;
+  qb.orderBy(at, 'DESC').addOrderBy(`${alias}.id`, 'DESC').limit(limit + 1);
+  const c = decodeCursor(cursor);
+  if (c) qb.andWhere(`(${at}, ${alias}.id) < (:cursorAt, :cursorId)`, { cursorAt: c.at, cursorId: c.id });
+  return qb;
 }

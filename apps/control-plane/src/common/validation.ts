@@ -22,13 +22,14 @@ export const Nullable = (): PropertyDecorator => (target, key) => {
  */
 class StrictValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
-    if (metadata.type === 'body' || metadata.type === 'query') {
+    // Only DTO classes: gateway payloads (typed by interfaces) are validated with the protocol's schemas.
+    const allowed = metadata.metatype ? allowedKeys(metadata.metatype) : EMPTY;
+    if ((metadata.type === 'body' || metadata.type === 'query') && allowed.size > 0) {
       if (depth(value) > MAX_DEPTH) throw invalid(`${metadata.type} is nested too deeply`);
-      if (metadata.metatype && isPlainObject(value)) {
-        const allowed = allowedKeys(metadata.metatype);
+      if (isPlainObject(value)) {
         const unknown = Object.keys(value).find((k) => !allowed.has(k));
-        if (allowed.size > 0 && unknown !== undefined) throw invalid(`${unknown} is not allowed`);
-        const nullable: string[] = Reflect.getMetadata(NULLABLE, metadata.metatype) ?? [];
+        if (unknown !== undefined) throw invalid(`${unknown} is not allowed`);
+        const nullable: string[] = Reflect.getMetadata(NULLABLE, metadata.metatype!) ?? [];
         const isNull = Object.keys(value).find((k) => value[k] === null && !nullable.includes(k));
         if (isNull !== undefined) throw invalid(`${isNull} must not be null; leave it out instead`);
       }
@@ -51,6 +52,7 @@ export function validationPipe(): ValidationPipe {
 
 const invalid = (message: string) => new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', message);
 
+const EMPTY = new Set<string>();
 const keysByClass = new WeakMap<object, Set<string>>();
 function allowedKeys(metatype: abstract new (...args: never[]) => unknown): Set<string> {
   let keys = keysByClass.get(metatype);

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import { notFound } from '../common/app-exception.js';
-import { decodeCursor, type Page, toPage } from '../common/pagination.js';
+import { newestFirst, type Page, toPage } from '../common/pagination.js';
 import type { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
 import { ScriptVersion } from './script-version.entity.js';
 import { Script } from './script.entity.js';
@@ -47,14 +47,10 @@ export class ScriptsService {
   }
 
   async list(workspaceId: string, limit = 50, cursor?: string): Promise<Page<ScriptView>> {
-    const c = decodeCursor(cursor);
     const qb = this.scripts
       .createQueryBuilder('s')
-      .where('s.workspace_id = :workspaceId', { workspaceId })
-      .orderBy('s.created_at', 'DESC')
-      .addOrderBy('s.id', 'DESC')
-      .limit(limit + 1);
-    if (c) qb.andWhere('(s.created_at, s.id) < (:at, :id)', { at: c.at, id: c.id });
+      .where('s.workspace_id = :workspaceId', { workspaceId });
+    newestFirst(qb, 's', cursor, limit);
     return toPage(await qb.getMany(), limit, (s) => ({ at: s.createdAt, id: s.id }), (s) => toView(s));
   }
 

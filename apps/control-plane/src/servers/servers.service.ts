@@ -2,7 +2,7 @@ import { HttpStatus, Inject, Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { QueryFailedError, Repository } from 'typeorm';
 import { AppException, notFound } from '../common/app-exception.js';
-import { decodeCursor, type Page, toPage } from '../common/pagination.js';
+import { newestFirst, type Page, toPage } from '../common/pagination.js';
 import { newAgentToken, sha256 } from '../common/tokens.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ServerEvents } from './server-events.js';
@@ -36,14 +36,10 @@ export class ServersService {
   }
 
   async list(workspaceId: string, limit = 50, cursor?: string): Promise<Page<ServerView>> {
-    const c = decodeCursor(cursor);
     const qb = this.servers
       .createQueryBuilder('s')
-      .where('s.workspace_id = :workspaceId', { workspaceId })
-      .orderBy('s.created_at', 'DESC')
-      .addOrderBy('s.id', 'DESC')
-      .limit(limit + 1);
-    if (c) qb.andWhere('(s.created_at, s.id) < (:at, :id)', { at: c.at, id: c.id });
+      .where('s.workspace_id = :workspaceId', { workspaceId });
+    newestFirst(qb, 's', cursor, limit);
     return toPage(await qb.getMany(), limit, (s) => ({ at: s.createdAt, id: s.id }), (s) => this.toView(s));
   }
 

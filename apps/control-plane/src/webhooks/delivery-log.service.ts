@@ -1,7 +1,7 @@
 import { Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
-import { decodeCursor, type Page, toPage } from '../common/pagination.js';
+import { newestFirst, type Page, toPage } from '../common/pagination.js';
 import { WebhookDelivery } from './webhook-delivery.entity.js';
 
 /** What one trigger call is recorded as. */
@@ -79,15 +79,11 @@ export class DeliveryLog implements BeforeApplicationShutdown {
 
   async list(webhookId: string, limit = 50, cursor?: string): Promise<Page<DeliveryView>> {
     await this.flush();
-    const c = decodeCursor(cursor);
     const qb = this.db
       .getRepository(WebhookDelivery)
       .createQueryBuilder('d')
-      .where('d.webhook_id = :webhookId', { webhookId })
-      .orderBy('d.created_at', 'DESC')
-      .addOrderBy('d.id', 'DESC')
-      .limit(limit + 1);
-    if (c) qb.andWhere('(d.created_at, d.id) < (:at, :id)', { at: c.at, id: c.id });
+      .where('d.webhook_id = :webhookId', { webhookId });
+    newestFirst(qb, 'd', cursor, limit);
     return toPage(await qb.getMany(), limit, (d) => ({ at: d.createdAt, id: d.id }), toView);
   }
 

@@ -3,7 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { AppException, notFound } from '../common/app-exception.js';
 import type { AuthContext } from '../common/auth/auth-context.js';
-import { decodeCursor, type Page, toPage } from '../common/pagination.js';
+import { newestFirst, type Page, toPage } from '../common/pagination.js';
 import { SecretsService } from '../common/secrets.service.js';
 import { newWebhookToken, sha256 } from '../common/tokens.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
@@ -77,15 +77,11 @@ export class WebhooksService {
 
   async list(auth: AuthContext, scriptId: string, limit = 50, cursor?: string): Promise<Page<WebhookView>> {
     await this.requireScript(auth.workspaceId, scriptId);
-    const c = decodeCursor(cursor);
     const qb = this.webhooks
       .createQueryBuilder('w')
       .addSelect('w.tokenEncrypted')
-      .where('w.script_id = :scriptId AND w.workspace_id = :workspaceId', { scriptId, workspaceId: auth.workspaceId })
-      .orderBy('w.created_at', 'DESC')
-      .addOrderBy('w.id', 'DESC')
-      .limit(limit + 1);
-    if (c) qb.andWhere('(w.created_at, w.id) < (:at, :id)', { at: c.at, id: c.id });
+      .where('w.script_id = :scriptId AND w.workspace_id = :workspaceId', { scriptId, workspaceId: auth.workspaceId });
+    newestFirst(qb, 'w', cursor, limit);
     return toPage(await qb.getMany(), limit, (w) => ({ at: w.createdAt, id: w.id }), (w) => this.toView(w, auth));
   }
 
