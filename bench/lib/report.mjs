@@ -10,10 +10,11 @@ export function figure({ name, unit, ours, baseline, baselineName, better, targe
   let targetText = '';
   if (targetAbs !== undefined) {
     targetText = `${better === 'lower' ? '<=' : '>='} ${targetAbs} ${unit}`;
-    if (Number.isFinite(ours)) met = better === 'lower' ? ours <= targetAbs : ours >= targetAbs;
+    met = Number.isFinite(ours) ? (better === 'lower' ? ours <= targetAbs : ours >= targetAbs) : false;
   } else if (target !== undefined) {
     targetText = `${better === 'lower' ? '<=' : '>='} ${target}x`;
     if (ratio !== null) met = better === 'lower' ? ratio <= target : ratio >= target;
+    else if (!Number.isFinite(ours) && Number.isFinite(baseline)) met = false; // ours could not be measured
   }
   return {
     name,

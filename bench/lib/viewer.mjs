@@ -25,3 +25,45 @@ export function subscribe(socket, executionId, afterSeq = -1, timeoutMs = 15_000
     return r;
   });
 }
+
+/**
+ * Follows executions on one viewer socket like a well-behaved client: chunks in seq order, drops
+ * any seq it already has, and on `execution.resubscribe` subscribes again after its last seq.
+ */
+export class Watcher {
+  constructor(socket, { onChunk, onStatus, onError } = {}) {
+    this.socket = socket;
+    this.last = new Map();
+    this.resubscribes = 0;
+    this.gaps = 0;
+    this.duplicates = 0;
+    this.onChunk = onChunk;
+    this.onError = onError ?? (() => undefined);
+    socket.on('execution.output', (e) => {
+      const last = this.last.get(e.executionId);
+      if (last === undefined) return;
+      if (e.seq <= last) return void this.duplicates++;
+      if (e.seq !== last + 1) this.gaps++;
+      this.last.set(e.executionId, e.seq);
+      onChunk?.(e);
+    });
+    socket.on('execution.status', (e) => onStatus?.(e));
+    socket.on('execution.resubscribe', (e) => {
+      const last = this.last.get(e.executionId);
+      if (last === undefined) return;
+      this.resubscribes++;
+      subscribe(socket, e.executionId, last).catch((err) => this.onError(err));
+    });
+  }
+
+  /** Starts following an execution from its first chunk (once; later calls are ignored). */
+  watch(executionId) {
+    if (this.last.has(executionId)) return null;
+    this.last.set(executionId, -1);
+    return subscribe(this.socket, executionId, -1).catch((err) => this.onError(err));
+  }
+
+  forget(executionId) {
+    this.last.delete(executionId);
+  }
+}

@@ -1,0 +1,167 @@
+// 4. Output throughput: one script writes N MiB; until the last byte is stored and seen by a viewer.
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { figure } from '../lib/report.mjs';
+import { openStack } from '../lib/session.mjs';
+import { signedCall } from '../lib/sign.mjs';
+import { createServer, scriptWebhook, TRIGGER_PATH } from '../lib/stack.mjs';
+import { connectViewer, Watcher } from '../lib/viewer.mjs';
+import { TERMINAL } from '../lib/executions.mjs';
+import { envInt, median, MiB, sleep } from '../lib/util.mjs';
+
+// What the agent sends (apps/agent/src/outbox.ts): chunks of 64 KiB, batches of up to 1 MiB.
+const CHUNK = 64 * 1024;
+const PER_BATCH = 16;
+
+/** Incompressible bytes in a file (zeros would let PostgreSQL's TOAST compression cheat). */
+async function randomFile(file, bytes) {
+  const fh = await open(file, 'w');
+  for (let done = 0; done < bytes; done += MiB) await fh.write(randomBytes(Math.min(MiB, bytes - done)));
+  await fh.close();
+  const hash = createHash('sha256');
+  for await (const b of createReadStream(file)) hash.update(b);
+  return hash.digest('hex');
+}
+
+/** The storage floor: the same bytes into a table shaped like execution_output, batch by batch, one connection. */
+async function storageFloor(db, file) {
+  const client = await db.pool.connect();
+  try {
+    await client.query(`CREATE TABLE IF NOT EXISTS bench_output (
+      execution_id uuid NOT NULL, seq integer NOT NULL, stream text NOT NULL, data bytea NOT NULL,
+      created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (execution_id, seq))`);
+    const id = randomUUID();
+    let seq = 0;
+    let batch = [];
+    const flush = async () => {
+      if (!batch.length) return;
+      const params = [id];
+      const values = batch.map((data) => {
+        params.push(seq++, 'stdout', data);
+        const n = params.length;
+        return `($1, $${n - 2}, $${n - 1}, $${n})`;
+      });
+      await client.query(`INSERT INTO bench_output (execution_id, seq, stream, data) VALUES ${values.join(', ')} ON CONFLICT DO NOTHING`, params);
+      batch = [];
+    };
+    const t0 = performance.now();
+    for await (const b of createReadStream(file, { highWaterMark: CHUNK })) {
+      batch.push(b);
+      if (batch.length === PER_BATCH) await flush();
+    }
+    await flush();
+    return (performance.now() - t0) / 1000;
+  } finally {
+    client.release();
+  }
+}
+
+export default {
+  name: 'throughput',
+  title: 'Output throughput (one script writes N MiB of random bytes; stored and seen by a viewer)',
+  async run(ctx) {
+    const mib = envInt('BENCH_THROUGHPUT_MIB', 256);
+    const rounds = envInt('BENCH_THROUGHPUT_ROUNDS', ctx.rounds);
+    const size = mib * MiB;
+    const notes = [];
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'devpilot-bench-tp-'));
+    const stack = await openStack(ctx, 'throughput');
+    let viewer;
+    try {
+      const file = path.join(dir, 'payload.bin');
+      const expected = await randomFile(file, size);
+      const server = await createServer(stack.api, 'bench-tp');
+      await stack.agent(server, { concurrency: ctx.agentConcurrency });
+      const content = `cat ${file}\n`;
+      const hook = await scriptWebhook(stack.api, { name: 'throughput', content, serverId: server.id, maxOutputBytes: size + MiB });
+      const call = signedCall(hook.token, hook.hmacSecret);
+      viewer = await connectViewer(stack.cp.url, stack.cp.adminKey);
+
+      let current = null;
+      const watcher = new Watcher(viewer, { onChunk: (e) => current?.output(e), onError: (e) => notes.push(`subscribe failed: ${e.message}`) });
+      viewer.on('execution.created', (e) => current?.know(e.executionId));
+      const ourRound = async () => {
+        let done;
+        const finished = new Promise((r) => (done = r));
+        const st = { id: null, bytes: 0, hash: createHash('sha256') };
+        current = {
+          know(id) {
+            if (st.id) return;
+            st.id = id;
+            watcher.watch(id);
+          },
+          output(e) {
+            if (e.executionId !== st.id) return;
+            st.bytes += e.data.byteLength;
+            st.hash.update(e.data);
+            if (st.bytes >= size) done(performance.now());
+          },
+        };
+        const t0 = performance.now();
+        const res = await fetch(`${stack.cp.url}${TRIGGER_PATH}`, { method: 'POST', ...call });
+        const body = await res.json();
+        if (res.status !== 202) throw new Error(`trigger answered ${res.status}`);
+        current.know(body.executionId);
+        // Stored: the execution is terminal only once the control plane holds every chunk.
+        let storedAt = null;
+        let lastBytes = -1;
+        let lastProgress = performance.now();
+        const deadline = t0 + 600_000;
+        let seenAt = null;
+        finished.then((t) => (seenAt = t));
+        while (performance.now() < deadline) {
+          if (storedAt === null) {
+            const [e] = await stack.db.query('SELECT status, output_bytes FROM execution WHERE id = $1', [st.id]);
+            if (TERMINAL.includes(e.status)) {
+              storedAt = performance.now();
+              if (e.status !== 'succeeded' || Number(e.output_bytes) !== size) notes.push(`execution ${st.id} ended ${e.status} with ${e.output_bytes} bytes stored`);
+            }
+          }
+          if (st.bytes !== lastBytes) {
+            lastBytes = st.bytes;
+            lastProgress = performance.now();
+          }
+          if (seenAt !== null && storedAt !== null) break;
+          if (storedAt !== null && performance.now() - lastProgress > 10_000) break;
+          await sleep(50);
+        }
+        const ok = seenAt !== null && st.hash.digest('hex') === expected;
+        if (seenAt === null) notes.push(`execution ${st.id}: the viewer received ${st.bytes} of ${size} bytes and nothing more for 10 s after all was stored (chunks missing: see gaps)`);
+        else if (!ok) notes.push(`execution ${st.id}: the viewer's bytes differ from the script's`);
+        watcher.forget(st.id);
+        const seconds = seenAt === null ? NaN : (seenAt - t0) / 1000;
+        const storedS = storedAt === null ? NaN : (storedAt - t0) / 1000;
+        return { seconds, mibPerS: mib / seconds, storedS, storedMibPerS: mib / storedS, ok };
+      };
+
+      const ours = [];
+      const floor = [];
+      for (let i = 0; i < rounds; i++) {
+        const o = await ourRound();
+        ours.push(o);
+        const f = await storageFloor(stack.db, file);
+        floor.push({ seconds: f, mibPerS: mib / f });
+        ctx.log(`throughput round ${i + 1}: stored ${o.storedMibPerS.toFixed(1)} MiB/s (${o.storedS.toFixed(2)} s), seen by the viewer ${o.mibPerS.toFixed(1)} MiB/s (${o.seconds.toFixed(2)} s, bytes identical: ${o.ok}); storage floor ${(mib / f).toFixed(1)} MiB/s (${f.toFixed(2)} s)`);
+      }
+      if (watcher.resubscribes || watcher.gaps) notes.push(`the feed told the viewer to resubscribe ${watcher.resubscribes} times; seq gaps seen by the viewer: ${watcher.gaps}; duplicates dropped: ${watcher.duplicates}`);
+      const memory = stack.memory();
+      const rss = (name) => memory.find((m) => m.process === name)?.peakRssMiB;
+      notes.push(`${mib} MiB of random bytes via \`cat\`; the floor inserts the same bytes into a table shaped like execution_output in ${CHUNK / 1024} KiB chunks, ${PER_BATCH} per INSERT (the agent's batches), sequentially on one connection, in the same database; "stored" = the execution is terminal (the control plane holds every chunk)`);
+      const figures = [
+        figure({ name: `output stored (${mib} MiB)`, unit: 'MiB/s', ours: median(ours.map((x) => x.storedMibPerS)), baseline: median(floor.map((x) => x.mibPerS)), baselineName: 'PostgreSQL insert floor', better: 'higher', roundsOurs: ours.map((x) => x.storedMibPerS) }),
+        figure({ name: `output stored and seen by a viewer (${mib} MiB)`, unit: 'MiB/s', ours: median(ours.map((x) => x.mibPerS)), baseline: median(floor.map((x) => x.mibPerS)), baselineName: 'PostgreSQL insert floor', better: 'higher', target: 0.7, roundsOurs: ours.map((x) => x.mibPerS), roundsBaseline: floor.map((x) => x.mibPerS) }),
+        figure({ name: 'rounds where the viewer got every byte, identical', unit: 'rounds', ours: ours.filter((x) => x.ok).length, better: 'higher', targetAbs: rounds }),
+        figure({ name: 'control plane peak RSS', unit: 'MiB', ours: rss('cp'), better: 'lower', targetAbs: 256 }),
+        figure({ name: 'agent peak RSS', unit: 'MiB', ours: rss('agent'), better: 'lower', targetAbs: 256 }),
+      ];
+      return { figures, notes, memory: await stack.close() };
+    } finally {
+      viewer?.close();
+      await stack.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+};
