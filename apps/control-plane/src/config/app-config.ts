@@ -44,6 +44,7 @@ const EnvSchema = z.object({
   DEVPILOT_SWEEP_INTERVAL_MS: int(5000, 100, 600_000),
   DEVPILOT_AGENT_ACK_TIMEOUT_MS: int(30_000, 100, 600_000),
   DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
+  DEVPILOT_VIEWER_CONNECTIONS_PER_KEY: int(500, 1, 100_000),
   DEVPILOT_TRIGGER_FAILURE_LIMIT: z.preprocess(
     emptyAsUnset,
     z
@@ -75,6 +76,8 @@ export interface AppConfig {
   /** How long an agent has to answer execution.start / execution.cancel; an unanswered start is resent after twice that. */
   agentAckTimeoutMs: number;
   dbPoolSize: number;
+  /** Dashboard connections one API key may hold at once (each browser tab is one). */
+  viewerConnectionsPerKey: number;
   /** Invalid webhook tokens one address may send per window before it gets 429 for a window. */
   triggerFailureLimit: { points: number; windowSeconds: number };
 }
@@ -106,6 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     sweepIntervalMs: e.DEVPILOT_SWEEP_INTERVAL_MS,
     agentAckTimeoutMs: e.DEVPILOT_AGENT_ACK_TIMEOUT_MS,
     dbPoolSize: e.DEVPILOT_DB_POOL_SIZE,
+    viewerConnectionsPerKey: e.DEVPILOT_VIEWER_CONNECTIONS_PER_KEY,
     triggerFailureLimit: parseFailureLimit(e.DEVPILOT_TRIGGER_FAILURE_LIMIT),
   };
 }

@@ -1,5 +1,5 @@
 import { DASHBOARD_NAMESPACE, DashboardEvents, MAX_MESSAGE_BYTES, type SubscribeReply } from '@app/protocol';
-import { Logger } from '@nestjs/common';
+import { Inject, Logger } from '@nestjs/common';
 import {
   Ack,
   ConnectedSocket,
@@ -10,8 +10,10 @@ import {
   SubscribeMessage,
   WebSocketGateway,
 } from '@nestjs/websockets';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ApiKeysService } from '../workspaces/api-keys.service.js';
 import { DashboardFeed } from './dashboard-feed.service.js';
+import { Semaphore } from './semaphore.js';
 import { type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer.js';
 
 /**
@@ -24,11 +26,24 @@ import { type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer
  * created first its WebSocket-only setting applies to every namespace; the dashboard connects
  * over WebSocket. Allowing both at the engine is safe: `/agent` refuses polling in its middleware.
  */
+const HANDSHAKE_LOOKUPS = 4;
+/** Past this many handshakes waiting for a lookup, new ones are refused at once. */
+const MAX_WAITING_LOOKUPS = 1000;
+
 @WebSocketGateway({ namespace: DASHBOARD_NAMESPACE, transports: ['websocket', 'polling'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
 export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect {
   private readonly logger = new Logger(DashboardGateway.name);
+  /**
+   * Key lookups at the handshake, at most a few at once: a flood of connections (bad keys or
+   * good) waits here instead of taking the database pool from the triggers and the agents.
+   */
+  private readonly lookups = new Semaphore(HANDSHAKE_LOOKUPS);
+  private waitingLookups = 0;
+  /** Open sockets per API key id, bounded by viewerConnectionsPerKey. */
+  private readonly byKey = new Map<string, Set<string>>();
 
   constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly apiKeys: ApiKeysService,
     private readonly feed: DashboardFeed,
   ) {}
@@ -36,20 +51,44 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
   afterInit(nsp: ViewerNamespace): void {
     nsp.use((socket, next) => {
       const apiKey = (socket.handshake.auth as { apiKey?: unknown } | undefined)?.apiKey;
-      if (typeof apiKey !== 'string' || apiKey.length === 0) return next(new Error('unauthorized'));
-      this.apiKeys.authenticate(apiKey).then(
-        (auth) => {
-          if (!auth) return next(new Error('unauthorized'));
-          socket.data = { workspaceId: auth.workspaceId, keyId: auth.keyId, role: auth.role };
-          next();
-        },
-        (err: unknown) => {
-          this.logger.error({ err }, 'viewer handshake failed');
-          next(new Error('the control plane could not check the key; retry later'));
-        },
-      );
+      if (typeof apiKey !== 'string' || apiKey.length === 0 || apiKey.length > 512) return next(new Error('unauthorized'));
+      if (this.waitingLookups >= MAX_WAITING_LOOKUPS) return next(new Error('busy; retry later'));
+      this.waitingLookups++;
+      this.lookups
+        .run(() => this.apiKeys.authenticate(apiKey))
+        .finally(() => this.waitingLookups--)
+        .then(
+          (auth) => {
+            if (!auth) return next(new Error('unauthorized'));
+            if (!this.holdPlace(auth.keyId, socket)) return next(new Error('too many connections for this API key'));
+            socket.data = { workspaceId: auth.workspaceId, keyId: auth.keyId, role: auth.role };
+            next();
+          },
+          (err: unknown) => {
+            this.logger.error({ err }, 'viewer handshake failed');
+            next(new Error('the control plane could not check the key; retry later'));
+          },
+        );
     });
     this.feed.attach(nsp);
+  }
+
+  /**
+   * Takes one of the key's places for this socket until it (or its underlying connection, if the
+   * client left before the handshake completed) closes. False when the key has none left.
+   */
+  private holdPlace(keyId: string, socket: ViewerSocket): boolean {
+    const sockets = this.byKey.get(keyId) ?? new Set<string>();
+    if (sockets.size >= this.config.viewerConnectionsPerKey) return false;
+    sockets.add(socket.id);
+    this.byKey.set(keyId, sockets);
+    const release = () => {
+      sockets.delete(socket.id);
+      if (sockets.size === 0 && this.byKey.get(keyId) === sockets) this.byKey.delete(keyId);
+    };
+    socket.once('disconnect', release);
+    socket.conn.once('close', release);
+    return true;
   }
 
   handleConnection(socket: ViewerSocket): void {
