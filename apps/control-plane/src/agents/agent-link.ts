@@ -66,6 +66,11 @@ export class AgentLink {
     return (await this.nsp.in(serverRoom(serverId)).fetchSockets()).length > 0;
   }
 
+  /** Whether a ready agent of this server is connected to this very node (no adapter round trip). */
+  hasLocalReadyAgent(serverId: string): boolean {
+    return (this.nsp?.adapter.rooms.get(readyRoom(serverId))?.size ?? 0) > 0;
+  }
+
   /** Servers whose ready agent is connected to this node. */
   localReadyServers(): string[] {
     if (!this.nsp) return [];

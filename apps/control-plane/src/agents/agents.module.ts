@@ -19,6 +19,6 @@ import { LocalAgentService } from './local-agent.service.js';
   imports: [TerminusModule, TypeOrmModule.forFeature([Server]), ServersModule, ExecutionsModule, WorkspacesModule],
   controllers: [AgentFilesController],
   providers: [AgentLink, AgentPresence, AgentReports, AgentsGateway, Dispatcher, AgentsHealthIndicator, LocalAgentService],
-  exports: [AgentsHealthIndicator, AgentLink],
+  exports: [AgentsHealthIndicator, AgentLink, Dispatcher],
 })
 export class AgentsModule {}

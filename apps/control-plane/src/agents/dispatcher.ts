@@ -46,6 +46,8 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
   }
 
   private async onCreated(e: Execution): Promise<void> {
+    // Created already claimed (the trigger's fast path sent it itself): nothing queued to hand over.
+    if (e.status !== 'queued') return this.events.dispatchSettled.next({ executionId: e.id });
     try {
       if (await this.link.hasReadyAgent(e.serverId)) await this.dispatchQueued(e.serverId);
     } catch (err) {
@@ -86,7 +88,8 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
     return pass.done;
   }
 
-  private async send(c: ClaimedExecution): Promise<void> {
+  /** Sends one claimed execution's start and records the agent's answer. */
+  async send(c: ClaimedExecution): Promise<void> {
     try {
       const outcome = await this.link.start(c.serverId, c.start);
       switch (outcome.kind) {

@@ -13,7 +13,8 @@ export interface ClaimedExecution {
   start: StartExecution;
 }
 
-interface ClaimRow {
+/** An execution row with what its start command needs (script settings and the version's content). */
+export interface ClaimRow {
   id: string;
   workspace_id: string;
   server_id: string;
@@ -76,6 +77,11 @@ export class ExecutionLifecycle {
     );
     for (const c of claimed) this.emit({ id: c.id, workspace_id: c.workspaceId, server_id: c.serverId, status: 'dispatched', exit_code: null });
     return claimed;
+  }
+
+  /** Tells listeners about an execution that was created already claimed (`dispatched`) by this process. */
+  announceDispatched(c: ClaimedExecution): void {
+    this.emit({ id: c.id, workspace_id: c.workspaceId, server_id: c.serverId, status: 'dispatched', exit_code: null });
   }
 
   /**
@@ -246,7 +252,7 @@ export function outcome(r: ExecutionFinished): { status: ExecutionStatus; error:
   return { status: 'failed', error: r.exitCode === null && r.signal ? `killed by ${r.signal}` : null };
 }
 
-function startCommand(r: ClaimRow): StartExecution {
+export function startCommand(r: ClaimRow): StartExecution {
   const env: Record<string, string> = {
     DEVPILOT_EXECUTION_ID: r.id,
     DEVPILOT_SCRIPT_ID: r.script_id,

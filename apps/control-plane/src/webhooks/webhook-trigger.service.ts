@@ -7,7 +7,10 @@ import { AppException, type ErrorCode } from '../common/app-exception.js';
 import { SecretsService } from '../common/secrets.service.js';
 import { sha256 } from '../common/tokens.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import type { Execution } from '../executions/execution.entity.js';
+import { Dispatcher } from '../agents/dispatcher.js';
+import { AgentLink } from '../agents/agent-link.js';
+import { type ClaimRow, ExecutionLifecycle, startCommand } from '../executions/execution-lifecycle.service.js';
+import { Execution } from '../executions/execution.entity.js';
 import { type Accepted, ExecutionsService } from '../executions/executions.service.js';
 import { DeliveryLog, type DeliveryRecord } from './delivery-log.service.js';
 import { AllowlistCache, canonicalAddress } from './ip-allowlist.js';
@@ -57,6 +60,7 @@ const SECRET_CACHE_MAX = 10_000;
 @Injectable()
 export class WebhookTriggerService {
   private readonly failures: TriggerFailureLimiter;
+  private readonly deliveryDeadlineSeconds: number;
   private readonly allowlists = new AllowlistCache();
   /** Unsealed HMAC secrets by webhook id. A secret never changes (rotating means a new webhook). */
   private readonly hmacSecrets = new Map<string, string>();
@@ -67,7 +71,11 @@ export class WebhookTriggerService {
     private readonly secrets: SecretsService,
     private readonly executions: ExecutionsService,
     private readonly deliveries: DeliveryLog,
+    private readonly lifecycle: ExecutionLifecycle,
+    private readonly dispatcher: Dispatcher,
+    private readonly link: AgentLink,
   ) {
+    this.deliveryDeadlineSeconds = config.deliveryDeadlineMs / 1000;
     this.failures = new TriggerFailureLimiter(config.triggerFailureLimit.points, config.triggerFailureLimit.windowSeconds);
   }
 
@@ -109,9 +117,9 @@ export class WebhookTriggerService {
       }
     }
 
-    let execution: Execution;
+    let execution: AcceptedRow;
     try {
-      execution = await this.accept(webhook, (executionId) => record(webhook, HttpStatus.ACCEPTED, 'ACCEPTED', 'accepted', executionId));
+      execution = await this.accept(webhook, sourceIp, userAgent);
     } catch (e) {
       if (e instanceof WebhookGone) throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, 'webhook was paused or deleted during the call');
       const unavailable = isDatabaseUnavailable(e);
@@ -119,42 +127,56 @@ export class WebhookTriggerService {
       throw e;
     }
     this.deliveries.committed(webhook.id);
-    this.executions.announce(execution);
+    this.executions.announce(toExecution(execution));
+    if (execution.status === 'dispatched') {
+      const claimed = { id: execution.id, workspaceId: execution.workspace_id, serverId: execution.server_id, start: startCommand(execution) };
+      this.lifecycle.announceDispatched(claimed);
+      void this.dispatcher.send(claimed);
+    }
     return this.executions.accepted(execution);
   }
 
   /**
-   * One transaction: the execution, the delivery row, then the counter. The counter's UPDATE comes
-   * last, alone, so the webhook row stays locked only until the commit (calls of one webhook queue
-   * on that lock: measured, moving the delivery INSERT after it cost about 10% of throughput). It
-   * is `call_count + 1` in SQL, never read-modify-write, so concurrent calls are all counted.
+   * One statement, so one round trip and its own transaction: the atomic counter (`call_count + 1`
+   * in SQL, never read-modify-write, and only while the webhook is still active), the execution of
+   * the script's current version, and the delivery row. When this node holds the server's ready
+   * agent and nothing older is queued for it, the execution is created already claimed
+   * (`dispatched`) with its start command, and sent at once; otherwise it is `queued` for the
+   * dispatcher. The webhook row is locked only for the statement.
    */
-  private async accept(webhook: Match, delivery: (executionId: string) => DeliveryRecord): Promise<Execution> {
-    return this.db.transaction(async (tx) => {
-      let execution: Execution;
-      try {
-        execution = await this.executions.enqueue(
-          { workspaceId: webhook.workspace_id, scriptId: webhook.script_id, serverId: webhook.server_id, webhookId: webhook.id, trigger: 'webhook' },
-          tx,
-        );
-      } catch (e) {
-        // The script or server went away since the lookup (and with them the webhook).
-        if (e instanceof AppException && e.code === 'NOT_FOUND') throw new WebhookGone();
-        throw e;
-      }
-      const d = delivery(execution.id);
-      await tx.query(
-        `INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [d.webhookId, d.workspaceId, d.sourceIp, d.statusCode, d.code, d.reason, d.executionId, d.userAgent?.slice(0, 512) ?? null],
-      );
-      const [, updated] = (await tx.query(
-        'UPDATE webhook SET call_count = call_count + 1, last_called_at = now() WHERE id = $1 AND active',
-        [webhook.id],
-      )) as [unknown, number];
-      if (updated !== 1) throw new WebhookGone();
-      return execution;
-    });
+  private async accept(webhook: Match, sourceIp: string, userAgent: string | null): Promise<AcceptedRow> {
+    const agentHere = this.link.hasLocalReadyAgent(webhook.server_id);
+    const found = (await this.db.query(
+      `WITH w AS (
+         UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
+         WHERE id = $1 AND active
+         RETURNING id, workspace_id, script_id, server_id
+       ), e AS (
+         INSERT INTO execution (workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, deliver_by, dispatched_at)
+         SELECT w.workspace_id, w.script_id, s.current_version, w.server_id, w.id, 'webhook', d.status,
+                now() + make_interval(secs => $3), CASE WHEN d.status = 'dispatched' THEN now() END
+         FROM w
+         JOIN script s ON s.id = w.script_id
+         CROSS JOIN LATERAL (
+           SELECT CASE WHEN $2::boolean AND NOT EXISTS (
+             SELECT 1 FROM execution q WHERE q.server_id = w.server_id AND q.status = 'queued'
+           ) THEN 'dispatched' ELSE 'queued' END AS status
+         ) d
+         RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at, deliver_by
+       ), delivery AS (
+         INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
+         SELECT e.webhook_id, e.workspace_id, $4, 202, 'ACCEPTED', 'accepted', e.id, $5 FROM e
+       )
+       SELECT e.*, s.interpreter, s.timeout_seconds, s.max_output_bytes,
+              CASE WHEN e.status = 'dispatched' THEN v.content END AS content
+       FROM e
+       JOIN script s ON s.id = e.script_id
+       JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version`,
+      [webhook.id, agentHere, this.deliveryDeadlineSeconds, sourceIp, userAgent?.slice(0, 512) ?? null],
+    )) as AcceptedRow[];
+    const row = found[0];
+    if (!row) throw new WebhookGone();
+    return row;
   }
 
   private async lookup(token: string): Promise<Match | null> {
@@ -178,6 +200,29 @@ export class WebhookTriggerService {
 }
 
 class WebhookGone extends Error {}
+
+/** The accepted execution as the statement returns it, with its start command's ingredients. */
+interface AcceptedRow extends ClaimRow {
+  status: 'queued' | 'dispatched';
+  queued_at: Date;
+  deliver_by: Date;
+}
+
+/** The entity shape ExecutionEvents.created carries. */
+function toExecution(r: AcceptedRow): Execution {
+  return Object.assign(new Execution(), {
+    id: r.id,
+    workspaceId: r.workspace_id,
+    scriptId: r.script_id,
+    scriptVersion: r.script_version,
+    serverId: r.server_id,
+    webhookId: r.webhook_id,
+    trigger: r.trigger,
+    status: r.status,
+    queuedAt: r.queued_at,
+    deliverBy: r.deliver_by,
+  });
+}
 
 /** Step 1: the token, or what the caller is told (and what the owner's delivery log says). */
 export function readToken(body: unknown, contentType: string | undefined): string | { message: string; reason: string } {
