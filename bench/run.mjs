@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench [-- scenario ...]`: starts everything itself, runs the scenarios, prints a table
 // and writes bench/results.json. See bench/README.md.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +26,14 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => {
   process.exit(130);
 });
 
+/** Many agent connections need many file descriptors: raise our soft limit (children inherit it). */
+function raiseOpenFiles() {
+  const set = (v) => spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${v}:${v}`], { stdio: 'ignore' }).status === 0;
+  if (set(65_536)) return;
+  const hard = spawnSync('prlimit', ['--pid', String(process.pid), '--nofile', '--noheadings', '--output=HARD'], { encoding: 'utf8' }).stdout?.trim();
+  if (hard && hard !== 'unlimited') set(hard);
+}
+
 async function main() {
   const args = process.argv.slice(2).filter((a) => a !== '--');
   if (args.includes('-h') || args.includes('--help')) {
@@ -35,6 +44,7 @@ async function main() {
   if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.join(', ')}`);
   const chosen = args.length ? SCENARIOS.filter((s) => args.includes(s)) : SCENARIOS;
 
+  raiseOpenFiles();
   ensureBuilt(log);
   const pg = await pgServer(log);
   log(`PostgreSQL: ${pg.kind}`);

@@ -30,7 +30,7 @@ export async function openStack(ctx, name, { cpEnv } = {}) {
     memory() {
       return procs.map((p) => {
         p.memory();
-        return { process: p.name.replace(`-${name}`, ''), pid: p.pid, peakRssMiB: Math.round(p.peak / MiB) };
+        return { process: p.name.endsWith(`-${name}`) ? p.name.slice(0, -name.length - 1) : p.name, pid: p.pid, peakRssMiB: Math.round(p.peak / MiB) };
       });
     },
     async close() {

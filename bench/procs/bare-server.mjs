@@ -1,0 +1,14 @@
+// The baseline for connected agents: a bare socket.io server with the same namespace, transport
+// and message limit as the control plane's /agent, answering hello; no database, no framework.
+import { createServer } from 'node:http';
+import { Server } from 'socket.io';
+
+const port = Number(process.argv[2]);
+const http = createServer();
+const io = new Server(http, { transports: ['websocket'], maxHttpBufferSize: 8 * 1024 * 1024 });
+io.of('/agent').use((socket, next) => (typeof socket.handshake.auth?.token === 'string' ? next() : next(new Error('unauthorized'))));
+io.of('/agent').on('connection', (socket) => {
+  socket.join(`server:${socket.handshake.auth.token}`);
+  socket.on('agent.hello', (_msg, ack) => ack?.({ resend: [] }));
+});
+http.listen(port, '127.0.0.1', () => process.stdout.write('listening\n'));
