@@ -133,20 +133,30 @@ export class OutputSubscription {
         const before = this.lastSent;
         const page = await this.source.readPage(this.executionId, this.lastSent);
         if (this.closed) return;
-        for (const c of page) if (c.seq > this.lastSent) this.send(c);
+        // Stored output can have a hole for a moment: batches of one execution commit in either
+        // order. Never send past it: the missing chunk is still committing, read again.
+        let hole = false;
+        for (const c of page) {
+          if (c.seq <= this.lastSent) continue;
+          if (c.seq !== this.lastSent + 1) {
+            hole = true;
+            break;
+          }
+          this.send(c);
+        }
         if (this.viewer.behind && !(await this.viewer.waitUntilCaughtUp(CATCH_UP_STALL_MS))) {
           return this.resubscribe('the viewer fell too far behind');
         }
-        if (page.length === this.source.pageRows) continue;
+        if (page.length === this.source.pageRows && !hole) continue;
         if (this.overflowed) {
           this.overflowed = false;
           continue;
         }
-        if (this.flushHeld()) {
+        if (!hole && this.flushHeld()) {
           if (!this.closed) this.mode = 'live';
           return;
         }
-        // A held chunk lies past a gap the database did not fill: it may still be committing elsewhere.
+        // A hole in the page, or a held chunk past a gap the database did not fill: it may still be committing elsewhere.
         emptyRetries = this.lastSent === before ? emptyRetries + 1 : 0;
         if (emptyRetries > GAP_RETRIES) return this.resubscribe('output is missing a chunk');
         if (emptyRetries > 0) await new Promise((r) => setTimeout(r, GAP_RETRY_MS));
