@@ -11,7 +11,7 @@ import { pgServer } from './lib/postgres.mjs';
 import { summariseProfile } from './lib/profile.mjs';
 import { printTable } from './lib/report.mjs';
 import { ensureBuilt } from './lib/stack.mjs';
-import { envInt, liveProcesses } from './lib/util.mjs';
+import { envInt, liveProcesses, nowMs } from './lib/util.mjs';
 
 const SCENARIOS = ['trigger', 'first-byte', 'exec-rate', 'throughput', 'agents', 'fanout'];
 
@@ -59,6 +59,16 @@ async function main() {
     drainTimeoutMs: envInt('BENCH_DRAIN_TIMEOUT_S', 120) * 1000,
     agentConcurrency: envInt('BENCH_AGENT_CONCURRENCY', 4),
     connectionLevels: (process.env.BENCH_CONNECTIONS || '10,100').split(',').map(Number),
+    /** Monotonic [from, to] ms of the measured load: profiles are summarised over these only. */
+    windows: [],
+    async window(fn) {
+      const from = nowMs();
+      try {
+        return await fn();
+      } finally {
+        ctx.windows.push([from, nowMs()]);
+      }
+    },
   };
   if (!ctx.peer.bin) log(ctx.peer.why);
   const started = Date.now();
@@ -86,9 +96,9 @@ async function main() {
   if (ctx.profile && existsSync(PROFILE_DIR)) {
     profiles = readdirSync(PROFILE_DIR)
       .filter((f) => f.endsWith('.cpuprofile') && !profilesBefore.has(f))
-      .map((f) => summariseProfile(path.join(PROFILE_DIR, f)));
+      .map((f) => summariseProfile(path.join(PROFILE_DIR, f), ctx.windows));
     for (const p of profiles) {
-      log(`profile ${path.basename(p.file)} (${p.totalMs} ms sampled)`);
+      log(`profile ${path.basename(p.file)}: ${p.windowMs} ms under load, ${p.idlePct}% idle; of the busy ${p.busyMs} ms:`);
       for (const f of p.topSelf.slice(0, 10)) log(`   ${String(f.pct).padStart(5)}%  ${f.frame}`);
       log(`   by package: ${p.byPackage.map((x) => `${x.pkg} ${x.pct}%`).join(', ')}`);
     }

@@ -21,18 +21,23 @@ export async function fire({ url, body, headers, connections, durationS, amount,
     ...(amount ? { amount } : { duration: durationS }),
     ...(onBody ? { requests: [{ method: 'POST', body, headers, onResponse: (status, b) => onBody(status, b) }] } : {}),
   };
+  const start = performance.now();
+  let lastResponse = start;
   const instance = autocannon(opts);
   instance.on('response', (_client, _status, _bytes, responseTime) => {
+    lastResponse = performance.now();
     if (latencies.length < MAX_SAMPLES) latencies.push(responseTime);
   });
   const r = await instance;
   const byStatus = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, v.count]));
   const ok = okStatus.reduce((n, s) => n + (byStatus[s] ?? 0), 0);
   const total = Object.values(byStatus).reduce((a, b) => a + b, 0);
+  // autocannon notices that `amount` is reached on its 1 s tick: time to the last response instead.
+  const elapsedS = amount ? (lastResponse - start) / 1000 : r.duration;
   return {
-    durationS: r.duration,
+    durationS: elapsedS,
     ok,
-    okPerS: ok / r.duration,
+    okPerS: ok / elapsedS,
     total,
     errors: total - ok + r.errors + r.timeouts,
     socketErrors: r.errors,

@@ -1,17 +1,31 @@
 // Summarises V8 .cpuprofile files: the functions with the most self time, and time per package.
 import { readFileSync } from 'node:fs';
 
-export function summariseProfile(file, top = 15) {
+/**
+ * `windows`: [fromMs, toMs] on the monotonic clock (process.hrtime), which is the clock V8's
+ * profile timestamps use; only samples inside a window count (the measured load, not start-up).
+ * Percentages are of the busy (non-idle) time; `idlePct` says how much of the window was idle.
+ */
+export function summariseProfile(file, windows = [], top = 15) {
   const prof = JSON.parse(readFileSync(file, 'utf8'));
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const dt = new Map();
+  let t = prof.startTime;
+  const inWindow = (us) => windows.length === 0 || windows.some(([a, b]) => us / 1000 >= a && us / 1000 <= b);
   // timeDeltas[i] is the time before samples[i]; attribute it to that sample's node.
-  for (let i = 0; i < prof.samples.length; i++) dt.set(prof.samples[i], (dt.get(prof.samples[i]) ?? 0) + (prof.timeDeltas[i] ?? 0));
-  const total = [...dt.values()].reduce((a, b) => a + b, 0) || 1;
+  for (let i = 0; i < prof.samples.length; i++) {
+    t += prof.timeDeltas[i] ?? 0;
+    if (inWindow(t)) dt.set(prof.samples[i], (dt.get(prof.samples[i]) ?? 0) + (prof.timeDeltas[i] ?? 0));
+  }
+  let idle = 0;
+  for (const [id, us] of dt) if (byId.get(id).callFrame.functionName === '(idle)') idle += us;
+  const all = [...dt.values()].reduce((a, b) => a + b, 0) || 1;
+  const total = all - idle || 1;
   const self = new Map();
   const pkgs = new Map();
   for (const [id, us] of dt) {
     const cf = byId.get(id).callFrame;
+    if (cf.functionName === '(idle)') continue;
     const where = cf.url ? `${shortUrl(cf.url)}:${cf.lineNumber + 1}` : '';
     const key = `${cf.functionName || '(anonymous)'} ${where}`.trim();
     self.set(key, (self.get(key) ?? 0) + us);
@@ -21,7 +35,10 @@ export function summariseProfile(file, top = 15) {
   const pct = (us) => Math.round((1000 * us) / total) / 10;
   return {
     file,
-    totalMs: Math.round(total / 1000),
+    windowMs: Math.round(all / 1000),
+    busyMs: Math.round(total / 1000),
+    idlePct: Math.round((1000 * idle) / all) / 10,
+    windowed: windows.length > 0,
     topSelf: [...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([frame, us]) => ({ frame, pct: pct(us) })),
     byPackage: [...pkgs].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([pkg, us]) => ({ pkg, pct: pct(us) })),
   };

@@ -40,15 +40,15 @@ function makeViewer(url, apiKey) {
   });
 }
 
-async function connectAll(url, apiKey, n, concurrency) {
+async function connectAll(url, apiKeys, n, concurrency) {
   const t0 = performance.now();
   let next = 0;
   const failures = {};
   await Promise.all(
     Array.from({ length: Math.min(n, concurrency) }, async () => {
       while (next < n) {
-        next++;
-        const r = await makeViewer(url, apiKey);
+        const key = apiKeys[next++ % apiKeys.length];
+        const r = await makeViewer(url, key);
         if (r.ok) viewers.push(r.v);
         else failures[r.why] = (failures[r.why] ?? 0) + 1;
       }
@@ -127,7 +127,7 @@ function report(createdAt, total) {
 }
 
 process.on('message', async (m) => {
-  if (m.cmd === 'connect') send({ type: 'connected', ...(await connectAll(m.url, m.apiKey, m.n, m.concurrency ?? 50)) });
+  if (m.cmd === 'connect') send({ type: 'connected', ...(await connectAll(m.url, m.apiKeys, m.n, m.concurrency ?? 50)) });
   else if (m.cmd === 'subscribe') {
     lag.reset();
     send({ type: 'subscribed', ...(await subscribeAll(m.executionId)) });

@@ -12,6 +12,7 @@ import { TRIGGER_PATH } from '../lib/stack.mjs';
 import { envInt, freePort, ManagedProcess, memoryOf, MiB, nowMs, quantile, sleep, waitFor } from '../lib/util.mjs';
 
 const SETTLE_MS = 5000;
+const WARMUP = 20;
 
 function openFilesLimit() {
   const m = readFileSync('/proc/self/limits', 'utf8').match(/^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m);
@@ -78,9 +79,9 @@ export default {
       one.procs.forEach((p) => stack.track(p));
       const measure = async (pick) => {
         const out = [];
-        for (let i = 0; i < 5 + rounds; i++) {
+        for (let i = 0; i < WARMUP + rounds; i++) {
           const ms = await dispatchWith(pick(i));
-          if (i >= 5) out.push(ms);
+          if (i >= WARMUP) out.push(ms);
           await sleep(20);
         }
         return out;
@@ -100,13 +101,13 @@ export default {
       holder.set(0, one);
       await sleep(SETTLE_MS);
       const rssOne = memoryOf(stack.cp.proc.pid).rss;
-      const latOne = await measure(() => 0);
+      const latOne = await ctx.window(() => measure(() => 0));
       ctx.log(`agents: 1 connected: cp RSS ${(rssOne / MiB).toFixed(0)} MiB; dispatch p50 ${quantile(latOne, 0.5).toFixed(2)} ms p99 ${quantile(latOne, 0.99).toFixed(2)} ms`);
 
       const many = new FakeAgentFleet('fake-agents', procs, ctx.log);
       fleets.push(many);
       many.procs.forEach((p) => stack.track(p));
-      const cN = await many.connect(stack.cp.url, servers.slice(1).map((s) => s.token), { concurrency: connectConcurrency, timeoutMs: envInt('BENCH_CONNECT_TIMEOUT_S', 300) * 1000 });
+      const cN = await ctx.window(() => many.connect(stack.cp.url, servers.slice(1).map((s) => s.token), { concurrency: connectConcurrency, timeoutMs: envInt('BENCH_CONNECT_TIMEOUT_S', 300) * 1000 }));
       for (let i = 1; i < k; i++) holder.set(i, many);
       const total = cN.connected + 1;
       ctx.log(`agents: ${total} connected in ${cN.seconds.toFixed(1)} s (${cN.seconds ? (cN.connected / cN.seconds).toFixed(0) : '-'}/s); failures ${JSON.stringify(cN.failures)}`);
@@ -117,7 +118,7 @@ export default {
         const [r] = await stack.db.query(`SELECT count(*)::int AS n FROM server WHERE status = 'online'`);
         return r.n >= total ? r.n : false;
       }, 60_000, 500).catch(async () => (await stack.db.query(`SELECT count(*)::int AS n FROM server WHERE status = 'online'`))[0].n);
-      const latMany = await measure((i) => 1 + (i % (k - 1)));
+      const latMany = await ctx.window(() => measure((i) => 1 + (i % (k - 1))));
       const still = await many.stillConnected();
       ctx.log(`agents: ${total} connected: cp RSS ${(rssMany / MiB).toFixed(0)} MiB; dispatch p50 ${quantile(latMany, 0.5).toFixed(2)} ms p99 ${quantile(latMany, 0.99).toFixed(2)} ms; ${online} servers online; ${still + 1} still connected`);
       const fleetPeak = many.procs.map((p) => Math.round((p.memory()?.peak ?? 0) / MiB));

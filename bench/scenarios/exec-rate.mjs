@@ -48,7 +48,7 @@ export default {
         const before = (await executionCounts(stack.db)).total;
         const t0 = performance.now();
         const r = await fire({ url: `${stack.cp.url}${TRIGGER_PATH}`, ...call, connections: callers, amount: n, okStatus: ['202'] });
-        const acceptedS = (performance.now() - t0) / 1000;
+        const acceptedS = r.durationS;
         const d = await drain(stack.db, ctx.drainTimeoutMs, 20);
         const seconds = (performance.now() - t0) / 1000;
         if (!d.drained) notes.push(`not all executions finished within ${ctx.drainTimeoutMs / 1000} s (${d.done}/${d.total})`);
@@ -61,15 +61,16 @@ export default {
       const ceiling = [];
       const theirs = [];
       for (let i = 0; i < ctx.rounds; i++) {
-        const o = await ourRound(burst);
+        const o = await ctx.window(() => ourRound(burst));
         ours.push(o);
         const c = await spawnCeiling(file, burst, concurrency);
         ceiling.push(c);
         let line = `exec-rate round ${i + 1}: ours ${o.perSecond.toFixed(0)}/s (${o.accepted} accepted in ${o.acceptedS.toFixed(1)} s, all terminal after ${o.seconds.toFixed(1)} s, non-202 ${o.errors}); spawn ceiling ${c.perSecond.toFixed(0)}/s`;
         if (peer) {
           const p = await fire({ url: `${peer.url}/hooks/script`, ...call, connections: concurrency, amount: burst, okStatus: ['200'] });
-          theirs.push({ perSecond: p.ok / p.durationS, errors: p.errors });
-          line += `; peer ${(p.ok / p.durationS).toFixed(0)}/s`;
+          const perSecond = p.okPerS;
+          theirs.push({ perSecond, errors: p.errors });
+          line += `; peer ${perSecond.toFixed(0)}/s (non-200 ${p.errors})`;
         }
         ctx.log(line);
       }

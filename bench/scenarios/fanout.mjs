@@ -7,7 +7,7 @@ import { figure } from '../lib/report.mjs';
 import { openStack } from '../lib/session.mjs';
 import { signedCall } from '../lib/sign.mjs';
 import { createServer, scriptWebhook, TRIGGER_PATH } from '../lib/stack.mjs';
-import { envInt, ManagedProcess, median, sleep, withTimeout } from '../lib/util.mjs';
+import { envInt, ManagedProcess, median, nowMs, sleep, withTimeout } from '../lib/util.mjs';
 
 class ViewerProcess {
   constructor(label) {
@@ -46,10 +46,13 @@ export default {
       const hook = await scriptWebhook(stack.api, { name: 'fanout', content, serverId: server.id });
       const call = signedCall(hook.token, hook.hmacSecret);
 
+      // A viewer key per 250 viewers: 1,000 viewers are many people (the feed caps connections per key).
+      const keys = [];
+      for (let i = 0; i < Math.ceil(nViewers / 250); i++) keys.push((await stack.api.post('/api/v1/api-keys', { name: `bench-viewer-${i}`, role: 'viewer' })).key);
       for (let i = 0; i < nProcs; i++) procs.push(new ViewerProcess(`viewers-${i}`));
       procs.forEach((p) => stack.track(p.proc));
       const per = Math.ceil(nViewers / nProcs);
-      const conn = await Promise.all(procs.map((p, i) => p.request({ cmd: 'connect', url: stack.cp.url, apiKey: stack.cp.adminKey, n: Math.max(0, Math.min(per, nViewers - i * per)), concurrency: 50 }, 'connected', 300_000)));
+      const conn = await Promise.all(procs.map((p, i) => p.request({ cmd: 'connect', url: stack.cp.url, apiKeys: keys.filter((_, k) => k % nProcs === i).length ? keys.filter((_, k) => k % nProcs === i) : keys, n: Math.max(0, Math.min(per, nViewers - i * per)), concurrency: 50 }, 'connected', 300_000)));
       const connected = conn.reduce((n, c) => n + c.connected, 0);
       ctx.log(`fanout: ${connected} viewers connected in ${Math.max(...conn.map((c) => c.seconds)).toFixed(1)} s`);
       if (connected < nViewers) notes.push(`only ${connected} of ${nViewers} viewers connected: ${JSON.stringify(conn.map((c) => c.failures))}`);
@@ -60,10 +63,12 @@ export default {
         const body = await res.json();
         if (res.status !== 202) throw new Error(`trigger answered ${res.status}`);
         const id = body.executionId;
+        const from = nowMs();
         const subs = await Promise.all(procs.map((p) => p.request({ cmd: 'subscribe', executionId: id }, 'subscribed', 120_000)));
         const subscribed = subs.reduce((n, s) => n + s.ok, 0);
         const subS = Math.max(...subs.map((s) => s.seconds));
         const d = await drain(stack.db, (leadS + (lines * intervalMs) / 1000) * 1000 + 120_000, 200);
+        ctx.windows.push([from, nowMs()]);
         const rows = await stack.db.query(`SELECT seq, extract(epoch from created_at) * 1000 AS at FROM execution_output WHERE execution_id = $1 ORDER BY seq`, [id]);
         const total = rows.length;
         const createdAt = {};
@@ -95,7 +100,7 @@ export default {
         rounds.push(merged);
         ctx.log(`fanout round ${r + 1}: ${merged.complete}/${connected} viewers got all ${total} chunks (gaps ${merged.gaps}, resubscribes ${merged.resubscribes}); storage->viewer p50 ${merged.p50.toFixed(1)} ms p99 ${merged.p99.toFixed(1)} ms; script->viewer p99 ${merged.scriptP99.toFixed(1)} ms; subscribing took ${subS.toFixed(1)} s; viewer-process loop lag p99 ${merged.lag.toFixed(1)} ms`);
       }
-      notes.push(`${connected} viewers in ${nProcs} processes, socket.io on /dashboard; the script writes ${lines} timestamped lines ${intervalMs} ms apart after ${leadS} s (time to subscribe); storage time = the row's created_at (PostgreSQL now(), the start of the inserting transaction, so the delay includes the commit); chunks stored before a viewer's subscribe ack are excluded from the delay (they come as backlog): ${rounds.map((r) => r.backlog).join(', ')} per round`);
+      notes.push(`${connected} viewers in ${nProcs} processes (${keys.length} viewer API keys), socket.io on /dashboard; the script writes ${lines} timestamped lines ${intervalMs} ms apart after ${leadS} s (time to subscribe); storage time = the row's created_at (PostgreSQL now(), the start of the inserting transaction, so the delay includes the commit); chunks stored before a viewer's subscribe ack are excluded from the delay (they come as backlog): ${rounds.map((r) => r.backlog).join(', ')} per round`);
       notes.push(`the viewer processes' own event-loop lag (p99, ms) per round: ${rounds.map((r) => r.lag.toFixed(1)).join(', ')}: it is part of the measured delay`);
       const m = (k) => median(rounds.map((r) => r[k]));
       const figures = [

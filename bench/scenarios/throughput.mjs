@@ -140,7 +140,7 @@ export default {
       const ours = [];
       const floor = [];
       for (let i = 0; i < rounds; i++) {
-        const o = await ourRound();
+        const o = await ctx.window(ourRound);
         ours.push(o);
         const f = await storageFloor(stack.db, file);
         floor.push({ seconds: f, mibPerS: mib / f });

@@ -53,7 +53,7 @@ export default {
         const p = [];
         for (let r = 0; r < ctx.rounds; r++) {
           const t0 = Date.now();
-          const a = await ours(connections, ctx.durationS);
+          const a = await ctx.window(() => ours(connections, ctx.durationS));
           const d = await settle();
           o.push(a);
           ctx.log(`  round ${r + 1}: ours ${a.okPerS.toFixed(0)}/s p50 ${a.p50.toFixed(2)} ms p99 ${a.p99.toFixed(2)} ms, non-202 ${a.errors} ${JSON.stringify(a.byStatus)}; drained in ${((Date.now() - t0) / 1000 - a.durationS).toFixed(1)} s (${d.succeeded}/${d.total} succeeded)`);
