@@ -131,7 +131,10 @@ async function outage(fault: Fault, downMs: number): Promise<Answer[]> {
   else await ownPg.stop();
   const until = Date.now() + downMs;
   // The health check is probed while it is down (one at a time, it may take up to its timeout).
-  while (Date.now() < until) during.push(await call('health'));
+  while (Date.now() < until) {
+    during.push(await call('health'));
+    await sleep(50);
+  }
   if (fault === 'restart') gate.open((await ownPg.restart(), ownPg.port));
   else gate.open();
   return during;
