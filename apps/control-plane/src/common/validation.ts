@@ -22,11 +22,8 @@ export const Nullable = (): PropertyDecorator => (target, key) => {
  */
 class StrictValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
-    // Only DTO classes: gateway payloads (typed by interfaces or `unknown`, so their metatype is
-    // Object) are validated with the protocol's schemas. class-validator counts every DTO's
-    // properties as Object's, so Object must be skipped by name: else a viewer's subscribe with a
-    // null in it was refused here with an exception and never answered.
-    const allowed = metadata.metatype && metadata.metatype !== Object ? allowedKeys(metadata.metatype) : EMPTY;
+    // Only DTO classes: gateway payloads (typed by interfaces) are validated with the protocol's schemas.
+    const allowed = metadata.metatype ? allowedKeys(metadata.metatype) : EMPTY;
     if ((metadata.type === 'body' || metadata.type === 'query') && allowed.size > 0) {
       if (depth(value) > MAX_DEPTH) throw invalid(`${metadata.type} is nested too deeply`);
       if (isPlainObject(value)) {
