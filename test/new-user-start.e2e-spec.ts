@@ -73,7 +73,23 @@ describe('npm start on the embedded default', () => {
     const me = await api.get('/api/v1/me');
     expect(me.status).toBe(200);
     expect(me.body.isAdmin).toBe(true);
-    expect((await api.post('/api/v1/scripts', { name: 'kept', content: 'echo kept' })).status).toBe(201);
+    const script = await api.post('/api/v1/scripts', { name: 'kept', content: 'echo kept' });
+    expect(script.status).toBe(201);
+
+    // The local agent: this machine is the server `local`, online, and runs a script on the first try.
+    const local = await waitFor('the server local online', async () => {
+      const servers = await api.get('/api/v1/servers');
+      return servers.body.items.find((s: any) => s.name === 'local' && s.status === 'online');
+    }, 30_000);
+    const run = await api.post(`/api/v1/scripts/${script.body.id}/executions`, { serverId: local.id });
+    expect(run.status).toBe(202);
+    const done = await waitFor('the run to end', async () => {
+      const e = await api.get(`/api/v1/executions/${run.body.executionId}`);
+      return ['succeeded', 'failed'].includes(e.body.status) ? e.body : undefined;
+    });
+    expect(done.status).toBe('succeeded');
+    const out = await fetch(`http://127.0.0.1:${port}/api/v1/executions/${run.body.executionId}/output`, { headers: { authorization: `Bearer ${key}` } });
+    expect(await out.text()).toBe('kept\n');
 
     expect(await ctrlC()).toBe('stopped');
     await expectNothingLeft();

