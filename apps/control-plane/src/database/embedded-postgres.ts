@@ -1,5 +1,5 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -35,7 +35,7 @@ const DB_NAME = 'devpilot';
 export class EmbeddedPostgres {
   private child: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
-  private readonly pgData: string;
+  private pgData: string;
   private readonly passwordFile: string;
 
   constructor(private readonly opts: EmbeddedPostgresOptions) {
@@ -109,26 +109,46 @@ export class EmbeddedPostgres {
     return { initdb: path.join(copy, 'bin', 'initdb'), postgres: path.join(copy, 'bin', 'postgres'), version: pkg.version };
   }
 
+  /**
+   * The postgres user must reach the cluster folder. When only the data directory itself is closed
+   * (mkdtemp makes 0700) it is opened for passing through (o+x; its own files stay 0600). When a
+   * folder above it is closed (a 0700 home, a private temp dir), the cluster lives in
+   * /var/lib/devpilot/postgres/<hash of the data dir> instead, the same folder on every start, and
+   * `<data dir>/postgres-location` says where.
+   */
   private async checkReachable(owner: OsUser): Promise<void> {
-    await fs.mkdir(this.pgData, { recursive: true, mode: 0o700 });
-    await fs.chown(this.pgData, owner.uid, owner.gid);
-    if (canAccess(owner, this.pgData, 'w')) return;
-    if (canAccess(owner, path.dirname(this.opts.dataDir), 'x')) {
-      // Only the data directory itself is closed (mkdtemp makes 0700): let the postgres user pass
-      // through it. Its own files stay 0600, so nothing in it becomes readable.
-      const mode = (await fs.stat(this.opts.dataDir)).mode & 0o777;
-      await fs.chmod(this.opts.dataDir, mode | 0o001);
-      if (canAccess(owner, this.pgData, 'w')) return;
+    const inside = path.join(this.opts.dataDir, 'postgres');
+    const pointer = path.join(this.opts.dataDir, 'postgres-location');
+    if (canAccess(owner, path.dirname(this.opts.dataDir), 'x') || existsSync(path.join(inside, 'PG_VERSION'))) {
+      await fs.mkdir(inside, { recursive: true, mode: 0o700 });
+      await fs.chown(inside, owner.uid, owner.gid);
+      if (!canAccess(owner, inside, 'w')) {
+        const mode = (await fs.stat(this.opts.dataDir)).mode & 0o777;
+        await fs.chmod(this.opts.dataDir, mode | 0o001);
+      }
+      if (canAccess(owner, inside, 'w')) {
+        this.pgData = inside;
+        return;
+      }
     }
-    let blocking = this.opts.dataDir;
-    for (let dir = path.dirname(this.pgData); dir !== path.dirname(dir); dir = path.dirname(dir)) {
-      if (!canAccess(owner, dir, 'x')) blocking = dir;
+    const hash = createHash('sha256').update(this.opts.dataDir).digest('hex').slice(0, 16);
+    const elsewhere = path.join('/var/lib/devpilot/postgres', hash);
+    await fs.mkdir(path.dirname(elsewhere), { recursive: true, mode: 0o755 });
+    await fs.mkdir(elsewhere, { recursive: true, mode: 0o700 });
+    await fs.chown(elsewhere, owner.uid, owner.gid);
+    if (!canAccess(owner, elsewhere, 'w')) {
+      throw new Error(
+        `running as root, the embedded PostgreSQL runs as the OS user "postgres", which can reach neither ${inside} ` +
+          `nor ${elsewhere}; set DEVPILOT_DATA_DIR to a folder it can reach (for example /var/lib/devpilot) or set DATABASE_URL`,
+      );
     }
-    throw new Error(
-      `running as root, the embedded PostgreSQL runs as the OS user "postgres", which cannot reach ${this.pgData} ` +
-        `because it may not enter ${blocking}. Either set DEVPILOT_DATA_DIR to a folder outside it (for example /var/lib/devpilot), ` +
-        `or allow it with: chmod o+x ${blocking}`,
-    );
+    if (!existsSync(pointer)) {
+      this.opts.log(
+        `the OS user "postgres" cannot enter a folder above ${this.opts.dataDir}: the embedded PostgreSQL cluster lives in ${elsewhere} (noted in ${pointer})`,
+      );
+    }
+    await fs.writeFile(pointer, `${elsewhere}\n`, { mode: 0o600 });
+    this.pgData = elsewhere;
   }
 
   /** A postgres left running by a control plane that was killed: stop it before starting ours. */
