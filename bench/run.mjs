@@ -2,10 +2,10 @@
 // `npm run bench [-- scenario ...]`: starts everything itself, runs the scenarios, prints a table
 // and writes bench/results.json. See bench/README.md.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH_DIR, PROFILE_DIR } from './lib/paths.mjs';
+import { BENCH_DIR, DIST, PROFILE_DIR, SNAPSHOT_DIR, useDist } from './lib/paths.mjs';
 import { peerBinary } from './lib/peer.mjs';
 import { pgServer } from './lib/postgres.mjs';
 import { summariseProfile } from './lib/profile.mjs';
@@ -46,6 +46,11 @@ async function main() {
 
   raiseOpenFiles();
   ensureBuilt(log);
+  // The whole run uses one build even if someone rebuilds dist/ meanwhile (node_modules still
+  // resolve from the repository, as the snapshot lives inside it).
+  rmSync(SNAPSHOT_DIR, { recursive: true, force: true });
+  cpSync(DIST, SNAPSHOT_DIR, { recursive: true });
+  useDist(SNAPSHOT_DIR);
   const pg = await pgServer(log);
   log(`PostgreSQL: ${pg.kind}`);
   const ctx = {
