@@ -131,7 +131,8 @@ describe('concurrency', () => {
     const log = tmpFile('log');
     const script = await createScript(api, `echo "s $DEVPILOT_EXECUTION_ID" >> '${log}'; sleep 0.2; echo "e $DEVPILOT_EXECUTION_ID" >> '${log}'; echo ok`);
     const accepted = await Promise.all(Array.from({ length: 100 }, () => run(api, script.id, server.id)));
-    for (const a of accepted) expect(['dispatched', 'running', 'queued']).toContain(a.status);
+    // The answer tells where each run is when it is sent; on a loaded machine a short run may be over already.
+    for (const a of accepted) expect(['dispatched', 'running', 'queued', 'succeeded']).toContain(a.status);
     await waitFor(
       'all 100 succeeded',
       async () => (await api.get(`/api/v1/executions?scriptId=${script.id}&status=succeeded&limit=200`)).body.items.length === 100,

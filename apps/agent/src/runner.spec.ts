@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { OutputStream } from '@app/protocol';
 import { ScriptRun, scriptEnv, type ScriptSpec } from './runner.js';
 import { liveGroupMembers } from './testing/process-group.js';
@@ -13,10 +13,6 @@ function run(content: string, extra: Partial<ScriptSpec> = {}, killGraceMs = 200
   );
   const text = (stream: OutputStream) => Buffer.concat(out.filter((o) => o.stream === stream).map((o) => o.data)).toString();
   return { script, out, text };
-}
-
-async function devpilotTempDirs(): Promise<string[]> {
-  return (await readdir(tmpdir())).filter((name) => name.startsWith('devpilot-'));
 }
 
 describe('ScriptRun', () => {
@@ -56,11 +52,13 @@ describe('ScriptRun', () => {
   });
 
   it('runs from a private temp file (0700 dir, 0600 file) that is gone afterwards', async () => {
-    const before = await devpilotTempDirs();
-    const { script, text } = run('stat -c %a "$(dirname "$0")" "$0"');
+    // Only this run's own folder: other tests (and agents) make and remove theirs meanwhile.
+    const { script, text } = run('stat -c %a "$(dirname "$0")" "$0"; dirname "$0"');
     await script.result;
-    expect(text('stdout')).toBe('700\n600\n');
-    expect(await devpilotTempDirs()).toEqual(before);
+    const [dirMode, fileMode, dir] = text('stdout').trim().split('\n');
+    expect([dirMode, fileMode]).toEqual(['700', '600']);
+    expect(path.basename(dir!)).toMatch(/^devpilot-/);
+    expect(existsSync(dir!)).toBe(false);
   });
 
   it('reports a missing interpreter as an error and as stderr output', async () => {
