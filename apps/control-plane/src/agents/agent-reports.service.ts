@@ -80,25 +80,25 @@ export class AgentReports {
     }
     const ackedSeq = chunks[chunks.length - 1]!.seq;
 
-    type Stored = { reply: OutputAck; workspaceId: string; started: StatusChanged | null; stored: StoredChunk[]; completed: StatusChanged | null };
-    const result = await this.db.transaction(async (tx): Promise<{ reply: OutputAck } | Stored> => {
-      const e = await this.lifecycle.lockForServer(tx, batch.executionId, serverId);
-      if (!e) return { reply: unknownExecution(batch.executionId) };
-      if (e.status === 'queued') return { reply: refuse('NOT_DISPATCHED', `execution ${e.id} is queued, not dispatched`) };
-      // Over: whatever it still sends is not wanted; acked so the agent stops resending it.
-      if (isTerminal(e.status)) return { reply: { ackedSeq } };
-      const started = await this.lifecycle.markStartedByOutput(tx, e);
-      const stored = await this.output.insert(tx, e.id, chunks);
-      const report = e.finish_report ? ExecutionFinished.safeParse(e.finish_report) : null;
-      const completed = report?.success ? await this.lifecycle.completeIfWhole(tx, e.id, report.data) : null;
-      return { reply: { ackedSeq }, workspaceId: e.workspace_id, started, stored, completed };
-    });
-    if ('stored' in result) {
-      this.lifecycle.emitAll([result.started]);
-      for (const c of result.stored) this.events.output.next({ executionId: batch.executionId, workspaceId: result.workspaceId, ...c });
-      this.lifecycle.emitAll([result.completed]);
+    const fast = await this.output.storeBatch(batch.executionId, serverId, chunks);
+    if (!fast) return unknownExecution(batch.executionId);
+    if (fast.before === 'queued') return refuse('NOT_DISPATCHED', `execution ${batch.executionId} is queued, not dispatched`);
+    // Over: whatever it still sends is not wanted; acked so the agent stops resending it.
+    if (isTerminal(fast.before)) return { ackedSeq };
+    if (fast.before === 'dispatched') {
+      this.events.status.next({ executionId: batch.executionId, workspaceId: fast.workspaceId, serverId, status: 'running', exitCode: null });
     }
-    return result.reply;
+    for (const c of fast.stored) this.events.output.next({ executionId: batch.executionId, workspaceId: fast.workspaceId, ...c });
+    // A finished report that came before this output: complete it now if nothing is missing any more.
+    if (fast.hasReport) {
+      const completed = await this.db.transaction(async (tx) => {
+        const e = await this.lifecycle.lockForServer(tx, batch.executionId, serverId);
+        const report = e?.finish_report ? ExecutionFinished.safeParse(e.finish_report) : null;
+        return e && report?.success && !isTerminal(e.status) ? this.lifecycle.completeIfWhole(tx, e.id, report.data) : null;
+      });
+      this.lifecycle.emitAll([completed]);
+    }
+    return { ackedSeq };
   }
 
   finished(serverId: string, payload: unknown): Promise<FinishedReply | undefined> {
@@ -119,10 +119,24 @@ export class AgentReports {
    */
   private async recordFinished(serverId: string, report: ExecutionFinished): Promise<FinishedReply> {
     if (report.lastSeq > MAX_SEQ) return refuse('INVALID_PAYLOAD', `lastSeq: larger than ${MAX_SEQ}`);
+    const fast = await this.lifecycle.finishIfWhole(serverId, report);
+    switch (fast.kind) {
+      case 'unknown':
+        return unknownExecution(report.executionId);
+      case 'queued':
+        return refuse('NOT_DISPATCHED', `execution ${report.executionId} is queued, not dispatched`);
+      case 'over':
+        return { ok: true };
+      case 'done':
+        this.lifecycle.emitAll([fast.change]);
+        return { ok: true };
+      case 'incomplete':
+        break;
+    }
+    // Output is still missing: hold the report; the batch that completes the output completes the run.
     const result = await this.db.transaction(async (tx): Promise<{ reply: FinishedReply; completed?: StatusChanged | null }> => {
       const e = await this.lifecycle.lockForServer(tx, report.executionId, serverId);
       if (!e) return { reply: unknownExecution(report.executionId) };
-      if (e.status === 'queued') return { reply: refuse('NOT_DISPATCHED', `execution ${e.id} is queued, not dispatched`) };
       if (isTerminal(e.status)) return { reply: { ok: true as const } };
       await tx.query(`UPDATE execution SET finish_report = $2 WHERE id = $1`, [e.id, JSON.stringify(report)]);
       const completed = await this.lifecycle.completeIfWhole(tx, e.id, report);

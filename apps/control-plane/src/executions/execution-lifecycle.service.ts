@@ -1,4 +1,4 @@
-import type { ExecutionFinished, ExecutionStatus, Interpreter, StartExecution, Trigger } from '@app/protocol';
+import { type ExecutionFinished, type ExecutionStatus, type Interpreter, isTerminal, type StartExecution, type Trigger } from '@app/protocol';
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource, EntityManager } from 'typeorm';
@@ -217,6 +217,36 @@ export class ExecutionLifecycle {
       [id, status, report.exitCode, report.signal, error, report.truncated, JSON.stringify(report)],
     );
     return row ? toEvent(row) : null;
+  }
+
+  /**
+   * The usual finished report in one statement: when the execution is this server's, active, and
+   * every chunk up to lastSeq is stored, it becomes terminal at once. `incomplete` means it is
+   * active but output is missing (the caller then holds the report until it arrives).
+   */
+  async finishIfWhole(
+    serverId: string,
+    report: ExecutionFinished,
+  ): Promise<{ kind: 'unknown' } | { kind: 'queued' } | { kind: 'over' } | { kind: 'incomplete' } | { kind: 'done'; change: StatusChanged }> {
+    const { status, error } = outcome(report);
+    const [row] = await rows<{ before: ExecutionStatus; changed: ChangedRow | null }>(
+      this.db,
+      `WITH e AS (
+         SELECT id, status FROM execution WHERE id = $1 AND server_id = $2 FOR UPDATE
+       ), upd AS (
+         UPDATE execution x SET status = $4, exit_code = $5, signal = $6, error = $7, output_truncated = $8,
+           finished_at = now(), finish_report = $9
+         FROM e WHERE x.id = e.id AND e.status IN ${ACTIVE}
+           AND (SELECT count(*) FROM execution_output o WHERE o.execution_id = e.id AND o.seq <= $3::bigint) >= $3::bigint + 1
+         RETURNING x.${RETURNED.split(', ').join(', x.')}
+       )
+       SELECT e.status AS before, (SELECT row_to_json(upd) FROM upd) AS changed FROM e`,
+      [report.executionId, serverId, report.lastSeq, status, report.exitCode, report.signal, error, report.truncated, JSON.stringify(report)],
+    );
+    if (!row) return { kind: 'unknown' };
+    if (row.before === 'queued') return { kind: 'queued' };
+    if (row.changed) return { kind: 'done', change: toEvent(row.changed) };
+    return isTerminal(row.before) ? { kind: 'over' } : { kind: 'incomplete' };
   }
 
   /** Announces committed changes. */
