@@ -16,7 +16,11 @@ export interface ExecutionJobOptions {
   logger: Logger;
   /** Unacked output per execution above which the script's pipes are paused. */
   windowBytes?: number;
-  /** Send what is buffered after this long, or at once when `flushBytes` are waiting. */
+  /**
+   * Output goes out at once while nothing of this execution is in flight; while a batch waits for
+   * its ack, more is gathered (into fewer, bigger chunks) and sent with the ack, when `flushBytes`
+   * are waiting, or after `flushDelayMs` at the latest.
+   */
   flushDelayMs?: number;
   flushBytes?: number;
   /** The script ended (or never ran) and every chunk of its output is acked. */
@@ -109,9 +113,10 @@ export class ExecutionJob {
   private onOutput(stream: OutputStream, data: Buffer): void {
     this.outbox.append(stream, data);
     if (this.outbox.windowFull) this.run?.pause();
-    if (this.outbox.unsentBytes >= (this.opts.flushBytes ?? 64 * 1024)) this.flush();
+    const inFlight = this.outbox.unackedBytes - this.outbox.unsentBytes;
+    if (inFlight === 0 || this.outbox.unsentBytes >= (this.opts.flushBytes ?? 256 * 1024)) this.flush();
     else if (!this.flushTimer && this.outbox.unsentBytes > 0) {
-      this.flushTimer = setTimeout(() => this.flush(), this.opts.flushDelayMs ?? 5);
+      this.flushTimer = setTimeout(() => this.flush(), this.opts.flushDelayMs ?? 20);
     }
   }
 
@@ -129,6 +134,8 @@ export class ExecutionJob {
     if (ackedSeq !== undefined) this.outbox.ack(sent, ackedSeq);
     if (ackedSeq !== undefined && ackedSeq >= sent.lastSeq) {
       this.refusals = 0;
+      // What was gathered while this batch was in flight goes now.
+      if (this.outbox.unsentBytes > 0 && !this.retryTimer) this.flush();
     } else {
       this.onRefused(sent, reply);
     }

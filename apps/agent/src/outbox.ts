@@ -56,7 +56,7 @@ export class OutputOutbox {
     private readonly opts: OutputOutboxOptions,
   ) {
     this.windowBytes = opts.windowBytes ?? 4 * 1024 * 1024;
-    this.chunkBytes = Math.min(opts.chunkBytes ?? 64 * 1024, MAX_CHUNK_BYTES);
+    this.chunkBytes = Math.min(opts.chunkBytes ?? MAX_CHUNK_BYTES, MAX_CHUNK_BYTES);
     this.batchBytes = Math.max(opts.batchBytes ?? 1024 * 1024, this.chunkBytes);
   }
 
