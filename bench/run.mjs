@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run bench [-- scenario ...]`: starts everything itself, runs the scenarios, prints a table
-// and writes bench/results.json. See bench/README.md.
+// and writes bench/results.json. See the Benchmarks section of README.md.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -37,7 +37,7 @@ function raiseOpenFiles() {
 async function main() {
   const args = process.argv.slice(2).filter((a) => a !== '--');
   if (args.includes('-h') || args.includes('--help')) {
-    process.stdout.write(`usage: npm run bench [-- ${SCENARIOS.join('|')} ...]\nenvironment: see bench/README.md\n`);
+    process.stdout.write(`usage: npm run bench [-- ${SCENARIOS.join('|')} ...]\nenvironment: see the Benchmarks section of README.md\n`);
     return;
   }
   const unknown = args.filter((a) => !SCENARIOS.includes(a));
