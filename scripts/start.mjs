@@ -5,6 +5,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { CONTROL_PLANE_NODE_FLAGS } from './control-plane-node-flags.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const main = path.join(root, 'dist/apps/control-plane/apps/control-plane/src/main.js');
@@ -38,7 +39,7 @@ if (needsBuild()) {
 
 const env = { ...process.env };
 if (!env.DEVPILOT_LOCAL_AGENT) env.DEVPILOT_LOCAL_AGENT = 'true';
-const child = spawn(process.execPath, [main], { cwd: process.cwd(), env, stdio: 'inherit' });
+const child = spawn(process.execPath, [...CONTROL_PLANE_NODE_FLAGS, main], { cwd: process.cwd(), env, stdio: 'inherit' });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     if (child.exitCode === null) child.kill(sig);

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AGENT_BUNDLE, CONTROL_PLANE_MAIN, PROFILE_DIR, ROOT } from './paths.mjs';
 import { freePort, ManagedProcess, waitFor } from './util.mjs';
+import { CONTROL_PLANE_NODE_FLAGS } from '../../scripts/control-plane-node-flags.mjs';
 
 /** Builds when the control plane or the agent bundle is missing. */
 export function ensureBuilt(log) {
@@ -86,7 +87,7 @@ export async function startControlPlane({ databaseUrl, label = 'control-plane', 
     DEVPILOT_PUBLIC_URL: `http://127.0.0.1:${port}`,
     ...env,
   };
-  const proc = new ManagedProcess(label, process.execPath, [...profileArgs(profile, label), CONTROL_PLANE_MAIN], { env: procEnv });
+  const proc = new ManagedProcess(label, process.execPath, [...CONTROL_PLANE_NODE_FLAGS, ...profileArgs(profile, label), CONTROL_PLANE_MAIN], { env: procEnv });
   const url = `http://127.0.0.1:${port}`;
   try {
     await whileRunning(proc, 'control plane /health', async () => (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })).status === 200, 90_000);
