@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   log.info(`listening on ${url}`);
   process.stdout.write(
     `\nDevpilot is running: dashboard ${config.publicUrl}/ , API docs ${config.publicUrl}/api/docs\n` +
-      `Database: ${config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL in ${config.dataDir}/postgres`}. ` +
+      `Database: ${embedded ? `embedded PostgreSQL in ${embedded.clusterDir}` : 'DATABASE_URL'}. ` +
       `Admin API key: ${config.adminApiKey ? 'DEVPILOT_ADMIN_API_KEY' : `${config.dataDir}/admin-api-key`}\n\n`,
   );
 }

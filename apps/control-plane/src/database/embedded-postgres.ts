@@ -71,6 +71,11 @@ export class EmbeddedPostgres {
     clearTimeout(timer);
   }
 
+  /** Where the cluster lives (known after start()). */
+  get clusterDir(): string {
+    return this.pgData;
+  }
+
   /** Immediate shutdown (SIGQUIT), without waiting: for a process that must exit now. */
   stopNow(): void {
     this.child?.kill('SIGQUIT');
