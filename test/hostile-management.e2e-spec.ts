@@ -167,6 +167,25 @@ describe('hostile input on the management API', () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it('answers hostile cursors with 400, never 500', async () => {
+    const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const cursors = [
+      enc(['2024-01-01T00:00:00.000Z', '0'.repeat(36)]),
+      enc(['2024-01-01T00:00:00.000Z', '-'.repeat(36)]),
+      enc(['-100000-01-01T00:00:00.000Z', '7d1f4c2e-8a57-4c8e-9a63-2f0b5f6f1e11']),
+      enc(['2024-13-45T99:99:99.000000Z', '7d1f4c2e-8a57-4c8e-9a63-2f0b5f6f1e11']),
+      enc(['2024-02-30T00:00:00.000000Z', '7d1f4c2e-8a57-4c8e-9a63-2f0b5f6f1e11']),
+      enc({ at: 1 }),
+      'not base64 !',
+    ];
+    for (const path of ['/api/v1/servers', '/api/v1/scripts', '/api/v1/executions', `/api/v1/scripts/${scriptId}/webhooks`]) {
+      for (const c of cursors) {
+        const r = await owner.get<any>(`${path}?cursor=${encodeURIComponent(c)}`);
+        expect([path, c, r.status, r.body.code]).toEqual([path, c, 400, 'VALIDATION_ERROR']);
+      }
+    }
+  });
+
   it('refuses huge strings with a code, and bodies over the limit with 413', async () => {
     const r1 = await owner.post('/api/v1/servers', { name: 'n'.repeat(100_000) });
     expect([r1.status, r1.body.code]).toEqual([400, 'VALIDATION_ERROR']);

@@ -137,6 +137,8 @@ export class AgentReports {
     const result = await this.db.transaction(async (tx): Promise<{ reply: FinishedReply; completed?: StatusChanged | null }> => {
       const e = await this.lifecycle.lockForServer(tx, report.executionId, serverId);
       if (!e) return { reply: unknownExecution(report.executionId) };
+      // Requeued since the statement above: its report must not stick to a row that will run again.
+      if (e.status === 'queued') return { reply: refuse('NOT_DISPATCHED', `execution ${e.id} is queued, not dispatched`) };
       if (isTerminal(e.status)) return { reply: { ok: true as const } };
       await tx.query(`UPDATE execution SET finish_report = $2 WHERE id = $1`, [e.id, JSON.stringify(report)]);
       const completed = await this.lifecycle.completeIfWhole(tx, e.id, report);

@@ -88,8 +88,11 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
     return pass.done;
   }
 
-  /** Sends one claimed execution's start and records the agent's answer. */
-  async send(c: ClaimedExecution): Promise<void> {
+  /**
+   * Sends one claimed execution's start and records the agent's answer. `resend`: a start sent
+   * before may have been accepted, so "nobody got it" does not prove it never ran.
+   */
+  async send(c: ClaimedExecution, resend = false): Promise<void> {
     try {
       const outcome = await this.link.start(c.serverId, c.start);
       switch (outcome.kind) {
@@ -104,7 +107,9 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
           await this.lifecycle.markRefused(c.id, outcome.reason);
           break;
         case 'nobody':
-          await this.lifecycle.requeue(c.id);
+          // A first start nobody got certainly never ran: queue it again. A resend stays
+          // dispatched; the agent's next hello says whether it runs it (and requeues or loses it).
+          if (!resend) await this.lifecycle.requeue(c.id);
           break;
         case 'no-answer':
           this.logger.warn({ executionId: c.id }, 'no answer to execution.start; the agent hello will reconcile it');
@@ -127,7 +132,7 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
       if (expired) this.logger.log({ expired }, 'queued executions past their delivery deadline are undeliverable');
       for (const serverId of this.link.localReadyServers()) {
         await this.dispatchQueued(serverId);
-        for (const c of await this.lifecycle.takeUnanswered(serverId, 2 * this.config.agentAckTimeoutMs, CLAIM_BATCH)) void this.send(c);
+        for (const c of await this.lifecycle.takeUnanswered(serverId, 2 * this.config.agentAckTimeoutMs, CLAIM_BATCH)) void this.send(c, true);
       }
       await this.presence.heartbeat();
     } catch (err) {

@@ -22,12 +22,20 @@ export function decodeCursor(value: string | undefined): Cursor | null {
   try {
     const [at, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as [string, string];
     const date = new Date(at);
-    if (Number.isNaN(date.getTime()) || typeof id !== 'string' || !/^[0-9a-f-]{36}$/i.test(id)) throw new Error('bad cursor');
+    // What encodeCursor wrote, and nothing PostgreSQL would refuse (a 500 otherwise).
+    if (typeof at !== 'string' || !isCursorTime(at) || Number.isNaN(date.getTime()) || date.toISOString() !== at || !isUuid(id)) {
+      throw new Error('bad cursor');
+    }
     return { at: date, id };
   } catch {
     throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', 'cursor is not valid');
   }
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isUuid = (v: unknown): v is string => typeof v === 'string' && UUID.test(v);
+/** An ISO time of years 1000-9999 (what PostgreSQL and a cursor both hold), fractions of up to 6 digits. */
+export const isCursorTime = (v: string) => /^[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?Z$/.test(v);
 
 /** Builds a page from `limit + 1` rows fetched newest first. */
 export function toPage<R, T>(rows: R[], limit: number, key: (r: R) => Cursor, map: (r: R) => T): Page<T> {

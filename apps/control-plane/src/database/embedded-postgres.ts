@@ -34,6 +34,8 @@ const DB_NAME = 'devpilot';
  */
 export class EmbeddedPostgres {
   private child: ChildProcess | null = null;
+  /** The postgres being stopped, so a forced exit can still take it down at once. */
+  private stopping: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
   private pgData: string;
   private readonly passwordFile: string;
@@ -63,12 +65,14 @@ export class EmbeddedPostgres {
   /** Fast shutdown (SIGINT): active transactions are rolled back, nothing committed is lost. */
   async stop(): Promise<void> {
     const child = this.child;
-    if (!child) return;
-    this.child = null;
+    if (!child || this.stopping) return;
+    this.stopping = child;
     child.kill('SIGINT');
     const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
     await this.exited;
     clearTimeout(timer);
+    this.child = null;
+    this.stopping = null;
   }
 
   /** Where the cluster lives (known after start()). */
@@ -78,7 +82,7 @@ export class EmbeddedPostgres {
 
   /** Immediate shutdown (SIGQUIT), without waiting: for a process that must exit now. */
   stopNow(): void {
-    this.child?.kill('SIGQUIT');
+    (this.stopping ?? this.child)?.kill('SIGQUIT');
     this.child = null;
   }
 
@@ -124,7 +128,14 @@ export class EmbeddedPostgres {
   private async checkReachable(owner: OsUser): Promise<void> {
     const inside = path.join(this.opts.dataDir, 'postgres');
     const pointer = path.join(this.opts.dataDir, 'postgres-location');
-    if (canAccess(owner, path.dirname(this.opts.dataDir), 'x') || existsSync(path.join(inside, 'PG_VERSION'))) {
+    // A cluster already moved out stays where it is, whatever the folders above allow now.
+    const noted = (await fs.readFile(pointer, 'utf8').catch(() => '')).trim();
+    if (noted && existsSync(path.join(noted, 'PG_VERSION'))) {
+      this.pgData = noted;
+      return;
+    }
+    const hasCluster = existsSync(path.join(inside, 'PG_VERSION'));
+    if (canAccess(owner, path.dirname(this.opts.dataDir), 'x') || hasCluster) {
       await fs.mkdir(inside, { recursive: true, mode: 0o700 });
       await fs.chown(inside, owner.uid, owner.gid);
       if (!canAccess(owner, inside, 'w')) {
@@ -134,6 +145,13 @@ export class EmbeddedPostgres {
       if (canAccess(owner, inside, 'w')) {
         this.pgData = inside;
         return;
+      }
+      if (hasCluster) {
+        // Never start an empty database beside the real one.
+        throw new Error(
+          `the embedded PostgreSQL cluster in ${inside} is no longer reachable by the OS user "postgres" (a folder above it was closed); ` +
+            `give it search permission again (chmod o+x on the closed folder) or move the data directory`,
+        );
       }
     }
     const hash = createHash('sha256').update(this.opts.dataDir).digest('hex').slice(0, 16);
@@ -162,17 +180,24 @@ export class EmbeddedPostgres {
     const content = await fs.readFile(pidFile, 'utf8').catch(() => null);
     const pid = content ? Number.parseInt(content.split('\n')[0] ?? '', 10) : NaN;
     if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
-    const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (!cmd.includes('postgres')) return; // a recycled pid: postgres itself will clean the stale file
+    // Ours only if it is a postgres serving this very cluster: a pid from a stale file may belong
+    // to anything by now (another cluster, a backend, a psql), and PostgreSQL handles a stale file.
+    const argv = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const d = argv.indexOf('-D');
+    if (d < 0 || argv[d + 1] !== this.pgData || !path.basename(argv[0] ?? '').startsWith('postgres')) return;
     const ppid = await parentPid(pid);
     const parentCmd = ppid > 1 ? await fs.readFile(`/proc/${ppid}/cmdline`, 'utf8').catch(() => '') : '';
     if (ppid > 1 && parentCmd.includes('node')) {
       throw new Error(`the data directory ${this.opts.dataDir} is in use by another control plane (pid ${ppid})`);
     }
     this.opts.log(`stopping PostgreSQL pid ${pid} left running by an earlier control plane`);
-    process.kill(pid, 'SIGINT');
-    for (let i = 0; i < 150 && isAlive(pid); i++) await sleep(100);
-    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    try {
+      process.kill(pid, 'SIGINT');
+      for (let i = 0; i < 150 && isAlive(pid); i++) await sleep(100);
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    } catch (e) {
+      this.opts.log(`could not stop pid ${pid}: ${(e as Error).message}`);
+    }
   }
 
   private async password(): Promise<string> {

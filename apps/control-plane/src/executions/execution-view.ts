@@ -1,7 +1,7 @@
 import type { ExecutionStatus, Trigger } from '@app/protocol';
 import { HttpStatus } from '@nestjs/common';
 import { AppException } from '../common/app-exception.js';
-import type { Page } from '../common/pagination.js';
+import { isCursorTime, isUuid, type Page } from '../common/pagination.js';
 
 /** An execution as the API shows it (design.md), with the names the dashboard lists. */
 export interface ExecutionView {
@@ -107,8 +107,10 @@ export function decodeExecutionCursor(value: string | undefined): { at: string; 
   if (!value) return null;
   try {
     const [at, id] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as [unknown, unknown];
-    if (typeof at !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(at)) throw new Error('bad time');
-    if (typeof id !== 'string' || !/^[0-9a-f-]{36}$/i.test(id)) throw new Error('bad id');
+    if (typeof at !== 'string' || !/\.\d{6}Z$/.test(at) || !isCursorTime(at)) throw new Error('bad time');
+    const d = new Date(at);
+    if (Number.isNaN(d.getTime()) || d.toISOString().slice(0, 19) !== at.slice(0, 19)) throw new Error('no such time'); // 30 February
+    if (!isUuid(id)) throw new Error('bad id');
     return { at, id };
   } catch {
     throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', 'cursor is not valid');

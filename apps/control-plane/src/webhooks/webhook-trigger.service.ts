@@ -119,7 +119,13 @@ export class WebhookTriggerService {
 
     let execution: AcceptedRow;
     try {
-      execution = await this.accept(webhook, sourceIp, userAgent);
+      execution = await this.accept(webhook, sourceIp, userAgent).catch((e: unknown) => {
+        // A script or server being deleted at this moment locks in the other order: one retry.
+        if (isSerializationFailure(e)) return this.accept(webhook, sourceIp, userAgent);
+        // The script, server or webhook was deleted while the statement ran.
+        if ((e as { driverError?: { code?: string } })?.driverError?.code === '23503') throw new WebhookGone();
+        throw e;
+      });
     } catch (e) {
       if (e instanceof WebhookGone) throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, 'webhook was paused or deleted during the call');
       const unavailable = isDatabaseUnavailable(e);
@@ -200,6 +206,12 @@ export class WebhookTriggerService {
 }
 
 class WebhookGone extends Error {}
+
+/** Deadlock or serialization failure: PostgreSQL rolled the statement back, so it may be retried. */
+function isSerializationFailure(e: unknown): boolean {
+  const code = (e as { driverError?: { code?: string }; code?: string })?.driverError?.code ?? (e as { code?: string })?.code;
+  return code === '40P01' || code === '40001';
+}
 
 /** The accepted execution as the statement returns it, with its start command's ingredients. */
 interface AcceptedRow extends ClaimRow {
