@@ -24,7 +24,7 @@ describe('ScriptRun', () => {
   });
 
   it.each([
-    ['sh', 'echo "$0"', /script\.sh\n$/],
+    ['sh', 'echo "$0"', /script-\d+-\d+\.sh\n$/],
     ['node', 'console.log(typeof require, process.argv[1].endsWith(".js"))', /^function true\n$/],
   ] as const)('runs %s scripts', async (interpreter, content, expected) => {
     const { script, text } = run(content, { interpreter });
@@ -52,13 +52,16 @@ describe('ScriptRun', () => {
   });
 
   it('runs from a private temp file (0700 dir, 0600 file) that is gone afterwards', async () => {
-    // Only this run's own folder: other tests (and agents) make and remove theirs meanwhile.
-    const { script, text } = run('stat -c %a "$(dirname "$0")" "$0"; dirname "$0"');
+    const { script, text } = run('stat -c %a "$(dirname "$0")" "$0"; echo "$0"');
     await script.result;
-    const [dirMode, fileMode, dir] = text('stdout').trim().split('\n');
+    const [dirMode, fileMode, file] = text('stdout').trim().split('\n');
     expect([dirMode, fileMode]).toEqual(['700', '600']);
-    expect(path.basename(dir!)).toMatch(/^devpilot-/);
-    expect(existsSync(dir!)).toBe(false);
+    expect(path.basename(path.dirname(file!))).toMatch(/^devpilot-/);
+    expect(existsSync(file!)).toBe(false);
+    // Two runs never share a file name.
+    const second = run('echo "$0"');
+    await second.script.result;
+    expect(second.text('stdout').trim()).not.toBe(file);
   });
 
   it('reports a missing interpreter as an error and as stderr output', async () => {

@@ -1,4 +1,5 @@
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { chmod, mkdtemp, unlink, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -35,6 +36,28 @@ const DEFAULT_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bi
   .concat(dirname(process.execPath))
   .filter((dir, i, all) => all.indexOf(dir) === i)
   .join(delimiter);
+
+let scriptsDir: Promise<string> | null = null;
+
+/**
+ * One private folder (0700) per agent process for the script files, made on first use and removed
+ * when the process exits: a folder per run cost a mkdtemp, a chmod and a recursive rm each time.
+ * Each script file is 0600, named after its execution, and removed when its run ends.
+ */
+function privateScriptsDir(): Promise<string> {
+  scriptsDir ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'devpilot-'));
+    await chmod(dir, 0o700);
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    return dir;
+  })().catch((err: unknown) => {
+    scriptsDir = null;
+    throw err;
+  });
+  return scriptsDir;
+}
+
+let fileCounter = 0;
 
 /**
  * The script's environment: exactly what the control plane sent, plus a minimal PATH, HOME and
@@ -90,11 +113,10 @@ export class ScriptRun {
   }
 
   private async run(): Promise<RunResult> {
-    let dir: string | undefined;
+    let file: string | undefined;
     try {
-      dir = await mkdtemp(join(tmpdir(), 'devpilot-'));
-      await chmod(dir, 0o700);
-      const file = join(dir, `script.${EXTENSIONS[this.spec.interpreter]}`);
+      const dir = await privateScriptsDir();
+      file = join(dir, `script-${process.pid}-${++fileCounter}.${EXTENSIONS[this.spec.interpreter]}`);
       await writeFile(file, this.spec.content, { mode: 0o600, flag: 'wx' });
       if (this.stop) return this.outcome(null, null, null);
       return await this.spawn(file);
@@ -102,7 +124,7 @@ export class ScriptRun {
       return this.failed(`could not prepare the script: ${(err as Error).message}`);
     } finally {
       for (const t of this.timers) clearTimeout(t);
-      if (dir) await rm(dir, { recursive: true, force: true }).catch((err: unknown) => this.log.warn('temp dir not removed', { err }));
+      if (file) await unlink(file).catch((err: unknown) => this.log.warn('script file not removed', { err }));
     }
   }
 
