@@ -182,18 +182,6 @@ export class ExecutionLifecycle {
     return row ?? null;
   }
 
-  /** Output arrived for a `dispatched` execution: the agent is running it. Inside the caller's transaction. */
-  async markStartedByOutput(tx: EntityManager, e: LockedExecution): Promise<StatusChanged | null> {
-    if (e.status !== 'dispatched') return null;
-    const [row] = await rows<ChangedRow>(
-      tx,
-      `UPDATE execution SET status = 'running', started_at = COALESCE(started_at, now())
-       WHERE id = $1 AND status = 'dispatched' RETURNING ${RETURNED}`,
-      [e.id],
-    );
-    return row ? toEvent(row) : null;
-  }
-
   /**
    * Completes an execution whose finished report is held, if every chunk up to its lastSeq is
    * stored; otherwise it stays as it is until the missing chunks arrive. Inside the caller's

@@ -1,7 +1,7 @@
 import type { ExecutionStatus, OutputStream } from '@app/protocol';
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource } from 'typeorm';
 import { rows } from './sql.js';
 
 export interface StoredChunk {
@@ -17,33 +17,6 @@ export const OUTPUT_PAGE_ROWS = 16;
 @Injectable()
 export class ExecutionOutputStore {
   constructor(@InjectDataSource() private readonly db: DataSource) {}
-
-  /**
-   * Inserts a batch in one statement; a chunk already stored (a resend) is skipped. Adds only the
-   * bytes of rows actually inserted to output_bytes, so a resend is never counted twice. Returns
-   * the chunks that were new. Runs in the caller's transaction, with the execution row locked.
-   */
-  async insert(tx: EntityManager, executionId: string, chunks: StoredChunk[]): Promise<StoredChunk[]> {
-    const values: string[] = [];
-    const params: unknown[] = [executionId];
-    for (const c of chunks) {
-      params.push(c.seq, c.stream, c.data);
-      const n = params.length;
-      values.push(`($1, $${n - 2}, $${n - 1}, $${n})`);
-    }
-    const inserted = await rows<{ seq: number }>(
-      tx,
-      `INSERT INTO execution_output (execution_id, seq, stream, data) VALUES ${values.join(', ')}
-       ON CONFLICT (execution_id, seq) DO NOTHING RETURNING seq`,
-      params,
-    );
-    if (inserted.length === 0) return [];
-    const fresh = new Set(inserted.map((r) => r.seq));
-    const stored = chunks.filter((c) => fresh.has(c.seq));
-    const bytes = stored.reduce((sum, c) => sum + c.data.length, 0);
-    await tx.query(`UPDATE execution SET output_bytes = output_bytes + $2 WHERE id = $1`, [executionId, bytes]);
-    return stored;
-  }
 
   /**
    * The usual output batch in one statement (one round trip, its own transaction): locks the

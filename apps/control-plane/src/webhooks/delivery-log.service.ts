@@ -17,16 +17,8 @@ export interface DeliveryRecord {
   userAgent: string | null;
 }
 
-export interface DeliveryView {
-  id: string;
-  createdAt: Date;
-  sourceIp: string;
-  statusCode: number;
-  code: string;
-  reason: string;
-  executionId: string | null;
-  userAgent: string | null;
-}
+/** A delivery as the API lists it: the record, less the ids the caller already knows. */
+export type DeliveryView = Omit<DeliveryRecord, 'webhookId' | 'workspaceId'> & { id: string; createdAt: Date };
 
 /** Deliveries kept per webhook, and for calls that matched no webhook (all together). */
 export const KEPT_PER_WEBHOOK = 200;
