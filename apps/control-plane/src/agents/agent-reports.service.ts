@@ -18,9 +18,20 @@ import { ExecutionOutputStore, type StoredChunk } from '../executions/execution-
 import { rows } from '../executions/sql.js';
 import { AgentLink } from './agent-link.js';
 import { ReportThrottle } from './report-throttle.js';
+import { SerialCoalescer } from './serial-coalescer.js';
 
 /** execution_output.seq is a PostgreSQL integer. */
 const MAX_SEQ = 2_147_483_647;
+/** What one output statement may carry when batches are merged (each batch: at most 256 chunks, 8 MiB). */
+const MAX_BATCHES_PER_STATEMENT = 16;
+const MAX_BYTES_PER_STATEMENT = 16 * 1024 * 1024;
+
+/** One validated output batch waiting for its execution's statement. */
+interface PendingBatch {
+  serverId: string;
+  chunks: StoredChunk[];
+  bytes: number;
+}
 
 const refuse = (code: string, message: string): ErrorReply => ({ error: { code, message } });
 const unknownExecution = (id: string) => refuse('UNKNOWN_EXECUTION', `execution ${id} was not dispatched to this server`);
@@ -43,6 +54,14 @@ export interface HelloOutcome {
 export class AgentReports {
   private readonly logger = new Logger(AgentReports.name);
   private readonly throttle: ReportThrottle;
+  /** Output batches per execution: one statement at a time, what queued up meanwhile together. */
+  private readonly outputLanes = new SerialCoalescer<PendingBatch, OutputAck>(
+    (executionId, batches) => this.storeBatches(executionId, batches),
+    (group, next) =>
+      next.serverId === group[0]!.serverId &&
+      group.length < MAX_BATCHES_PER_STATEMENT &&
+      group.reduce((n, b) => n + b.bytes, next.bytes) <= MAX_BYTES_PER_STATEMENT,
+  );
 
   constructor(
     @InjectDataSource() private readonly db: DataSource,
@@ -74,31 +93,46 @@ export class AgentReports {
       stream: c.stream,
       data: Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength),
     }));
+    let bytes = 0;
     for (let i = 0; i < chunks.length; i++) {
       if (chunks[i]!.seq > MAX_SEQ) return refuse('INVALID_PAYLOAD', `chunks.${i}.seq: larger than ${MAX_SEQ}`);
       if (i > 0 && chunks[i]!.seq <= chunks[i - 1]!.seq) return refuse('INVALID_PAYLOAD', `chunks.${i}.seq: not in increasing order`);
+      bytes += chunks[i]!.data.length;
     }
-    const ackedSeq = chunks[chunks.length - 1]!.seq;
+    return this.outputLanes.run(batch.executionId, { serverId, chunks, bytes });
+  }
 
-    const fast = await this.output.storeBatch(batch.executionId, serverId, chunks);
-    if (!fast) return unknownExecution(batch.executionId);
-    if (fast.before === 'queued') return refuse('NOT_DISPATCHED', `execution ${batch.executionId} is queued, not dispatched`);
+  /**
+   * Batches of one execution that queued up behind each other, in one statement: the chunks of
+   * all (a seq sent twice counts once), then one answer per batch. Live events go out in seq
+   * order, after the commit.
+   */
+  private async storeBatches(executionId: string, batches: PendingBatch[]): Promise<OutputAck[]> {
+    const { serverId } = batches[0]!;
+    const bySeq = new Map<number, StoredChunk>();
+    for (const b of batches) for (const c of b.chunks) if (!bySeq.has(c.seq)) bySeq.set(c.seq, c);
+    const chunks = batches.length === 1 ? batches[0]!.chunks : [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+    const acks = (): OutputAck[] => batches.map((b) => ({ ackedSeq: b.chunks[b.chunks.length - 1]!.seq }));
+
+    const fast = await this.output.storeBatch(executionId, serverId, chunks);
+    if (!fast) return batches.map(() => unknownExecution(executionId));
+    if (fast.before === 'queued') return batches.map(() => refuse('NOT_DISPATCHED', `execution ${executionId} is queued, not dispatched`));
     // Over: whatever it still sends is not wanted; acked so the agent stops resending it.
-    if (isTerminal(fast.before)) return { ackedSeq };
+    if (isTerminal(fast.before)) return acks();
     if (fast.before === 'dispatched') {
-      this.events.status.next({ executionId: batch.executionId, workspaceId: fast.workspaceId, serverId, status: 'running', exitCode: null });
+      this.events.status.next({ executionId, workspaceId: fast.workspaceId, serverId, status: 'running', exitCode: null });
     }
-    for (const c of fast.stored) this.events.output.next({ executionId: batch.executionId, workspaceId: fast.workspaceId, ...c });
+    for (const c of fast.stored) this.events.output.next({ executionId, workspaceId: fast.workspaceId, ...c });
     // A finished report that came before this output: complete it now if nothing is missing any more.
     if (fast.hasReport) {
       const completed = await this.db.transaction(async (tx) => {
-        const e = await this.lifecycle.lockForServer(tx, batch.executionId, serverId);
+        const e = await this.lifecycle.lockForServer(tx, executionId, serverId);
         const report = e?.finish_report ? ExecutionFinished.safeParse(e.finish_report) : null;
         return e && report?.success && !isTerminal(e.status) ? this.lifecycle.completeIfWhole(tx, e.id, report.data) : null;
       });
       this.lifecycle.emitAll([completed]);
     }
-    return { ackedSeq };
+    return acks();
   }
 
   finished(serverId: string, payload: unknown): Promise<FinishedReply | undefined> {
