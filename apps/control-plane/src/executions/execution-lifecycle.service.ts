@@ -3,7 +3,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource, EntityManager } from 'typeorm';
 import { ExecutionEvents, type StatusChanged } from './execution-events.js';
-import { rows } from './sql.js';
+import { preparedRows, rows } from './sql.js';
 
 /** A queued execution this process just claimed (`dispatched`), with what its agent needs to run it. */
 export interface ClaimedExecution {
@@ -217,7 +217,7 @@ export class ExecutionLifecycle {
     report: ExecutionFinished,
   ): Promise<{ kind: 'unknown' } | { kind: 'queued' } | { kind: 'over' } | { kind: 'incomplete' } | { kind: 'done'; change: StatusChanged }> {
     const { status, error } = outcome(report);
-    const [row] = await rows<{ before: ExecutionStatus; changed: ChangedRow | null }>(
+    const [row] = await preparedRows<{ before: ExecutionStatus; changed: ChangedRow | null }>(
       this.db,
       `WITH e AS (
          SELECT id, status FROM execution WHERE id = $1 AND server_id = $2 FOR UPDATE
@@ -244,7 +244,7 @@ export class ExecutionLifecycle {
 
   /** One conditional UPDATE on its own (autocommit), so its events can go out at once. */
   private async change(sql: string, params: unknown[]): Promise<ChangedRow[]> {
-    const changed = await rows<ChangedRow>(this.db, sql, params);
+    const changed = await preparedRows<ChangedRow>(this.db, sql, params);
     for (const r of changed) this.emit(r);
     return changed;
   }

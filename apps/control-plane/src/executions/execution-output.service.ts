@@ -2,7 +2,10 @@ import type { ExecutionStatus, OutputStream } from '@app/protocol';
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
-import { rows } from './sql.js';
+import { preparedRows, rows } from './sql.js';
+
+/** Batches of up to this many chunks (the usual ones) run as prepared statements, one per count. */
+const PREPARED_MAX_CHUNKS = 4;
 
 export interface StoredChunk {
   seq: number;
@@ -37,7 +40,8 @@ export class ExecutionOutputStore {
       const n = params.length;
       values.push(`($${n - 2}::int, $${n - 1}::text, $${n}::bytea)`);
     }
-    const [row] = await rows<{ workspace_id: string; status: ExecutionStatus; has_report: boolean; inserted: number[] }>(
+    const query = chunks.length <= PREPARED_MAX_CHUNKS ? preparedRows : rows;
+    const [row] = await query<{ workspace_id: string; status: ExecutionStatus; has_report: boolean; inserted: number[] }>(
       this.db,
       `WITH e AS (
          SELECT id, workspace_id, status, finish_report IS NOT NULL AS has_report

@@ -11,6 +11,7 @@ import { Dispatcher } from '../agents/dispatcher.js';
 import { AgentLink } from '../agents/agent-link.js';
 import { type ClaimRow, ExecutionLifecycle, startCommand } from '../executions/execution-lifecycle.service.js';
 import { Execution } from '../executions/execution.entity.js';
+import { preparedRows } from '../executions/sql.js';
 import { type Accepted, ExecutionsService } from '../executions/executions.service.js';
 import { DeliveryLog, type DeliveryRecord } from './delivery-log.service.js';
 import { AllowlistCache, canonicalAddress } from './ip-allowlist.js';
@@ -152,7 +153,8 @@ export class WebhookTriggerService {
    */
   private async accept(webhook: Match, sourceIp: string, userAgent: string | null): Promise<AcceptedRow> {
     const agentHere = this.link.hasLocalReadyAgent(webhook.server_id);
-    const found = (await this.db.query(
+    const found = await preparedRows<AcceptedRow>(
+      this.db,
       `WITH w AS (
          UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
          WHERE id = $1 AND active
@@ -179,19 +181,20 @@ export class WebhookTriggerService {
        JOIN script s ON s.id = e.script_id
        JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version`,
       [webhook.id, agentHere, this.deliveryDeadlineSeconds, sourceIp, userAgent?.slice(0, 512) ?? null],
-    )) as AcceptedRow[];
+    );
     const row = found[0];
     if (!row) throw new WebhookGone();
     return row;
   }
 
   private async lookup(token: string): Promise<Match | null> {
-    const rows = (await this.db.query(
+    const [match] = await preparedRows<Match>(
+      this.db,
       `SELECT id, workspace_id, script_id, server_id, active, allowed_ips, hmac_secret_encrypted
          FROM webhook WHERE token_hash = $1`,
       [sha256(token)],
-    )) as Match[];
-    return rows[0] ?? null;
+    );
+    return match ?? null;
   }
 
   private hmacSecret(webhook: Match): string {
