@@ -121,6 +121,24 @@ describe('2. token: 404 INVALID_TOKEN', () => {
     expect((await triggerWith(v4, w.token)).status).toBe(202);
     expect(await callCount(w.id)).toBe(1);
   });
+
+  it('a webhook that just accepted a call is checked again: pause, allowed IPs and re-enable apply to the very next call', async () => {
+    const w = await webhook({ allowedIps: ['127.0.0.0/8'] });
+    expect((await triggerWith(v4, w.token)).status).toBe(202);
+    // The control plane remembers this webhook now; every change below must still apply at once.
+    expect((await owner.patch(`/api/v1/webhooks/${w.id}`, { active: false })).status).toBe(200);
+    expect((await triggerWith(v4, w.token)).status).toBe(404);
+    expect((await owner.patch(`/api/v1/webhooks/${w.id}`, { active: true })).status).toBe(200);
+    expect((await triggerWith(v4, w.token)).status).toBe(202);
+    expect((await owner.patch(`/api/v1/webhooks/${w.id}`, { allowedIps: ['10.0.0.0/8'] })).status).toBe(200);
+    expect((await triggerWith(v4, w.token)).status).toBe(403);
+    expect((await owner.patch(`/api/v1/webhooks/${w.id}`, { allowedIps: ['127.0.0.1'] })).status).toBe(200);
+    expect((await triggerWith(v4, w.token)).status).toBe(202);
+    expect((await triggerWith(v6, w.token)).status).toBe(403);
+    expect(await callCount(w.id)).toBe(3);
+    const reasons = (await owner.get(`/api/v1/webhooks/${w.id}/deliveries?limit=10`)).body.items.map((d: { code: string }) => d.code);
+    expect(reasons).toEqual(['IP_NOT_ALLOWED', 'ACCEPTED', 'IP_NOT_ALLOWED', 'ACCEPTED', 'INVALID_TOKEN', 'ACCEPTED']);
+  });
 });
 
 describe('3. allowed IPs: 403 IP_NOT_ALLOWED', () => {

@@ -18,7 +18,7 @@ import { ExecutionOutputStore, type StoredChunk } from '../executions/execution-
 import { rows } from '../executions/sql.js';
 import { AgentLink } from './agent-link.js';
 import { ReportThrottle } from './report-throttle.js';
-import { SerialCoalescer } from './serial-coalescer.js';
+import { SerialCoalescer } from '../common/serial-coalescer.js';
 
 /** execution_output.seq is a PostgreSQL integer. */
 const MAX_SEQ = 2_147_483_647;

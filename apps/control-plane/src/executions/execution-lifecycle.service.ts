@@ -3,6 +3,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource, EntityManager } from 'typeorm';
 import { ExecutionEvents, type StatusChanged } from './execution-events.js';
+import { SerialCoalescer } from '../common/serial-coalescer.js';
 import { preparedRows, rows } from './sql.js';
 
 /** A queued execution this process just claimed (`dispatched`), with what its agent needs to run it. */
@@ -47,6 +48,8 @@ export interface LockedExecution {
 }
 
 const ACTIVE = `('dispatched', 'running')`;
+/** Start acks marked `running` in one statement at most. */
+const MAX_RUNNING_MARKS = 500;
 
 /**
  * Every status change of an execution after it was queued. Each is one conditional UPDATE on the
@@ -56,6 +59,10 @@ const ACTIVE = `('dispatched', 'running')`;
 @Injectable()
 export class ExecutionLifecycle {
   private readonly logger = new Logger(ExecutionLifecycle.name);
+  private readonly runningMarks = new SerialCoalescer<string, { cancelRequested: boolean } | null>(
+    (_key, ids) => this.markRunningNow(ids),
+    (group) => group.length < MAX_RUNNING_MARKS,
+  );
 
   constructor(
     @InjectDataSource() private readonly db: DataSource,
@@ -116,14 +123,30 @@ export class ExecutionLifecycle {
     return found.map((r) => ({ id: r.id, workspaceId: r.workspace_id, serverId: r.server_id, start: startCommand(r) }));
   }
 
-  /** The agent accepted the start. Returns whether a cancel was asked for meanwhile, or null if it was not `dispatched`. */
-  async markRunning(id: string): Promise<{ cancelRequested: boolean } | null> {
-    const [row] = await this.change(
+  /**
+   * The agent accepted the start. Returns whether a cancel was asked for meanwhile, or null if it
+   * was not `dispatched`. The acks that arrive while one UPDATE runs go into the next together.
+   */
+  markRunning(id: string): Promise<{ cancelRequested: boolean } | null> {
+    return this.runningMarks.run('running', id);
+  }
+
+  private async markRunningNow(ids: string[]): Promise<({ cancelRequested: boolean } | null)[]> {
+    const changed = await preparedRows<ChangedRow & { cancel_requested: boolean }>(
+      this.db,
       `UPDATE execution SET status = 'running', started_at = COALESCE(started_at, now())
-       WHERE id = $1 AND status = 'dispatched' RETURNING ${RETURNED}, cancel_requested`,
-      [id],
+       WHERE id = ANY($1::uuid[]) AND status = 'dispatched' RETURNING ${RETURNED}, cancel_requested`,
+      [ids],
     );
-    return row ? { cancelRequested: (row as ChangedRow & { cancel_requested: boolean }).cancel_requested } : null;
+    const byId = new Map(changed.map((r) => [r.id, r]));
+    const emitted = new Set<string>();
+    return ids.map((id) => {
+      const r = byId.get(id);
+      if (!r) return null;
+      if (!emitted.has(id)) this.emit(r);
+      emitted.add(id);
+      return { cancelRequested: r.cancel_requested };
+    });
   }
 
   /** The agent refused the start (shutting down, invalid command): `failed` with its reason. */

@@ -51,6 +51,7 @@ interface Match {
 const TOKEN_SHAPE = /^[0-9a-f]{64}$/;
 const INVALID_TOKEN = 'Invalid or inactive webhook token';
 const SECRET_CACHE_MAX = 10_000;
+const MATCH_CACHE_MAX = 10_000;
 
 /**
  * The public trigger, checked in the order of design.md: body and token (400), an active webhook
@@ -63,6 +64,8 @@ export class WebhookTriggerService {
   private readonly failures: TriggerFailureLimiter;
   private readonly deliveryDeadlineSeconds: number;
   private readonly allowlists = new AllowlistCache();
+  /** Webhooks by token hash (hex), as last looked up; the accept statement verifies what matters. */
+  private readonly matches = new Map<string, Match>();
   /** Unsealed HMAC secrets by webhook id. A secret never changes (rotating means a new webhook). */
   private readonly hmacSecrets = new Map<string, string>();
 
@@ -99,40 +102,45 @@ export class WebhookTriggerService {
       throw new RateLimitedException(wait);
     }
 
-    const webhook = TOKEN_SHAPE.test(token) ? await this.lookup(token) : null;
-    if (!webhook?.active) {
-      await this.failures.failed(sourceIp);
-      const reason = webhook ? 'webhook is paused' : 'unknown or deleted token';
-      throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, reason);
+    const tokenHash = TOKEN_SHAPE.test(token) ? sha256(token) : null;
+    const key = tokenHash?.toString('hex');
+    // A webhook seen before skips the lookup: the accept statement itself checks that it is still
+    // active with the same allowed IPs. Anything else (paused, changed, deleted, any check that
+    // fails here) goes the long way below, from a fresh lookup.
+    const cached = key === undefined ? undefined : this.matches.get(key);
+    let accepted: { webhook: Match; execution: AcceptedRow } | null = null;
+    if (cached && this.passes(cached, call)) {
+      const execution = await this.acceptRecorded(cached, sourceIp, userAgent, record);
+      if (execution) accepted = { webhook: cached, execution };
     }
-
-    if (webhook.allowed_ips.length && !this.allowlists.get(webhook.allowed_ips).allows(call.ip)) {
-      throw reject(webhook, HttpStatus.FORBIDDEN, 'IP_NOT_ALLOWED', 'IP not allowed', `${sourceIp} is not in the allowed IPs`);
-    }
-
-    if (webhook.hmac_secret_encrypted) {
-      const check = checkSignature(this.hmacSecret(webhook), call.rawBody ?? Buffer.alloc(0), call.headers[SIGNATURE_HEADER]);
-      if (check !== 'valid') {
-        const reason = { missing: 'X-Webhook-Signature is missing', malformed: 'X-Webhook-Signature is not 64 hex characters', mismatch: 'signature does not match the body' }[check];
-        throw reject(webhook, HttpStatus.UNAUTHORIZED, 'INVALID_SIGNATURE', 'Invalid HMAC signature', reason);
+    if (!accepted) {
+      if (key !== undefined) this.matches.delete(key);
+      const webhook = tokenHash ? await this.lookup(tokenHash) : null;
+      if (!webhook?.active) {
+        await this.failures.failed(sourceIp);
+        const reason = webhook ? 'webhook is paused' : 'unknown or deleted token';
+        throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, reason);
       }
-    }
 
-    let execution: AcceptedRow;
-    try {
-      execution = await this.accept(webhook, sourceIp, userAgent).catch((e: unknown) => {
-        // A script or server being deleted at this moment locks in the other order: one retry.
-        if (isSerializationFailure(e)) return this.accept(webhook, sourceIp, userAgent);
-        // The script, server or webhook was deleted while the statement ran.
-        if ((e as { driverError?: { code?: string } })?.driverError?.code === '23503') throw new WebhookGone();
-        throw e;
-      });
-    } catch (e) {
-      if (e instanceof WebhookGone) throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, 'webhook was paused or deleted during the call');
-      const unavailable = isDatabaseUnavailable(e);
-      this.deliveries.record(record(webhook, unavailable ? 503 : 500, unavailable ? 'DATABASE_UNAVAILABLE' : 'INTERNAL_ERROR', 'could not record the execution'));
-      throw e;
+      if (webhook.allowed_ips.length && !this.allowlists.get(webhook.allowed_ips).allows(call.ip)) {
+        throw reject(webhook, HttpStatus.FORBIDDEN, 'IP_NOT_ALLOWED', 'IP not allowed', `${sourceIp} is not in the allowed IPs`);
+      }
+
+      if (webhook.hmac_secret_encrypted) {
+        const check = checkSignature(this.hmacSecret(webhook), call.rawBody ?? Buffer.alloc(0), call.headers[SIGNATURE_HEADER]);
+        if (check !== 'valid') {
+          const reason = { missing: 'X-Webhook-Signature is missing', malformed: 'X-Webhook-Signature is not 64 hex characters', mismatch: 'signature does not match the body' }[check];
+          throw reject(webhook, HttpStatus.UNAUTHORIZED, 'INVALID_SIGNATURE', 'Invalid HMAC signature', reason);
+        }
+      }
+
+      const execution = await this.acceptRecorded(webhook, sourceIp, userAgent, record);
+      if (!execution) throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, 'webhook was paused, changed or deleted during the call');
+      if (this.matches.size >= MATCH_CACHE_MAX) this.matches.clear();
+      if (key !== undefined) this.matches.set(key, webhook);
+      accepted = { webhook, execution };
     }
+    const { webhook, execution } = accepted;
     this.deliveries.committed(webhook.id);
     this.executions.announce(toExecution(execution));
     if (execution.status === 'dispatched') {
@@ -143,21 +151,55 @@ export class WebhookTriggerService {
     return this.executions.accepted(execution);
   }
 
+  /** Whether a cached webhook lets this call through (active, allowed address, valid signature). */
+  private passes(webhook: Match, call: TriggerCall): boolean {
+    if (!webhook.active) return false;
+    if (webhook.allowed_ips.length && !this.allowlists.get(webhook.allowed_ips).allows(call.ip)) return false;
+    return !webhook.hmac_secret_encrypted || checkSignature(this.hmacSecret(webhook), call.rawBody ?? Buffer.alloc(0), call.headers[SIGNATURE_HEADER]) === 'valid';
+  }
+
+  /**
+   * accept(), with one retry on a deadlock; null when the webhook no longer matches (paused,
+   * allowed IPs changed, or it, its script or its server deleted meanwhile). A database failure
+   * is recorded in the delivery log and thrown.
+   */
+  private async acceptRecorded(
+    webhook: Match,
+    sourceIp: string,
+    userAgent: string | null,
+    record: (webhook: Match, statusCode: number, code: DeliveryRecord['code'], reason: string) => DeliveryRecord,
+  ): Promise<AcceptedRow | null> {
+    try {
+      return await this.accept(webhook, sourceIp, userAgent).catch((e: unknown) => {
+        // A script or server being deleted at this moment locks in the other order: one retry.
+        if (isSerializationFailure(e)) return this.accept(webhook, sourceIp, userAgent);
+        throw e;
+      });
+    } catch (e) {
+      // The script, server or webhook was deleted while the statement ran.
+      if ((e as { driverError?: { code?: string } })?.driverError?.code === '23503') return null;
+      const unavailable = isDatabaseUnavailable(e);
+      this.deliveries.record(record(webhook, unavailable ? 503 : 500, unavailable ? 'DATABASE_UNAVAILABLE' : 'INTERNAL_ERROR', 'could not record the execution'));
+      throw e;
+    }
+  }
+
   /**
    * One statement, so one round trip and its own transaction: the atomic counter (`call_count + 1`
    * in SQL, never read-modify-write, and only while the webhook is still active), the execution of
    * the script's current version, and the delivery row. When this node holds the server's ready
    * agent and nothing older is queued for it, the execution is created already claimed
    * (`dispatched`) with its start command, and sent at once; otherwise it is `queued` for the
-   * dispatcher. The webhook row is locked only for the statement.
+   * dispatcher. The webhook row is locked only for the statement. Null when the webhook is no
+   * longer active with the allowed IPs the caller was checked against.
    */
-  private async accept(webhook: Match, sourceIp: string, userAgent: string | null): Promise<AcceptedRow> {
+  private async accept(webhook: Match, sourceIp: string, userAgent: string | null): Promise<AcceptedRow | null> {
     const agentHere = this.link.hasLocalReadyAgent(webhook.server_id);
     const found = await preparedRows<AcceptedRow>(
       this.db,
       `WITH w AS (
          UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
-         WHERE id = $1 AND active
+         WHERE id = $1 AND active AND allowed_ips = $6::text[]
          RETURNING id, workspace_id, script_id, server_id
        ), e AS (
          INSERT INTO execution (workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, deliver_by, dispatched_at)
@@ -180,19 +222,17 @@ export class WebhookTriggerService {
        FROM e
        JOIN script s ON s.id = e.script_id
        JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version`,
-      [webhook.id, agentHere, this.deliveryDeadlineSeconds, sourceIp, userAgent?.slice(0, 512) ?? null],
+      [webhook.id, agentHere, this.deliveryDeadlineSeconds, sourceIp, userAgent?.slice(0, 512) ?? null, webhook.allowed_ips],
     );
-    const row = found[0];
-    if (!row) throw new WebhookGone();
-    return row;
+    return found[0] ?? null;
   }
 
-  private async lookup(token: string): Promise<Match | null> {
+  private async lookup(tokenHash: Buffer): Promise<Match | null> {
     const [match] = await preparedRows<Match>(
       this.db,
       `SELECT id, workspace_id, script_id, server_id, active, allowed_ips, hmac_secret_encrypted
          FROM webhook WHERE token_hash = $1`,
-      [sha256(token)],
+      [tokenHash],
     );
     return match ?? null;
   }
@@ -207,8 +247,6 @@ export class WebhookTriggerService {
     return secret;
   }
 }
-
-class WebhookGone extends Error {}
 
 /** Deadlock or serialization failure: PostgreSQL rolled the statement back, so it may be retried. */
 function isSerializationFailure(e: unknown): boolean {

@@ -2,11 +2,12 @@
  * Work items under one key run one group at a time, in arrival order; what arrives while a group
  * runs waits and goes into the next group together (as far as `canJoin` allows).
  *
- * Used for output batches of one execution: an agent keeps a window of batches in flight, and
- * storing them concurrently committed them in either order (a live viewer then saw a gap and
- * went back to the database), each in a statement of its own. One statement at a time per
- * execution keeps commits, and so live events, in seq order, and the batches that queued up
- * behind it cost one statement instead of one each. A lone item starts at once.
+ * A group commit: a lone item starts at once, and under load the items that queued up behind a
+ * statement cost one statement together instead of one each. Used for output batches of one
+ * execution (an agent keeps a window of batches in flight; storing them concurrently committed
+ * them in either order, and a live viewer then saw a gap and went back to the database; one
+ * statement at a time keeps commits, and so live events, in seq order), and for the agents'
+ * start acks (`dispatched` -> `running`).
  */
 export class SerialCoalescer<T, R> {
   private readonly lanes = new Map<string, Entry<T, R>[]>();
