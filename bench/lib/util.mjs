@@ -1,6 +1,6 @@
 // Small helpers shared by the bench: processes, ports, waiting, statistics, memory.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -141,3 +141,30 @@ export const sum = (values) => values.reduce((a, b) => a + b, 0);
 export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 export const MiB = 1024 * 1024;
+
+const CLOCK_TICKS_MS = 1000 / 100; // USER_HZ is 100 on Linux
+
+/**
+ * CPU time (ms, user + system) used so far, from /proc: of each named pid (`self`), of the
+ * children it reaped (`children`: a script's CPU counts for its agent once it ended), and of every
+ * process whose name starts with `postgres` (the server and its backends).
+ */
+export function cpuSnapshot(pids) {
+  const read = (pid) => {
+    try {
+      const raw = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+      return { comm: raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')), self: (+f[11] + +f[12]) * CLOCK_TICKS_MS, children: (+f[13] + +f[14]) * CLOCK_TICKS_MS };
+    } catch {
+      return null;
+    }
+  };
+  const out = { postgres: 0 };
+  for (const [name, pid] of Object.entries(pids)) out[name] = read(pid) ?? { self: 0, children: 0 };
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const p = read(pid);
+    if (p?.comm.startsWith('postgres')) out.postgres += p.self;
+  }
+  return out;
+}

@@ -10,7 +10,7 @@ import { figure } from '../lib/report.mjs';
 import { openStack } from '../lib/session.mjs';
 import { signedCall } from '../lib/sign.mjs';
 import { createServer, scriptWebhook, TRIGGER_PATH } from '../lib/stack.mjs';
-import { envInt, ManagedProcess, median } from '../lib/util.mjs';
+import { cpuSnapshot, envInt, ManagedProcess, median } from '../lib/util.mjs';
 
 const SCRIPT = 'true\n';
 
@@ -36,7 +36,7 @@ export default {
       const file = path.join(dir, 'script.sh');
       await writeFile(file, SCRIPT);
       const server = await createServer(stack.api, 'bench-rate');
-      await stack.agent(server, { concurrency });
+      const agent = await stack.agent(server, { concurrency });
       const hook = await scriptWebhook(stack.api, { name: 'rate', content: SCRIPT, serverId: server.id });
       const call = signedCall(hook.token, hook.hmacSecret);
       if (ctx.peer.bin) {
@@ -46,6 +46,7 @@ export default {
 
       const ourRound = async (n) => {
         const before = (await executionCounts(stack.db)).total;
+        const cpu0 = cpuSnapshot({ cp: stack.cp.proc.pid, agent: agent.pid });
         const t0 = performance.now();
         const r = await fire({ url: `${stack.cp.url}${TRIGGER_PATH}`, ...call, connections: callers, amount: n, okStatus: ['202'] });
         const acceptedS = r.durationS;
@@ -53,7 +54,15 @@ export default {
         const seconds = (performance.now() - t0) / 1000;
         if (!d.drained) notes.push(`not all executions finished within ${ctx.drainTimeoutMs / 1000} s (${d.done}/${d.total})`);
         const done = d.done - before;
-        return { perSecond: done / seconds, seconds, acceptedS, accepted: r.ok, errors: r.errors, succeeded: d.succeeded };
+        const cpu1 = cpuSnapshot({ cp: stack.cp.proc.pid, agent: agent.pid });
+        const per = (ms) => ms / Math.max(done, 1);
+        const cpuMs = {
+          agent: per(cpu1.agent.self - cpu0.agent.self),
+          scripts: per(cpu1.agent.children - cpu0.agent.children),
+          controlPlane: per(cpu1.cp.self - cpu0.cp.self),
+          postgres: per(cpu1.postgres - cpu0.postgres),
+        };
+        return { perSecond: done / seconds, seconds, acceptedS, accepted: r.ok, errors: r.errors, succeeded: d.succeeded, cpuMs };
       };
 
       await ourRound(Math.min(200, burst)); // warm-up
@@ -75,6 +84,10 @@ export default {
         ctx.log(line);
       }
       const final = await executionCounts(stack.db);
+      const cpuOf = (k) => median(ours.map((o) => o.cpuMs[k])).toFixed(2);
+      notes.push(
+        `CPU per execution (ms, user + system, median of the rounds): agent ${cpuOf('agent')}, the scripts it ran (bash) ${cpuOf('scripts')}, control plane ${cpuOf('controlPlane')}, PostgreSQL (all its processes) ${cpuOf('postgres')}; the machine has 2 cores for all of them`,
+      );
       notes.push(`burst of ${burst} calls from ${callers} connections; agent --concurrency ${concurrency}; the spawn ceiling runs \`bash <file>\` (what the agent runs) ${concurrency} at a time in a plain Node process; the peer runs the same with output in the response on ${concurrency} connections`);
       notes.push(`${final.succeeded}/${final.total} executions succeeded; non-202 answers during bursts: ${ours.reduce((a, o) => a + o.errors, 0)}`);
       const m = (arr) => median(arr.map((x) => x.perSecond));

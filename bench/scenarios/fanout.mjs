@@ -7,7 +7,7 @@ import { figure } from '../lib/report.mjs';
 import { openStack } from '../lib/session.mjs';
 import { signedCall } from '../lib/sign.mjs';
 import { createServer, scriptWebhook, TRIGGER_PATH } from '../lib/stack.mjs';
-import { envInt, ManagedProcess, median, nowMs, sleep, withTimeout } from '../lib/util.mjs';
+import { cpuSnapshot, envInt, ManagedProcess, median, nowMs, sleep, withTimeout } from '../lib/util.mjs';
 
 class ViewerProcess {
   constructor(label) {
@@ -59,6 +59,7 @@ export default {
 
       const rounds = [];
       for (let r = 0; r < ctx.rounds; r++) {
+        const cpu0 = cpuSnapshot({ cp: stack.cp.proc.pid });
         const res = await fetch(`${stack.cp.url}${TRIGGER_PATH}`, { method: 'POST', ...call });
         const body = await res.json();
         if (res.status !== 202) throw new Error(`trigger answered ${res.status}`);
@@ -80,6 +81,7 @@ export default {
           if (got >= want) break;
           await sleep(100);
         }
+        const cpUs = ((cpuSnapshot({ cp: stack.cp.proc.pid }).cp.self - cpu0.cp.self) * 1000) / Math.max(1, total * subscribed);
         const reps = await Promise.all(procs.map((p) => p.request({ cmd: 'report', createdAt, total }, 'report', 120_000)));
         const merged = {
           complete: reps.reduce((n, x) => n + x.complete, 0),
@@ -96,11 +98,13 @@ export default {
           subscribed,
           subS,
           status: d.drained,
+          cpUs,
         };
         rounds.push(merged);
-        ctx.log(`fanout round ${r + 1}: ${merged.complete}/${connected} viewers got all ${total} chunks (gaps ${merged.gaps}, resubscribes ${merged.resubscribes}); storage->viewer p50 ${merged.p50.toFixed(1)} ms p99 ${merged.p99.toFixed(1)} ms; script->viewer p99 ${merged.scriptP99.toFixed(1)} ms; subscribing took ${subS.toFixed(1)} s; viewer-process loop lag p99 ${merged.lag.toFixed(1)} ms`);
+        ctx.log(`fanout round ${r + 1}: ${merged.complete}/${connected} viewers got all ${total} chunks (gaps ${merged.gaps}, resubscribes ${merged.resubscribes}); storage->viewer p50 ${merged.p50.toFixed(1)} ms p99 ${merged.p99.toFixed(1)} ms; script->viewer p99 ${merged.scriptP99.toFixed(1)} ms; subscribing took ${subS.toFixed(1)} s; viewer-process loop lag p99 ${merged.lag.toFixed(1)} ms; control plane CPU ${merged.cpUs.toFixed(1)} us per chunk delivered`);
       }
       notes.push(`${connected} viewers in ${nProcs} processes (${keys.length} viewer API keys), socket.io on /dashboard; the script writes ${lines} timestamped lines ${intervalMs} ms apart after ${leadS} s (time to subscribe); storage time = the row's created_at (PostgreSQL now(), the start of the inserting transaction, so the delay includes the commit); chunks stored before a viewer's subscribe ack are excluded from the delay (they come as backlog): ${rounds.map((r) => r.backlog).join(', ')} per round`);
+      notes.push(`control plane CPU per chunk delivered to one viewer (the round's CPU, subscribes included, / chunks x viewers), per round: ${rounds.map((r) => r.cpUs.toFixed(1)).join(', ')} us`);
       notes.push(`the viewer processes' own event-loop lag (p99, ms) per round: ${rounds.map((r) => r.lag.toFixed(1)).join(', ')}: it is part of the measured delay`);
       const m = (k) => median(rounds.map((r) => r[k]));
       const figures = [

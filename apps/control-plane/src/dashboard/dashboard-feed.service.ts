@@ -184,11 +184,25 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     if (mine?.get(sub.executionId) === sub) mine.delete(sub.executionId);
   }
 
+  /**
+   * Live viewers that are in step get the chunk in one broadcast, encoded once for all of them
+   * (with a thousand viewers, encoding per socket cost most of the fan-out); the others (catching
+   * up, after a gap, behind) through their subscription.
+   */
   private onOutput(e: OutputStored): void {
     const subs = this.byExecution.get(e.executionId);
     if (!subs) return;
     const chunk: StoredChunk = { seq: e.seq, stream: e.stream, data: e.data };
-    for (const sub of [...subs]) if (sub.viewer.workspaceId === e.workspaceId) sub.onChunk(chunk);
+    const nsp = this.nsp;
+    const inStep: Viewer[] = [];
+    for (const sub of [...subs]) {
+      if (sub.viewer.workspaceId !== e.workspaceId) continue;
+      if (nsp && sub.takeLive(chunk)) inStep.push(sub.viewer);
+      else sub.onChunk(chunk);
+    }
+    if (!nsp || inStep.length === 0) return;
+    nsp.local.to(inStep.map((v) => v.id)).emit(DashboardEvents.output, { executionId: e.executionId, seq: chunk.seq, stream: chunk.stream, data: chunk.data });
+    for (const v of inStep) v.queued(chunk.data.length);
   }
 
   /**

@@ -168,4 +168,24 @@ describe('OutputSubscription', () => {
     await db.releaseOne();
     expect(sent).toEqual([0, 1, 2, 3, 4, 5]);
   });
+
+  it('takeLive takes only the next chunk of a live subscription whose viewer keeps up', async () => {
+    const { viewer, sent } = recordingViewer();
+    const db = pausedSource([chunk(0)]);
+    const { sub } = subscription(viewer, db.source);
+    sub.start();
+    expect(sub.takeLive(chunk(1))).toBe(false); // still catching up: held by onChunk instead
+    await db.releaseOne();
+    expect(sub.isLive).toBe(true);
+    expect(sub.takeLive(chunk(1))).toBe(true);
+    expect(sub.takeLive(chunk(1))).toBe(false); // taken already
+    expect(sub.takeLive(chunk(3))).toBe(false); // past a gap
+    viewer.behind = true;
+    expect(sub.takeLive(chunk(2))).toBe(false);
+    viewer.behind = false;
+    expect(sub.takeLive(chunk(2))).toBe(true);
+    // The taken ones were sent by the caller: onChunk drops them as already sent.
+    sub.onChunk(chunk(2));
+    expect(sent).toEqual([0]);
+  });
 });

@@ -71,6 +71,17 @@ export class OutputSubscription {
       });
   }
 
+  /**
+   * Takes `c` as sent when it is the next chunk of a live subscription whose viewer keeps up: the
+   * caller then sends it with the others that took it, encoded once. False changes nothing (the
+   * caller hands it to onChunk).
+   */
+  takeLive(c: StoredChunk): boolean {
+    if (this.mode !== 'live' || c.seq !== this.lastSent + 1 || this.viewer.behind) return false;
+    this.lastSent = c.seq;
+    return true;
+  }
+
   onChunk(c: StoredChunk): void {
     if (this.mode === 'closed' || c.seq <= this.lastSent) return;
     if (this.mode === 'catching-up') return this.hold({ kind: 'chunk', chunk: c }, c.data.length);

@@ -72,7 +72,12 @@ export class Viewer {
 
   sendOutput(executionId: string, c: StoredChunk): void {
     this.socket.emit(DashboardEvents.output, { executionId, seq: c.seq, stream: c.stream, data: c.data });
-    this.queuedBytes += c.data.length;
+    this.queued(c.data.length);
+  }
+
+  /** Counts output bytes sent to this socket by a broadcast. */
+  queued(bytes: number): void {
+    this.queuedBytes += bytes;
   }
 
   sendStatus(e: ExecutionStatusEvent): void {
