@@ -3,11 +3,11 @@ import { MiB } from './util.mjs';
 import { createDatabase } from './postgres.mjs';
 import { startAgent, startControlPlane } from './stack.mjs';
 
-export async function openStack(ctx, name, { cpEnv } = {}) {
+export async function openStack(ctx, name, { cpEnv, cpNodeArgs } = {}) {
   const db = await createDatabase(ctx.pg.url);
   let cp;
   try {
-    cp = await startControlPlane({ databaseUrl: db.url, label: `cp-${name}`, profile: ctx.profile, env: cpEnv });
+    cp = await startControlPlane({ databaseUrl: db.url, label: `cp-${name}`, profile: ctx.profile, env: cpEnv, nodeArgs: cpNodeArgs });
   } catch (e) {
     await db.drop().catch(() => undefined);
     throw e;

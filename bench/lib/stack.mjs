@@ -70,7 +70,7 @@ function whileRunning(proc, what, check, timeoutMs) {
 }
 
 /** The built control plane as a real process on a free loopback port; waits for /health. */
-export async function startControlPlane({ databaseUrl, label = 'control-plane', profile = false, env = {} }) {
+export async function startControlPlane({ databaseUrl, label = 'control-plane', profile = false, env = {}, nodeArgs = [] }) {
   const port = await freePort();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'devpilot-bench-cp-'));
   const adminKey = `bench-admin-${randomBytes(24).toString('hex')}`;
@@ -87,7 +87,7 @@ export async function startControlPlane({ databaseUrl, label = 'control-plane', 
     DEVPILOT_PUBLIC_URL: `http://127.0.0.1:${port}`,
     ...env,
   };
-  const proc = new ManagedProcess(label, process.execPath, [...CONTROL_PLANE_NODE_FLAGS, ...profileArgs(profile, label), CONTROL_PLANE_MAIN], { env: procEnv });
+  const proc = new ManagedProcess(label, process.execPath, [...CONTROL_PLANE_NODE_FLAGS, ...nodeArgs, ...profileArgs(profile, label), CONTROL_PLANE_MAIN], { env: procEnv });
   const url = `http://127.0.0.1:${port}`;
   try {
     await whileRunning(proc, 'control plane /health', async () => (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })).status === 200, 90_000);

@@ -168,3 +168,30 @@ export function cpuSnapshot(pids) {
   }
   return out;
 }
+
+/**
+ * A full garbage collection in a Node process started with `--inspect=127.0.0.1:<port>` (over the
+ * inspector protocol), so that an RSS taken right after holds what is live rather than whatever
+ * garbage the last collection left. Resolves once it is done.
+ */
+export async function collectGarbage(inspectPort) {
+  const { WebSocket } = await import('ws');
+  const [target] = await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json();
+  const ws = new WebSocket(target.webSocketDebuggerUrl);
+  try {
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    await withTimeout(
+      new Promise((resolve) => {
+        ws.on('message', (m) => JSON.parse(String(m)).id === 1 && resolve());
+        ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+      }),
+      30_000,
+      'a garbage collection over the inspector',
+    );
+  } finally {
+    ws.close();
+  }
+}

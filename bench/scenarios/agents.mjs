@@ -9,9 +9,16 @@ import { figure } from '../lib/report.mjs';
 import { openStack } from '../lib/session.mjs';
 import { hmacHex } from '../lib/sign.mjs';
 import { TRIGGER_PATH } from '../lib/stack.mjs';
-import { envInt, freePort, ManagedProcess, memoryOf, MiB, nowMs, quantile, sleep, waitFor } from '../lib/util.mjs';
+import { collectGarbage, envInt, freePort, ManagedProcess, memoryOf, MiB, nowMs, quantile, sleep, waitFor } from '../lib/util.mjs';
 
 const SETTLE_MS = 5000;
+
+/** RSS right after a full garbage collection (the process runs with --inspect on `inspectPort`). */
+async function liveRss(pid, inspectPort) {
+  await collectGarbage(inspectPort);
+  await sleep(200);
+  return memoryOf(pid).rss;
+}
 const WARMUP = 20;
 
 function openFilesLimit() {
@@ -58,7 +65,8 @@ export default {
       notes.push(`open files limit is ${limit} (raise it with \`ulimit -n\` or run as root so the harness can); measured ${fit} agents instead of ${n}`);
       n = fit;
     }
-    const stack = await openStack(ctx, 'agents');
+    const cpInspect = await freePort();
+    const stack = await openStack(ctx, 'agents', { cpNodeArgs: [`--inspect=127.0.0.1:${cpInspect}`] });
     const fleets = [];
     let bare;
     try {
@@ -100,7 +108,7 @@ export default {
       if (c1.connected !== 1) throw new Error(`the single agent could not connect: ${JSON.stringify(c1.failures)}`);
       holder.set(0, one);
       await sleep(SETTLE_MS);
-      const rssOne = memoryOf(stack.cp.proc.pid).rss;
+      const rssOne = await liveRss(stack.cp.proc.pid, cpInspect);
       const latOne = await ctx.window(() => measure(() => 0));
       ctx.log(`agents: 1 connected: cp RSS ${(rssOne / MiB).toFixed(0)} MiB; dispatch p50 ${quantile(latOne, 0.5).toFixed(2)} ms p99 ${quantile(latOne, 0.99).toFixed(2)} ms`);
 
@@ -113,7 +121,7 @@ export default {
       ctx.log(`agents: ${total} connected in ${cN.seconds.toFixed(1)} s (${cN.seconds ? (cN.connected / cN.seconds).toFixed(0) : '-'}/s); failures ${JSON.stringify(cN.failures)}`);
       if (Object.keys(cN.failures).length) notes.push(`connect failures: ${JSON.stringify(cN.failures)}`);
       await sleep(SETTLE_MS);
-      const rssMany = memoryOf(stack.cp.proc.pid).rss;
+      const rssMany = await liveRss(stack.cp.proc.pid, cpInspect);
       const online = await waitFor('servers online', async () => {
         const [r] = await stack.db.query(`SELECT count(*)::int AS n FROM server WHERE status = 'online'`);
         return r.n >= total ? r.n : false;
@@ -127,22 +135,23 @@ export default {
 
       // The bare server with the same number of clients.
       const port = await freePort();
-      bare = stack.track(new ManagedProcess('bare-socket.io', process.execPath, [path.join(BENCH_DIR, 'procs/bare-server.mjs'), String(port)], { env: { PATH: process.env.PATH } }));
+      const bareInspect = await freePort();
+      bare = stack.track(new ManagedProcess('bare-socket.io', process.execPath, [`--inspect=127.0.0.1:${bareInspect}`, path.join(BENCH_DIR, 'procs/bare-server.mjs'), String(port)], { env: { PATH: process.env.PATH } }));
       await waitFor('bare server', () => bare.tail.includes('listening'), 10_000);
       await sleep(1000);
-      const bareBefore = memoryOf(bare.pid).rss;
+      const bareBefore = await liveRss(bare.pid, bareInspect);
       const bareFleet = new FakeAgentFleet('fake-agents-bare', procs, ctx.log);
       fleets.push(bareFleet);
       bareFleet.procs.forEach((p) => stack.track(p));
       const cB = await bareFleet.connect(`http://127.0.0.1:${port}`, servers.map((s) => s.token), { concurrency: connectConcurrency, timeoutMs: envInt('BENCH_CONNECT_TIMEOUT_S', 300) * 1000 });
       await sleep(SETTLE_MS);
-      const bareAfter = memoryOf(bare.pid).rss;
+      const bareAfter = await liveRss(bare.pid, bareInspect);
       ctx.log(`agents: bare socket.io: ${cB.connected} connected in ${cB.seconds.toFixed(1)} s; RSS ${(bareBefore / MiB).toFixed(0)} -> ${(bareAfter / MiB).toFixed(0)} MiB`);
       await bareFleet.close();
 
       const perOurs = (rssMany - rssOne) / Math.max(1, cN.connected);
       const perBare = (bareAfter - bareBefore) / Math.max(1, cB.connected);
-      notes.push(`${total} agents connected to the control plane (${procs} client processes, peak RSS ${fleetPeak.join(' + ')} MiB); ${cB.connected} to the bare server. Memory per agent = RSS growth / agents, ${SETTLE_MS / 1000} s after the last connected (RSS also holds garbage not yet collected, on both sides)`);
+      notes.push(`${total} agents connected to the control plane (${procs} client processes, peak RSS ${fleetPeak.join(' + ')} MiB); ${cB.connected} to the bare server. Memory per agent = RSS growth / agents, ${SETTLE_MS / 1000} s after the last connected, each RSS taken right after a full garbage collection (asked for over the inspector, on both sides)`);
       notes.push(`control plane RSS ${(rssOne / MiB).toFixed(0)} MiB with 1 agent, ${(rssMany / MiB).toFixed(0)} MiB with ${total}; bare socket.io ${(bareBefore / MiB).toFixed(0)} -> ${(bareAfter / MiB).toFixed(0)} MiB`);
       notes.push(`dispatch latency: POST sent -> execution.start received by that agent (monotonic clock shared by the processes), ${rounds} sequential triggers each; with ${total} connected, to ${k - 1} different agents in turn`);
       const figures = [
