@@ -1,6 +1,10 @@
 // The ceiling for any Node agent: `count` runs of `bash <file>` with child_process.spawn, `concurrency`
 // at a time, each read to the end. Prints {seconds, perSecond} as JSON.
 import { spawn } from 'node:child_process';
+import { homedir } from 'node:os';
+
+// The environment the agent gives a script when nothing else is configured (runner.ts scriptEnv).
+const env = { PATH: process.env.PATH, HOME: homedir(), LANG: 'C.UTF-8' };
 
 const [file, countArg, concurrencyArg] = process.argv.slice(2);
 const count = Number(countArg);
@@ -8,7 +12,7 @@ const concurrency = Number(concurrencyArg);
 
 function once() {
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [file], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn('bash', [file], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env });
     child.stdout.on('data', () => undefined);
     child.stderr.on('data', () => undefined);
     child.once('error', reject);

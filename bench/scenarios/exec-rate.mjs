@@ -88,7 +88,7 @@ export default {
       notes.push(
         `CPU per execution (ms, user + system, median of the rounds): agent ${cpuOf('agent')}, the scripts it ran (bash) ${cpuOf('scripts')}, control plane ${cpuOf('controlPlane')}, PostgreSQL (all its processes) ${cpuOf('postgres')}; the machine has 2 cores for all of them`,
       );
-      notes.push(`burst of ${burst} calls from ${callers} connections; agent --concurrency ${concurrency}; the spawn ceiling runs \`bash <file>\` (what the agent runs) ${concurrency} at a time in a plain Node process; the peer runs the same with output in the response on ${concurrency} connections`);
+      notes.push(`burst of ${burst} calls from ${callers} connections; agent --concurrency ${concurrency}; the spawn ceiling runs \`bash <file>\` (what the agent runs, in the same environment) ${concurrency} at a time in a plain Node process; the peer runs the same with output in the response on ${concurrency} connections`);
       notes.push(`${final.succeeded}/${final.total} executions succeeded; non-202 answers during bursts: ${ours.reduce((a, o) => a + o.errors, 0)}`);
       const m = (arr) => median(arr.map((x) => x.perSecond));
       const figures = [

@@ -18,7 +18,8 @@ function spawnFirstByte(file) {
   return new Promise((resolve, reject) => {
     const t0 = nowMs();
     let first = null;
-    const child = spawn('bash', [file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // In the environment the agent gives a script (runner.ts scriptEnv): LANG makes bash load its locale.
+    const child = spawn('bash', [file], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, HOME: os.homedir(), LANG: 'C.UTF-8' } });
     child.stdout.once('data', () => {
       first = nowMs() - t0;
     });
@@ -112,7 +113,7 @@ export default {
       ctx.log(`first-byte: ours p50 ${quantile(ours, 0.5).toFixed(2)} ms p99 ${quantile(ours, 0.99).toFixed(2)} ms; spawn p50 ${quantile(base, 0.5).toFixed(2)} ms p99 ${quantile(base, 0.99).toFixed(2)} ms`);
       notes.push(`${n} sequential rounds (after ${warmup} warm-up); the viewer learned the execution id from execution.created ${via.created} times and from the 202 ${via['202']} times, then subscribed (stored output is replayed, so nothing is missed; a byte stored before the subscription counts when the replay arrives)`);
       notes.push(`rounds are ${ROUND_GAP_MS} ms apart (the feed allows a viewer about 5 subscribes a second)`);
-      notes.push('the baseline spawns `bash <file>` with the same content, as the agent runs it, in the harness process');
+      notes.push('the baseline spawns `bash <file>` with the same content, as the agent runs it (same environment: PATH, HOME, LANG=C.UTF-8), in the harness process');
       const figures = [
         figure({ name: 'rounds where the viewer never got the first byte', unit: 'rounds', ours: missed, better: 'lower', targetAbs: 0 }),
         figure({ name: `first byte p50 (${n} rounds)`, unit: 'ms', ours: quantile(ours, 0.5), baseline: quantile(base, 0.5), baselineName: 'child_process.spawn', better: 'lower', target: 2.0 }),
