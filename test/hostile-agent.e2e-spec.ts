@@ -76,7 +76,8 @@ async function servesOthers() {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ databaseUrl: db.url });
+  // A short grace so a run held open past its timeout is given up on within the test.
+  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_REPORT_GRACE_SECONDS: '1', DEVPILOT_SWEEP_INTERVAL_MS: '250' } });
   api = new Api(cp.url, cp.adminKey);
   const ws = await api.post('/api/v1/workspaces', { name: 'someone else' });
   otherApi = new Api(cp.url, ws.body.apiKey);
@@ -174,6 +175,28 @@ describe('forged ids and seqs', () => {
     count('gapped seqs', 3);
     await sleep(300);
     expect((await getExecution(api, own)).status).toBe('running');
+    await othersUntouched();
+  });
+});
+
+describe('runs it never ends', () => {
+  it('a run held open by a gap is lost once past its timeout and the grace, and the agent is told to stop it', async () => {
+    await newAttacker('a-overdue');
+    const a = await connect(attacker.token);
+    const script = await createScript(api, 'sleep 100', { timeoutSeconds: 1 });
+    const { executionId: own } = await run(api, script.id, attacker.serverId);
+    await a.waitForStart(own);
+    await waitForStatus(api, own, 'running');
+    expect(await a.output(own, [{ seq: 0, stream: 'stdout', data: 'a' }])).toEqual({ ackedSeq: 0 });
+    expect(await a.output(own, [{ seq: 2, stream: 'stdout', data: 'c' }])).toEqual({ ackedSeq: 2 });
+    expect(await a.finished(own, 2)).toEqual({ ok: true });
+    count('gapped run never completed');
+    // Timeout 1 s, grace 1 s, then the next sweep.
+    const lost = await waitForStatus(api, own, 'lost', 20_000);
+    expect(lost.error).toMatch(/did not report the end of this run within 1 s after its timeout/);
+    await waitFor('the agent told to stop it', () => a.cancels.includes(own), 10_000);
+    // What was stored stays; the history says why it ended.
+    expect(await outputRows(own)).toBe(2);
     await othersUntouched();
   });
 });

@@ -122,7 +122,8 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
 
   /**
    * Expires overdue queued executions, retries dispatch for this node's agents (and resends starts
-   * they never answered), refreshes presence.
+   * they never answered), gives up on their runs that went far past their timeout without a
+   * report, refreshes presence.
    */
   async sweep(): Promise<void> {
     if (this.sweeping) return;
@@ -130,9 +131,15 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
     try {
       const expired = await this.lifecycle.expireQueued();
       if (expired) this.logger.log({ expired }, 'queued executions past their delivery deadline are undeliverable');
-      for (const serverId of this.link.localReadyServers()) {
+      const ready = [...this.link.localReadyServers()];
+      for (const serverId of ready) {
         await this.dispatchQueued(serverId);
         for (const c of await this.lifecycle.takeUnanswered(serverId, 2 * this.config.agentAckTimeoutMs, CLAIM_BATCH)) void this.send(c, true);
+      }
+      for (const gone of await this.lifecycle.giveUpOverdue(ready, this.config.reportGraceSeconds)) {
+        this.logger.warn({ executionId: gone.id, serverId: gone.serverId }, 'its agent never reported the end of this run; marked lost');
+        // If the agent still runs it, it stops it.
+        this.link.cancel(gone.serverId, gone.id);
       }
       await this.presence.heartbeat();
     } catch (err) {

@@ -43,6 +43,7 @@ const EnvSchema = z.object({
   DEVPILOT_DELIVERY_DEADLINE_SECONDS: int(600, 1, 7 * 24 * 3600),
   DEVPILOT_SWEEP_INTERVAL_MS: int(5000, 100, 600_000),
   DEVPILOT_AGENT_ACK_TIMEOUT_MS: int(30_000, 100, 600_000),
+  DEVPILOT_REPORT_GRACE_SECONDS: int(300, 1, 7 * 24 * 3600),
   DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
   DEVPILOT_VIEWER_CONNECTIONS_PER_KEY: int(500, 1, 100_000),
   DEVPILOT_TRIGGER_FAILURE_LIMIT: z.preprocess(
@@ -75,6 +76,11 @@ export interface AppConfig {
   sweepIntervalMs: number;
   /** How long an agent has to answer execution.start / execution.cancel; an unanswered start is resent after twice that. */
   agentAckTimeoutMs: number;
+  /**
+   * How long past its timeout a run may go without its (connected) agent reporting the end
+   * before it is given up on as `lost`: a buggy or hostile agent cannot keep it running forever.
+   */
+  reportGraceSeconds: number;
   dbPoolSize: number;
   /** Dashboard connections one API key may hold at once (each browser tab is one). */
   viewerConnectionsPerKey: number;
@@ -108,6 +114,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     deliveryDeadlineMs: e.DEVPILOT_DELIVERY_DEADLINE_SECONDS * 1000,
     sweepIntervalMs: e.DEVPILOT_SWEEP_INTERVAL_MS,
     agentAckTimeoutMs: e.DEVPILOT_AGENT_ACK_TIMEOUT_MS,
+    reportGraceSeconds: e.DEVPILOT_REPORT_GRACE_SECONDS,
     dbPoolSize: e.DEVPILOT_DB_POOL_SIZE,
     viewerConnectionsPerKey: e.DEVPILOT_VIEWER_CONNECTIONS_PER_KEY,
     triggerFailureLimit: parseFailureLimit(e.DEVPILOT_TRIGGER_FAILURE_LIMIT),

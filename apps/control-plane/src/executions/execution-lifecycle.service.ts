@@ -183,6 +183,29 @@ export class ExecutionLifecycle {
     );
   }
 
+  /**
+   * Runs on these servers (whose agents are connected) that went `graceSeconds` past their
+   * timeout without the agent reporting the end: `lost`. An honest agent stops a run at its
+   * timeout and reports it at once, so only a buggy or hostile one (a finished report whose
+   * output never arrives whole, or none at all) gets here. Returns what changed.
+   */
+  async giveUpOverdue(serverIds: string[], graceSeconds: number): Promise<{ id: string; serverId: string }[]> {
+    if (serverIds.length === 0) return [];
+    const changed = await preparedRows<ChangedRow>(
+      this.db,
+      `UPDATE execution x SET status = 'lost', finished_at = now(),
+         error = 'the agent did not report the end of this run within ' || $2::int || ' s after its timeout; its output may be incomplete'
+       FROM script s
+       WHERE s.id = x.script_id AND x.server_id = ANY($1::uuid[]) AND x.status IN ${ACTIVE}
+         AND COALESCE(x.started_at, x.dispatched_at)
+             + make_interval(secs => GREATEST(COALESCE(x.timeout_seconds, 0), s.timeout_seconds) + $2::int) < now()
+       RETURNING x.id, x.workspace_id, x.server_id, x.status, x.exit_code`,
+      [serverIds, graceSeconds],
+    );
+    for (const r of changed) this.emit(r);
+    return changed.map((r) => ({ id: r.id, serverId: r.server_id }));
+  }
+
   /** Queued executions whose delivery deadline passed: `undeliverable`. */
   async expireQueued(): Promise<number> {
     const changed = await this.change(

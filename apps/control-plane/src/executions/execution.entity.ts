@@ -18,6 +18,8 @@ export class Execution {
   @Column('text', { nullable: true }) error!: string | null;
   @CreateDateColumn({ name: 'queued_at', type: 'timestamptz' }) queuedAt!: Date;
   @Column('timestamptz', { name: 'deliver_by' }) deliverBy!: Date;
+  /** The script's timeout when this execution was created (null for older rows). */
+  @Column('int', { name: 'timeout_seconds', nullable: true }) timeoutSeconds!: number | null;
   @Column('timestamptz', { name: 'dispatched_at', nullable: true }) dispatchedAt!: Date | null;
   @Column('timestamptz', { name: 'started_at', nullable: true }) startedAt!: Date | null;
   @Column('timestamptz', { name: 'finished_at', nullable: true }) finishedAt!: Date | null;

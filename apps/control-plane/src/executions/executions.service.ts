@@ -61,6 +61,7 @@ export class ExecutionsService {
       repo.create({
         ...input,
         scriptVersion: script.currentVersion,
+        timeoutSeconds: script.timeoutSeconds,
         status: 'queued',
         deliverBy: new Date(Date.now() + this.config.deliveryDeadlineMs),
       }),

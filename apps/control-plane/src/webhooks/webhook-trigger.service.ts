@@ -202,8 +202,8 @@ export class WebhookTriggerService {
          WHERE id = $1 AND active AND allowed_ips = $6::text[]
          RETURNING id, workspace_id, script_id, server_id
        ), e AS (
-         INSERT INTO execution (workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, deliver_by, dispatched_at)
-         SELECT w.workspace_id, w.script_id, s.current_version, w.server_id, w.id, 'webhook', d.status,
+         INSERT INTO execution (workspace_id, script_id, script_version, timeout_seconds, server_id, webhook_id, trigger, status, deliver_by, dispatched_at)
+         SELECT w.workspace_id, w.script_id, s.current_version, s.timeout_seconds, w.server_id, w.id, 'webhook', d.status,
                 now() + make_interval(secs => $3), CASE WHEN d.status = 'dispatched' THEN now() END
          FROM w
          JOIN script s ON s.id = w.script_id
