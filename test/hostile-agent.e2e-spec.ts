@@ -76,7 +76,7 @@ async function servesOthers() {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  // A short grace so a run held open past its timeout is given up on within the test.
+  // A short grace so a run held open by a gap is given up on within the test.
   cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_REPORT_GRACE_SECONDS: '1', DEVPILOT_SWEEP_INTERVAL_MS: '250' } });
   api = new Api(cp.url, cp.adminKey);
   const ws = await api.post('/api/v1/workspaces', { name: 'someone else' });
@@ -180,10 +180,10 @@ describe('forged ids and seqs', () => {
 });
 
 describe('runs it never ends', () => {
-  it('a run held open by a gap is lost once past its timeout and the grace, and the agent is told to stop it', async () => {
+  it('a run held open by a gap is lost once no more output came for the grace, and the agent is told to stop it', async () => {
     await newAttacker('a-overdue');
     const a = await connect(attacker.token);
-    const script = await createScript(api, 'sleep 100', { timeoutSeconds: 1 });
+    const script = await createScript(api, 'sleep 100');
     const { executionId: own } = await run(api, script.id, attacker.serverId);
     await a.waitForStart(own);
     await waitForStatus(api, own, 'running');
@@ -191,13 +191,32 @@ describe('runs it never ends', () => {
     expect(await a.output(own, [{ seq: 2, stream: 'stdout', data: 'c' }])).toEqual({ ackedSeq: 2 });
     expect(await a.finished(own, 2)).toEqual({ ok: true });
     count('gapped run never completed');
-    // Timeout 1 s, grace 1 s, then the next sweep.
+    // A grace of 1 s without more output, then the next sweep.
     const lost = await waitForStatus(api, own, 'lost', 20_000);
-    expect(lost.error).toMatch(/did not report the end of this run within 1 s after its timeout/);
+    expect(lost.error).toMatch(/reported the end of this run, but not all of its output arrived/);
     await waitFor('the agent told to stop it', () => a.cancels.includes(own), 10_000);
     // What was stored stays; the history says why it ended.
     expect(await outputRows(own)).toBe(2);
     await othersUntouched();
+  });
+
+  it('an honest agent away longer than the grace with output still to send completes the run when it comes back', async () => {
+    await newAttacker('a-honest-away');
+    const a = await connect(attacker.token);
+    const own = await runningOn(api, attacker.serverId, a);
+    expect(await a.output(own, [{ seq: 0, stream: 'stdout', data: 'first\n' }])).toEqual({ ackedSeq: 0 });
+    // The end is reported before the last chunk got through; then the connection drops.
+    const report = { executionId: own, exitCode: 0, signal: null, timedOut: false, cancelled: false, lastSeq: 1, outputBytes: 12, truncated: false, error: null };
+    expect(await a.finished(own, 1, { outputBytes: 12 })).toEqual({ ok: true });
+    a.close();
+    await sleep(2500); // well past the grace of 1 s, with sweeps every 250 ms
+    expect((await getExecution(api, own)).status).toBe('running');
+    // Back: its hello holds the report again and learns where to resend from.
+    const back = await connect(attacker.token, { hello: { running: [], finished: [report] } });
+    expect(back.helloReply).toEqual({ resend: [{ executionId: own, fromSeq: 1 }] });
+    expect(await back.output(own, [{ seq: 1, stream: 'stdout', data: 'second\n' }])).toEqual({ ackedSeq: 1 });
+    await waitForStatus(api, own, 'succeeded');
+    expect((await getOutput(api, own)).bytes.toString()).toBe('first\nsecond\n');
   });
 });
 

@@ -174,7 +174,7 @@ export class AgentReports {
       // Requeued since the statement above: its report must not stick to a row that will run again.
       if (e.status === 'queued') return { reply: refuse('NOT_DISPATCHED', `execution ${e.id} is queued, not dispatched`) };
       if (isTerminal(e.status)) return { reply: { ok: true as const } };
-      await tx.query(`UPDATE execution SET finish_report = $2 WHERE id = $1`, [e.id, JSON.stringify(report)]);
+      await tx.query(`UPDATE execution SET finish_report = $2, finish_held_at = now() WHERE id = $1`, [e.id, JSON.stringify(report)]);
       const completed = await this.lifecycle.completeIfWhole(tx, e.id, report);
       if (!completed) this.logger.warn({ executionId: e.id, lastSeq: report.lastSeq }, 'finished before all its output is stored; waiting for it');
       return { reply: { ok: true as const }, completed };
@@ -244,7 +244,7 @@ export class AgentReports {
         continue;
       }
       if (running.has(h.id)) {
-        if (e.status === 'dispatched') await this.lifecycle.markRunning(h.id);
+        if (e.status === 'dispatched') await this.lifecycle.markRunning(h.id, serverId);
         if (e.cancel_requested) cancel.push(h.id);
       }
       resend.push({ executionId: h.id, fromSeq: await this.output.firstMissingSeq(h.id) });

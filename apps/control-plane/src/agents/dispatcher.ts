@@ -97,7 +97,7 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
       const outcome = await this.link.start(c.serverId, c.start);
       switch (outcome.kind) {
         case 'accepted': {
-          const r = await this.lifecycle.markRunning(c.id);
+          const r = await this.lifecycle.markRunning(c.id, c.serverId);
           // A cancel asked for between the claim and the ack may have reached the agent first.
           if (r?.cancelRequested) this.link.cancel(c.serverId, c.id);
           break;
@@ -122,8 +122,8 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
 
   /**
    * Expires overdue queued executions, retries dispatch for this node's agents (and resends starts
-   * they never answered), gives up on their runs that went far past their timeout without a
-   * report, refreshes presence.
+   * they never answered), gives up on their runs whose output never arrives whole, refreshes
+   * presence.
    */
   async sweep(): Promise<void> {
     if (this.sweeping) return;
@@ -136,8 +136,8 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
         await this.dispatchQueued(serverId);
         for (const c of await this.lifecycle.takeUnanswered(serverId, 2 * this.config.agentAckTimeoutMs, CLAIM_BATCH)) void this.send(c, true);
       }
-      for (const gone of await this.lifecycle.giveUpOverdue(ready, this.config.reportGraceSeconds)) {
-        this.logger.warn({ executionId: gone.id, serverId: gone.serverId }, 'its agent never reported the end of this run; marked lost');
+      for (const gone of await this.lifecycle.giveUpIncomplete(ready, this.config.reportGraceSeconds)) {
+        this.logger.warn({ executionId: gone.id, serverId: gone.serverId }, 'the agent reported this run finished but never sent all of its output; marked lost');
         // If the agent still runs it, it stops it.
         this.link.cancel(gone.serverId, gone.id);
       }

@@ -39,12 +39,12 @@ export class SerialCoalescer<T, R> {
     while (lane.length > 0) {
       const group = [lane.shift()!];
       const items = [group[0]!.item];
-      while (lane.length > 0 && this.canJoin(items, lane[0]!.item)) {
-        const next = lane.shift()!;
-        group.push(next);
-        items.push(next.item);
-      }
       try {
+        while (lane.length > 0 && this.canJoin(items, lane[0]!.item)) {
+          const next = lane.shift()!;
+          group.push(next);
+          items.push(next.item);
+        }
         const results = await this.handle(key, items);
         group.forEach((e, i) => e.resolve(results[i]!));
       } catch (err) {

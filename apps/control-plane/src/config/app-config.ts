@@ -77,8 +77,8 @@ export interface AppConfig {
   /** How long an agent has to answer execution.start / execution.cancel; an unanswered start is resent after twice that. */
   agentAckTimeoutMs: number;
   /**
-   * How long past its timeout a run may go without its (connected) agent reporting the end
-   * before it is given up on as `lost`: a buggy or hostile agent cannot keep it running forever.
+   * How long a run that its (connected) agent reported finished waits for missing output before
+   * it is given up on as `lost`: a buggy or hostile agent cannot keep it running for ever.
    */
   reportGraceSeconds: number;
   dbPoolSize: number;

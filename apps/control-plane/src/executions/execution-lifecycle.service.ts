@@ -60,7 +60,7 @@ const MAX_RUNNING_MARKS = 500;
 export class ExecutionLifecycle {
   private readonly logger = new Logger(ExecutionLifecycle.name);
   private readonly runningMarks = new SerialCoalescer<string, { cancelRequested: boolean } | null>(
-    (_key, ids) => this.markRunningNow(ids),
+    (_serverId, ids) => this.markRunningNow(ids),
     (group) => group.length < MAX_RUNNING_MARKS,
   );
 
@@ -125,17 +125,21 @@ export class ExecutionLifecycle {
 
   /**
    * The agent accepted the start. Returns whether a cancel was asked for meanwhile, or null if it
-   * was not `dispatched`. The acks that arrive while one UPDATE runs go into the next together.
+   * was not `dispatched`. A server's acks that arrive while one UPDATE runs go into the next
+   * together (per server, so a row lock one of them waits on holds up no other server).
    */
-  markRunning(id: string): Promise<{ cancelRequested: boolean } | null> {
-    return this.runningMarks.run('running', id);
+  markRunning(id: string, serverId: string): Promise<{ cancelRequested: boolean } | null> {
+    return this.runningMarks.run(serverId, id);
   }
 
   private async markRunningNow(ids: string[]): Promise<({ cancelRequested: boolean } | null)[]> {
     const changed = await preparedRows<ChangedRow & { cancel_requested: boolean }>(
       this.db,
-      `UPDATE execution SET status = 'running', started_at = COALESCE(started_at, now())
-       WHERE id = ANY($1::uuid[]) AND status = 'dispatched' RETURNING ${RETURNED}, cancel_requested`,
+      // Rows locked in id order, as any other statement locking several executions should.
+      `UPDATE execution x SET status = 'running', started_at = COALESCE(x.started_at, now())
+       FROM (SELECT id FROM execution WHERE id = ANY($1::uuid[]) AND status = 'dispatched' ORDER BY id FOR UPDATE) l
+       WHERE x.id = l.id AND x.status = 'dispatched'
+       RETURNING x.id, x.workspace_id, x.server_id, x.status, x.exit_code, x.cancel_requested`,
       [ids],
     );
     const byId = new Map(changed.map((r) => [r.id, r]));
@@ -184,22 +188,23 @@ export class ExecutionLifecycle {
   }
 
   /**
-   * Runs on these servers (whose agents are connected) that went `graceSeconds` past their
-   * timeout without the agent reporting the end: `lost`. An honest agent stops a run at its
-   * timeout and reports it at once, so only a buggy or hostile one (a finished report whose
-   * output never arrives whole, or none at all) gets here. Returns what changed.
+   * Runs on these servers (whose agents are connected) that the agent reported finished but whose
+   * output never arrived whole: nothing more of it came for `graceSeconds` since the report was
+   * last held (a hello after a reconnect holds it again, and the agent then resends what is
+   * missing at once). An honest agent always fills its gaps, so only a buggy or hostile one
+   * leaves a run here; without this it would stay `running` for ever. Returns what changed.
    */
-  async giveUpOverdue(serverIds: string[], graceSeconds: number): Promise<{ id: string; serverId: string }[]> {
+  async giveUpIncomplete(serverIds: string[], graceSeconds: number): Promise<{ id: string; serverId: string }[]> {
     if (serverIds.length === 0) return [];
     const changed = await preparedRows<ChangedRow>(
       this.db,
       `UPDATE execution x SET status = 'lost', finished_at = now(),
-         error = 'the agent did not report the end of this run within ' || $2::int || ' s after its timeout; its output may be incomplete'
-       FROM script s
-       WHERE s.id = x.script_id AND x.server_id = ANY($1::uuid[]) AND x.status IN ${ACTIVE}
-         AND COALESCE(x.started_at, x.dispatched_at)
-             + make_interval(secs => GREATEST(COALESCE(x.timeout_seconds, 0), s.timeout_seconds) + $2::int) < now()
-       RETURNING x.id, x.workspace_id, x.server_id, x.status, x.exit_code`,
+         error = 'the agent reported the end of this run, but not all of its output arrived (nothing more for ' || $2::int || ' s)'
+       WHERE x.server_id = ANY($1::uuid[]) AND x.status IN ${ACTIVE} AND x.finish_report IS NOT NULL
+         AND x.finish_held_at < now() - make_interval(secs => $2::int)
+         AND NOT EXISTS (SELECT 1 FROM execution_output o
+                         WHERE o.execution_id = x.id AND o.created_at >= now() - make_interval(secs => $2::int))
+       RETURNING ${RETURNED}`,
       [serverIds, graceSeconds],
     );
     for (const r of changed) this.emit(r);

@@ -18,8 +18,6 @@ export class Execution {
   @Column('text', { nullable: true }) error!: string | null;
   @CreateDateColumn({ name: 'queued_at', type: 'timestamptz' }) queuedAt!: Date;
   @Column('timestamptz', { name: 'deliver_by' }) deliverBy!: Date;
-  /** The script's timeout when this execution was created (null for older rows). */
-  @Column('int', { name: 'timeout_seconds', nullable: true }) timeoutSeconds!: number | null;
   @Column('timestamptz', { name: 'dispatched_at', nullable: true }) dispatchedAt!: Date | null;
   @Column('timestamptz', { name: 'started_at', nullable: true }) startedAt!: Date | null;
   @Column('timestamptz', { name: 'finished_at', nullable: true }) finishedAt!: Date | null;
@@ -27,5 +25,7 @@ export class Execution {
   @Column('boolean', { name: 'output_truncated', default: false }) outputTruncated!: boolean;
   /** The agent's finished report, held until every chunk up to its lastSeq is stored. */
   @Column('jsonb', { name: 'finish_report', nullable: true }) finishReport!: Record<string, unknown> | null;
+  /** When that report was last held waiting for output (see ExecutionLifecycle.giveUpIncomplete). */
+  @Column('timestamptz', { name: 'finish_held_at', nullable: true }) finishHeldAt!: Date | null;
   @Column('boolean', { name: 'cancel_requested', default: false }) cancelRequested!: boolean;
 }

@@ -61,7 +61,6 @@ export class ExecutionsService {
       repo.create({
         ...input,
         scriptVersion: script.currentVersion,
-        timeoutSeconds: script.timeoutSeconds,
         status: 'queued',
         deliverBy: new Date(Date.now() + this.config.deliveryDeadlineMs),
       }),

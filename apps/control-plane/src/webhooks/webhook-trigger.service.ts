@@ -113,8 +113,10 @@ export class WebhookTriggerService {
       const execution = await this.acceptRecorded(cached, sourceIp, userAgent, record);
       if (execution) accepted = { webhook: cached, execution };
     }
-    if (!accepted) {
-      if (key !== undefined) this.matches.delete(key);
+    // The long way: a fresh lookup and every check. If the webhook changes between the lookup and
+    // the accept statement (paused, allowed IPs edited), look it up and check once more.
+    if (key !== undefined && !accepted) this.matches.delete(key);
+    for (let attempt = 1; !accepted; attempt++) {
       const webhook = tokenHash ? await this.lookup(tokenHash) : null;
       if (!webhook?.active) {
         await this.failures.failed(sourceIp);
@@ -135,10 +137,13 @@ export class WebhookTriggerService {
       }
 
       const execution = await this.acceptRecorded(webhook, sourceIp, userAgent, record);
-      if (!execution) throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, 'webhook was paused, changed or deleted during the call');
-      if (this.matches.size >= MATCH_CACHE_MAX) this.matches.clear();
-      if (key !== undefined) this.matches.set(key, webhook);
-      accepted = { webhook, execution };
+      if (execution) {
+        if (this.matches.size >= MATCH_CACHE_MAX) this.matches.clear();
+        if (key !== undefined) this.matches.set(key, webhook);
+        accepted = { webhook, execution };
+      } else if (attempt >= 2) {
+        throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, 'webhook was paused, changed or deleted during the call');
+      }
     }
     const { webhook, execution } = accepted;
     this.deliveries.committed(webhook.id);
@@ -202,8 +207,8 @@ export class WebhookTriggerService {
          WHERE id = $1 AND active AND allowed_ips = $6::text[]
          RETURNING id, workspace_id, script_id, server_id
        ), e AS (
-         INSERT INTO execution (workspace_id, script_id, script_version, timeout_seconds, server_id, webhook_id, trigger, status, deliver_by, dispatched_at)
-         SELECT w.workspace_id, w.script_id, s.current_version, s.timeout_seconds, w.server_id, w.id, 'webhook', d.status,
+         INSERT INTO execution (workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, deliver_by, dispatched_at)
+         SELECT w.workspace_id, w.script_id, s.current_version, w.server_id, w.id, 'webhook', d.status,
                 now() + make_interval(secs => $3), CASE WHEN d.status = 'dispatched' THEN now() END
          FROM w
          JOIN script s ON s.id = w.script_id
