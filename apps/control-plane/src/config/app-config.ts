@@ -1,18 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
-
-/**
- * Three connections per core, 6 to 20. More statements at once than the cores can run buy no
- * throughput, and on a small machine that also runs PostgreSQL and agents they crowd the control
- * plane itself out of the CPU: with 20 on 2 cores, new callers waited seconds at the start of a
- * burst (the bench's trigger p99 at 100 connections: 1-4 s; with 6: about 0.5 s, same rate).
- */
-export function defaultPoolSize(cores = availableParallelism()): number {
-  return Math.min(20, Math.max(6, 3 * cores));
-}
 
 /** Thrown when the environment holds a value the control plane cannot start with. */
 export class ConfigError extends Error {}
@@ -55,7 +44,7 @@ const EnvSchema = z.object({
   DEVPILOT_SWEEP_INTERVAL_MS: int(5000, 100, 600_000),
   DEVPILOT_AGENT_ACK_TIMEOUT_MS: int(30_000, 100, 600_000),
   DEVPILOT_REPORT_GRACE_SECONDS: int(300, 1, 7 * 24 * 3600),
-  DEVPILOT_DB_POOL_SIZE: int(defaultPoolSize(), 1, 500),
+  DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
   DEVPILOT_VIEWER_CONNECTIONS_PER_KEY: int(500, 1, 100_000),
   DEVPILOT_TRIGGER_FAILURE_LIMIT: z.preprocess(
     emptyAsUnset,
