@@ -320,4 +320,22 @@ describe('floods', () => {
     count('honest burst: batches in flight', 2000);
     await othersUntouched();
   });
+
+  it('batches in flight at once that repeat a seq (a resend racing the original) store it once, the first bytes kept, each batch acked on its own', async () => {
+    await newAttacker('a-overlap');
+    const a = await connect(attacker.token);
+    const own = await runningOn(api, attacker.serverId, a);
+    const replies = await Promise.all([
+      a.output(own, [{ seq: 0, stream: 'stdout', data: 'zero\n' }]),
+      a.output(own, [{ seq: 1, stream: 'stdout', data: 'one\n' }, { seq: 2, stream: 'stdout', data: 'two\n' }]),
+      a.output(own, [{ seq: 2, stream: 'stdout', data: 'TWO\n' }, { seq: 3, stream: 'stderr', data: 'three\n' }]),
+      a.output(own, [{ seq: 1, stream: 'stdout', data: 'ONE\n' }]),
+    ]);
+    expect(replies).toEqual([{ ackedSeq: 0 }, { ackedSeq: 2 }, { ackedSeq: 3 }, { ackedSeq: 1 }]);
+    expect(await outputRows(own)).toBe(4);
+    expect(await a.finished(own, 3, { outputBytes: 19 })).toEqual({ ok: true });
+    await waitForStatus(api, own, 'succeeded');
+    expect((await getOutput(api, own)).bytes.toString()).toBe('zero\none\ntwo\nthree\n');
+    expect((await getExecution(api, own)).outputBytes).toBe(19);
+  });
 });

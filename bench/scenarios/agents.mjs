@@ -57,7 +57,7 @@ export default {
     const notes = [];
     let n = envInt('BENCH_AGENTS', 10_000);
     const procs = envInt('BENCH_AGENT_PROCS', 2);
-    const rounds = envInt('BENCH_DISPATCH_ROUNDS', 30);
+    const rounds = envInt('BENCH_DISPATCH_ROUNDS', 100);
     const connectConcurrency = envInt('BENCH_CONNECT_CONCURRENCY', 200);
     const limit = openFilesLimit();
     if (limit < n + 1024) {

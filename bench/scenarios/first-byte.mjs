@@ -32,7 +32,7 @@ export default {
   name: 'first-byte',
   title: 'Trigger to first byte (one caller, sequential, `echo hi`)',
   async run(ctx) {
-    const n = envInt('BENCH_FIRST_BYTE_ROUNDS', 50);
+    const n = envInt('BENCH_FIRST_BYTE_ROUNDS', 100);
     const warmup = 5;
     const notes = [];
     const stack = await openStack(ctx, 'first-byte');
