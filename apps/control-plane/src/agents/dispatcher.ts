@@ -132,9 +132,12 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
       const expired = await this.lifecycle.expireQueued();
       if (expired) this.logger.log({ expired }, 'queued executions past their delivery deadline are undeliverable');
       const ready = [...this.link.localReadyServers()];
-      for (const serverId of ready) {
-        await this.dispatchQueued(serverId);
-        for (const c of await this.lifecycle.takeUnanswered(serverId, 2 * this.config.agentAckTimeoutMs, CLAIM_BATCH)) void this.send(c, true);
+      const unansweredAfterMs = 2 * this.config.agentAckTimeoutMs;
+      // One query finds the few servers with work; a query per connected server (two each, every
+      // sweep) cost 4,000 statements a second with 10,000 agents connected.
+      for (const w of await this.lifecycle.serversWithWork(ready, unansweredAfterMs)) {
+        if (w.queued) await this.dispatchQueued(w.serverId);
+        if (w.unanswered) for (const c of await this.lifecycle.takeUnanswered(w.serverId, unansweredAfterMs, CLAIM_BATCH)) void this.send(c, true);
       }
       for (const gone of await this.lifecycle.giveUpIncomplete(ready, this.config.reportGraceSeconds)) {
         this.logger.warn({ executionId: gone.id, serverId: gone.serverId }, 'the agent reported this run finished but never sent all of its output; marked lost');

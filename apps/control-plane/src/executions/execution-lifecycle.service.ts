@@ -211,6 +211,23 @@ export class ExecutionLifecycle {
     return changed.map((r) => ({ id: r.id, serverId: r.server_id }));
   }
 
+  /**
+   * Of these servers, the ones with queued executions (to dispatch) or with starts sent more than
+   * `unansweredAfterMs` ago and not answered (to resend): one indexed query for any number.
+   */
+  async serversWithWork(serverIds: string[], unansweredAfterMs: number): Promise<{ serverId: string; queued: boolean; unanswered: boolean }[]> {
+    if (serverIds.length === 0) return [];
+    const found = await preparedRows<{ server_id: string; queued: boolean; unanswered: boolean }>(
+      this.db,
+      `SELECT server_id, bool_or(status = 'queued' AND deliver_by > now()) AS queued,
+              bool_or(status = 'dispatched' AND dispatched_at < now() - make_interval(secs => $2)) AS unanswered
+       FROM execution WHERE server_id = ANY($1::uuid[]) AND status IN ('queued', 'dispatched')
+       GROUP BY server_id`,
+      [serverIds, unansweredAfterMs / 1000],
+    );
+    return found.filter((r) => r.queued || r.unanswered).map((r) => ({ serverId: r.server_id, queued: r.queued, unanswered: r.unanswered }));
+  }
+
   /** Queued executions whose delivery deadline passed: `undeliverable`. */
   async expireQueued(): Promise<number> {
     const changed = await this.change(
