@@ -26,6 +26,13 @@ const MAX_SEQ = 2_147_483_647;
 const MAX_BATCHES_PER_STATEMENT = 16;
 const MAX_BYTES_PER_STATEMENT = 16 * 1024 * 1024;
 
+/** The chunks of several batches in seq order, a seq sent twice kept as first sent. */
+function mergeChunks(batches: PendingBatch[]): StoredChunk[] {
+  const bySeq = new Map<number, StoredChunk>();
+  for (const b of batches) for (const c of b.chunks) if (!bySeq.has(c.seq)) bySeq.set(c.seq, c);
+  return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+}
+
 /** One validated output batch waiting for its execution's statement. */
 interface PendingBatch {
   serverId: string;
@@ -109,9 +116,7 @@ export class AgentReports {
    */
   private async storeBatches(executionId: string, batches: PendingBatch[]): Promise<OutputAck[]> {
     const { serverId } = batches[0]!;
-    const bySeq = new Map<number, StoredChunk>();
-    for (const b of batches) for (const c of b.chunks) if (!bySeq.has(c.seq)) bySeq.set(c.seq, c);
-    const chunks = batches.length === 1 ? batches[0]!.chunks : [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+    const chunks = batches.length === 1 ? batches[0]!.chunks : mergeChunks(batches);
     const acks = (): OutputAck[] => batches.map((b) => ({ ackedSeq: b.chunks[b.chunks.length - 1]!.seq }));
 
     const fast = await this.output.storeBatch(executionId, serverId, chunks);

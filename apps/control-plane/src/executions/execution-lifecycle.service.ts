@@ -142,14 +142,11 @@ export class ExecutionLifecycle {
        RETURNING x.id, x.workspace_id, x.server_id, x.status, x.exit_code, x.cancel_requested`,
       [ids],
     );
+    for (const r of changed) this.emit(r);
     const byId = new Map(changed.map((r) => [r.id, r]));
-    const emitted = new Set<string>();
     return ids.map((id) => {
       const r = byId.get(id);
-      if (!r) return null;
-      if (!emitted.has(id)) this.emit(r);
-      emitted.add(id);
-      return { cancelRequested: r.cancel_requested };
+      return r ? { cancelRequested: r.cancel_requested } : null;
     });
   }
 
@@ -196,8 +193,7 @@ export class ExecutionLifecycle {
    */
   async giveUpIncomplete(serverIds: string[], graceSeconds: number): Promise<{ id: string; serverId: string }[]> {
     if (serverIds.length === 0) return [];
-    const changed = await preparedRows<ChangedRow>(
-      this.db,
+    const changed = await this.change(
       `UPDATE execution x SET status = 'lost', finished_at = now(),
          error = 'the agent reported the end of this run, but not all of its output arrived (nothing more for ' || $2::int || ' s)'
        WHERE x.server_id = ANY($1::uuid[]) AND x.status IN ${ACTIVE} AND x.finish_report IS NOT NULL
@@ -207,7 +203,6 @@ export class ExecutionLifecycle {
        RETURNING ${RETURNED}`,
       [serverIds, graceSeconds],
     );
-    for (const r of changed) this.emit(r);
     return changed.map((r) => ({ id: r.id, serverId: r.server_id }));
   }
 

@@ -109,7 +109,7 @@ export class WebhookTriggerService {
     // fails here) goes the long way below, from a fresh lookup.
     const cached = key === undefined ? undefined : this.matches.get(key);
     let accepted: { webhook: Match; execution: AcceptedRow } | null = null;
-    if (cached && this.passes(cached, call)) {
+    if (cached?.active && !this.denial(cached, call, sourceIp)) {
       const execution = await this.acceptRecorded(cached, sourceIp, userAgent, record);
       if (execution) accepted = { webhook: cached, execution };
     }
@@ -124,17 +124,8 @@ export class WebhookTriggerService {
         throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, reason);
       }
 
-      if (webhook.allowed_ips.length && !this.allowlists.get(webhook.allowed_ips).allows(call.ip)) {
-        throw reject(webhook, HttpStatus.FORBIDDEN, 'IP_NOT_ALLOWED', 'IP not allowed', `${sourceIp} is not in the allowed IPs`);
-      }
-
-      if (webhook.hmac_secret_encrypted) {
-        const check = checkSignature(this.hmacSecret(webhook), call.rawBody ?? Buffer.alloc(0), call.headers[SIGNATURE_HEADER]);
-        if (check !== 'valid') {
-          const reason = { missing: 'X-Webhook-Signature is missing', malformed: 'X-Webhook-Signature is not 64 hex characters', mismatch: 'signature does not match the body' }[check];
-          throw reject(webhook, HttpStatus.UNAUTHORIZED, 'INVALID_SIGNATURE', 'Invalid HMAC signature', reason);
-        }
-      }
+      const denied = this.denial(webhook, call, sourceIp);
+      if (denied) throw reject(webhook, denied.status, denied.code, denied.message, denied.reason);
 
       const execution = await this.acceptRecorded(webhook, sourceIp, userAgent, record);
       if (execution) {
@@ -156,11 +147,16 @@ export class WebhookTriggerService {
     return this.executions.accepted(execution);
   }
 
-  /** Whether a cached webhook lets this call through (active, allowed address, valid signature). */
-  private passes(webhook: Match, call: TriggerCall): boolean {
-    if (!webhook.active) return false;
-    if (webhook.allowed_ips.length && !this.allowlists.get(webhook.allowed_ips).allows(call.ip)) return false;
-    return !webhook.hmac_secret_encrypted || checkSignature(this.hmacSecret(webhook), call.rawBody ?? Buffer.alloc(0), call.headers[SIGNATURE_HEADER]) === 'valid';
+  /** Steps 3 and 4: why an active webhook refuses this call (its address, then its signature), or null. */
+  private denial(webhook: Match, call: TriggerCall, sourceIp: string): { status: HttpStatus; code: ErrorCode; message: string; reason: string } | null {
+    if (webhook.allowed_ips.length && !this.allowlists.get(webhook.allowed_ips).allows(call.ip)) {
+      return { status: HttpStatus.FORBIDDEN, code: 'IP_NOT_ALLOWED', message: 'IP not allowed', reason: `${sourceIp} is not in the allowed IPs` };
+    }
+    if (!webhook.hmac_secret_encrypted) return null;
+    const check = checkSignature(this.hmacSecret(webhook), call.rawBody ?? Buffer.alloc(0), call.headers[SIGNATURE_HEADER]);
+    if (check === 'valid') return null;
+    const reason = { missing: 'X-Webhook-Signature is missing', malformed: 'X-Webhook-Signature is not 64 hex characters', mismatch: 'signature does not match the body' }[check];
+    return { status: HttpStatus.UNAUTHORIZED, code: 'INVALID_SIGNATURE', message: 'Invalid HMAC signature', reason };
   }
 
   /**
