@@ -258,9 +258,12 @@ describe('output and completion', () => {
       // A second, different report changes nothing.
       expect(await a.finished(executionId, -1, { exitCode: 0 })).toEqual({ ok: true });
       expect((await getExecution(api, executionId)).status).toBe(status);
-      // Output after the end is acked (so a real agent stops resending) but not stored.
+      // Output that arrives after the end is still stored (what the script wrote is kept); the status stays.
       expect(await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'late' }])).toEqual({ ackedSeq: 0 });
-      expect((await getExecution(api, executionId)).outputBytes).toBe(0);
+      const after = await getExecution(api, executionId);
+      expect(after.outputBytes).toBe(4);
+      expect(after.status).toBe(status);
+      expect((await getOutput(api, executionId)).bytes.toString()).toBe('late');
       a.close();
     }
   });

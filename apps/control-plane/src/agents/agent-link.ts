@@ -8,6 +8,7 @@ export interface AgentInfo {
   hostname: string;
   platform: string;
   agentVersion: string;
+  protocolVersion: number;
 }
 
 /** What the gateway keeps on each authenticated agent socket. */

@@ -27,7 +27,7 @@ export class AgentPresence {
   ) {}
 
   async connected(serverId: string, info: AgentInfo): Promise<void> {
-    await this.set(serverId, 'online', [info.hostname, info.platform, info.agentVersion]);
+    await this.set(serverId, 'online', [info.hostname, info.platform, info.agentVersion, info.protocolVersion]);
   }
 
   /**
@@ -61,12 +61,12 @@ export class AgentPresence {
     }
   }
 
-  private async set(serverId: string, status: ServerStatus, info?: [string, string, string]): Promise<void> {
+  private async set(serverId: string, status: ServerStatus, info?: [string, string, string, number]): Promise<void> {
     const params: unknown[] = [serverId, status];
     let extra = '';
     if (info) {
       params.push(...info);
-      extra = ', hostname = $3, platform = $4, agent_version = $5';
+      extra = ', hostname = $3, platform = $4, agent_version = $5, agent_protocol_version = $6';
     }
     const [row] = await rows<{ workspace_id: string }>(
       this.db,

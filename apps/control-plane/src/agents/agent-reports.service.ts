@@ -10,12 +10,9 @@ import {
   parseMessage,
 } from '@app/protocol';
 import { Injectable, Logger } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
-import type { DataSource } from 'typeorm';
-import { ExecutionEvents, type StatusChanged } from '../executions/execution-events.js';
-import { ExecutionLifecycle } from '../executions/execution-lifecycle.service.js';
+import { ExecutionEvents } from '../executions/execution-events.js';
 import { ExecutionOutputStore, type StoredChunk } from '../executions/execution-output.service.js';
-import { rows } from '../executions/sql.js';
+import { ExecutionRepository } from '../executions/execution.repository.js';
 import { AgentLink } from './agent-link.js';
 import { ReportThrottle } from './report-throttle.js';
 import { SerialCoalescer } from '../common/serial-coalescer.js';
@@ -71,8 +68,7 @@ export class AgentReports {
   );
 
   constructor(
-    @InjectDataSource() private readonly db: DataSource,
-    private readonly lifecycle: ExecutionLifecycle,
+    private readonly repo: ExecutionRepository,
     private readonly output: ExecutionOutputStore,
     private readonly events: ExecutionEvents,
     link: AgentLink,
@@ -119,23 +115,14 @@ export class AgentReports {
     const chunks = batches.length === 1 ? batches[0]!.chunks : mergeChunks(batches);
     const acks = (): OutputAck[] => batches.map((b) => ({ ackedSeq: b.chunks[b.chunks.length - 1]!.seq }));
 
-    const fast = await this.output.storeBatch(executionId, serverId, chunks);
-    if (!fast) return batches.map(() => unknownExecution(executionId));
-    if (fast.before === 'queued') return batches.map(() => refuse('NOT_DISPATCHED', `execution ${executionId} is queued, not dispatched`));
-    // Over: whatever it still sends is not wanted; acked so the agent stops resending it.
-    if (isTerminal(fast.before)) return acks();
-    if (fast.before === 'dispatched') {
-      this.events.status.next({ executionId, workspaceId: fast.workspaceId, serverId, status: 'running', exitCode: null });
-    }
-    for (const c of fast.stored) this.events.output.next({ executionId, workspaceId: fast.workspaceId, ...c });
-    // A finished report that came before this output: complete it now if nothing is missing any more.
-    if (fast.hasReport) {
-      const completed = await this.db.transaction(async (tx) => {
-        const e = await this.lifecycle.lockForServer(tx, executionId, serverId);
-        const report = e?.finish_report ? ExecutionFinished.safeParse(e.finish_report) : null;
-        return e && report?.success && !isTerminal(e.status) ? this.lifecycle.completeIfWhole(tx, e.id, report.data) : null;
-      });
-      this.lifecycle.emitAll([completed]);
+    const stored = await this.repo.storeOutput(executionId, serverId, chunks);
+    if (!stored) return batches.map(() => unknownExecution(executionId));
+    if (stored.before === 'queued') return batches.map(() => refuse('NOT_DISPATCHED', `execution ${executionId} is queued, not dispatched`));
+    for (const c of stored.stored) this.events.output.next({ executionId, workspaceId: stored.workspaceId, ...c });
+    // A finished report that came before this output: complete the run now if nothing is missing any more.
+    if (stored.report !== null && !isTerminal(stored.before)) {
+      const report = ExecutionFinished.safeParse(stored.report);
+      if (report.success) await this.repo.complete(serverId, report.data, false);
     }
     return acks();
   }
@@ -153,39 +140,20 @@ export class AgentReports {
   }
 
   /**
-   * Holds the report in finish_report and completes the execution when every chunk up to lastSeq
-   * is stored; if some are missing it stays as it is and completes when they arrive.
+   * Completes the run when every chunk up to lastSeq is stored; if some are missing the report is
+   * held and the output batch that completes it completes the run. A run the control plane already
+   * ended keeps its status (the report is acked so the agent stops resending it).
    */
   private async recordFinished(serverId: string, report: ExecutionFinished): Promise<FinishedReply> {
     if (report.lastSeq > MAX_SEQ) return refuse('INVALID_PAYLOAD', `lastSeq: larger than ${MAX_SEQ}`);
-    const fast = await this.lifecycle.finishIfWhole(serverId, report);
-    switch (fast.kind) {
+    switch (await this.repo.complete(serverId, report, true)) {
       case 'unknown':
         return unknownExecution(report.executionId);
       case 'queued':
         return refuse('NOT_DISPATCHED', `execution ${report.executionId} is queued, not dispatched`);
-      case 'over':
+      default:
         return { ok: true };
-      case 'done':
-        this.lifecycle.emitAll([fast.change]);
-        return { ok: true };
-      case 'incomplete':
-        break;
     }
-    // Output is still missing: hold the report; the batch that completes the output completes the run.
-    const result = await this.db.transaction(async (tx): Promise<{ reply: FinishedReply; completed?: StatusChanged | null }> => {
-      const e = await this.lifecycle.lockForServer(tx, report.executionId, serverId);
-      if (!e) return { reply: unknownExecution(report.executionId) };
-      // Requeued since the statement above: its report must not stick to a row that will run again.
-      if (e.status === 'queued') return { reply: refuse('NOT_DISPATCHED', `execution ${e.id} is queued, not dispatched`) };
-      if (isTerminal(e.status)) return { reply: { ok: true as const } };
-      await tx.query(`UPDATE execution SET finish_report = $2, finish_held_at = now() WHERE id = $1`, [e.id, JSON.stringify(report)]);
-      const completed = await this.lifecycle.completeIfWhole(tx, e.id, report);
-      if (!completed) this.logger.warn({ executionId: e.id, lastSeq: report.lastSeq }, 'finished before all its output is stored; waiting for it');
-      return { reply: { ok: true as const }, completed };
-    });
-    this.lifecycle.emitAll([result.completed ?? null]);
-    return result.reply;
   }
 
   /**
@@ -210,48 +178,30 @@ export class AgentReports {
     }
 
     const known = new Set([...hello.running.map((r) => r.executionId), ...hello.finished.map((f) => f.executionId)]);
-    const active = await rows<{ id: string; status: string; deliverable: boolean; has_output: boolean }>(
-      this.db,
-      `SELECT e.id, e.status, e.deliver_by > now() AS deliverable,
-              EXISTS (SELECT 1 FROM execution_output o WHERE o.execution_id = e.id) AS has_output
-       FROM execution e WHERE e.server_id = $1 AND e.status IN ('dispatched', 'running')`,
-      [serverId],
-    );
-    for (const a of active) {
+    for (const a of await this.repo.activeOn(serverId)) {
       if (known.has(a.id)) continue;
-      if (a.status === 'dispatched' && !a.has_output && a.deliverable) {
-        await this.lifecycle.requeue(a.id);
+      // A start never acked that produced no output certainly never ran: queue it again.
+      if (a.status === 'dispatched' && !a.accepted && !a.has_output && a.deliverable) {
+        await this.repo.requeue(a.id);
       } else {
-        await this.lifecycle.markLost(a.id, 'the agent reconnected without this execution (it was restarted or lost the run)');
+        await this.repo.markLost(a.id, 'the agent reconnected without this execution (it was restarted or lost the run)');
       }
     }
 
     const held = [...hello.running.map((r) => ({ id: r.executionId, nextSeq: r.nextSeq })), ...hello.finished.map((f) => ({ id: f.executionId, nextSeq: f.lastSeq + 1 }))];
-    const ids = held.map((h) => h.id);
-    const own = new Map(
-      (
-        await rows<{ id: string; status: Parameters<typeof isTerminal>[0]; cancel_requested: boolean }>(
-          this.db,
-          `SELECT id, status, cancel_requested FROM execution WHERE server_id = $1 AND id = ANY($2::uuid[])`,
-          [serverId, ids],
-        )
-      ).map((r) => [r.id, r]),
-    );
+    const own = new Map((await this.repo.ofServer(serverId, held.map((h) => h.id))).map((r) => [r.id, r]));
     const resend: { executionId: string; fromSeq: number }[] = [];
     const cancel: string[] = [];
     const running = new Set(hello.running.map((r) => r.executionId));
     for (const h of held) {
       const e = own.get(h.id);
       if (!e) continue; // not this server's: nothing to say about it
-      if (isTerminal(e.status)) {
-        resend.push({ executionId: h.id, fromSeq: h.nextSeq });
-        if (running.has(h.id)) cancel.push(h.id);
-        continue;
-      }
       if (running.has(h.id)) {
-        if (e.status === 'dispatched') await this.lifecycle.markRunning(h.id, serverId);
-        if (e.cancel_requested) cancel.push(h.id);
+        // Ended here meanwhile (lost, timed out, cancelled while the agent was away): the agent stops it.
+        if (isTerminal(e.status) || e.cancel_requested) cancel.push(h.id);
+        else if (e.status === 'dispatched') await this.repo.markStarted(h.id, serverId);
       }
+      // Output written after the control plane ended the run is still wanted: the whole of it, byte for byte.
       resend.push({ executionId: h.id, fromSeq: await this.output.firstMissingSeq(h.id) });
     }
     return { reply: { resend }, cancel };

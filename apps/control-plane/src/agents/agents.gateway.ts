@@ -87,8 +87,8 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     if (!parsed.success) return new Error('unauthorized');
     const server = await this.servers.findByAgentToken(parsed.data.token);
     if (!server) return new Error('unauthorized');
-    const { hostname, platform, agentVersion } = parsed.data;
-    socket.data = { serverId: server.id, workspaceId: server.workspaceId, agent: { hostname, platform, agentVersion }, ready: false };
+    const { hostname, platform, agentVersion, protocolVersion } = parsed.data;
+    socket.data = { serverId: server.id, workspaceId: server.workspaceId, agent: { hostname, platform, agentVersion, protocolVersion }, ready: false };
     return null;
   }
 

@@ -6,7 +6,7 @@ import { Server } from '../servers/server.entity.js';
 import { ServersModule } from '../servers/servers.module.js';
 import { WorkspacesModule } from '../workspaces/workspaces.module.js';
 import { AgentFilesController } from './agent-files.controller.js';
-import { AgentLink } from './agent-link.js';
+import { AgentLinkModule } from './agent-link.module.js';
 import { AgentPresence } from './agent-presence.js';
 import { AgentReports } from './agent-reports.service.js';
 import { AgentsGateway } from './agents.gateway.js';
@@ -16,9 +16,9 @@ import { LocalAgentService } from './local-agent.service.js';
 
 /** The relay: the /agent gateway, the dispatcher, what agents report, and the local agent. */
 @Module({
-  imports: [TerminusModule, TypeOrmModule.forFeature([Server]), ServersModule, ExecutionsModule, WorkspacesModule],
+  imports: [AgentLinkModule, TerminusModule, TypeOrmModule.forFeature([Server]), ServersModule, ExecutionsModule, WorkspacesModule],
   controllers: [AgentFilesController],
-  providers: [AgentLink, AgentPresence, AgentReports, AgentsGateway, Dispatcher, AgentsHealthIndicator, LocalAgentService],
-  exports: [AgentsHealthIndicator, AgentLink, Dispatcher],
+  providers: [AgentPresence, AgentReports, AgentsGateway, Dispatcher, AgentsHealthIndicator, LocalAgentService],
+  exports: [AgentsHealthIndicator, AgentLinkModule, Dispatcher],
 })
 export class AgentsModule {}

@@ -1,9 +1,11 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { StartExecution } from '@app/protocol';
 import type { Subscription } from 'rxjs';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ExecutionEvents } from '../executions/execution-events.js';
-import { type ClaimedExecution, ExecutionLifecycle } from '../executions/execution-lifecycle.service.js';
+import { ExecutionRepository } from '../executions/execution.repository.js';
 import type { Execution } from '../executions/execution.entity.js';
+import type { ClaimedExecution } from '../executions/run-commands.js';
 import { AgentLink } from './agent-link.js';
 import { AgentPresence } from './agent-presence.js';
 
@@ -11,7 +13,8 @@ const CLAIM_BATCH = 50;
 
 
 /**
- * Hands queued executions to their server's agent. Nothing here is the record of what is queued:
+ * Hands queued executions to their server's agent, and keeps the clock of the lifecycle: delivery
+ * deadlines, run timeouts, runs whose agent is gone. Nothing here is the record of what is queued:
  * the database is, and a claim (`queued` -> `dispatched`) is one conditional UPDATE, so several
  * processes may dispatch at once without starting anything twice. Triggers: a new execution
  * (ExecutionEvents.created), an agent that finished its hello, and a periodic sweep that also
@@ -29,7 +32,7 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly events: ExecutionEvents,
-    private readonly lifecycle: ExecutionLifecycle,
+    private readonly repo: ExecutionRepository,
     private readonly link: AgentLink,
     private readonly presence: AgentPresence,
   ) {}
@@ -45,15 +48,13 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
     clearInterval(this.sweepTimer);
   }
 
-  private async onCreated(e: Execution): Promise<void> {
-    // Created already claimed (the trigger's fast path sent it itself): nothing queued to hand over.
-    if (e.status !== 'queued') return this.events.dispatchSettled.next({ executionId: e.id });
+  private async onCreated(e: Execution & { start: StartExecution | null }): Promise<void> {
+    // Created already claimed, because this node holds the agent: send it at once.
+    if (e.start) return this.send({ id: e.id, workspaceId: e.workspaceId, serverId: e.serverId, start: e.start });
     try {
       if (await this.link.hasReadyAgent(e.serverId)) await this.dispatchQueued(e.serverId);
     } catch (err) {
       this.logger.error({ err, executionId: e.id }, 'dispatch after create failed; the sweep retries');
-    } finally {
-      this.events.dispatchSettled.next({ executionId: e.id });
     }
   }
 
@@ -74,7 +75,7 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
         do {
           pass.again = false;
           for (;;) {
-            const claimed = await this.lifecycle.claimQueued(serverId, CLAIM_BATCH);
+            const claimed = await this.repo.claimQueued(serverId, CLAIM_BATCH);
             // Emitted in order on one socket; the acks are handled as they come.
             for (const c of claimed) void this.send(c);
             if (claimed.length < CLAIM_BATCH) break;
@@ -97,19 +98,19 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
       const outcome = await this.link.start(c.serverId, c.start);
       switch (outcome.kind) {
         case 'accepted': {
-          const r = await this.lifecycle.markRunning(c.id, c.serverId);
+          const r = await this.repo.markStarted(c.id, c.serverId);
           // A cancel asked for between the claim and the ack may have reached the agent first.
           if (r?.cancelRequested) this.link.cancel(c.serverId, c.id);
           break;
         }
         case 'refused':
           this.logger.warn({ executionId: c.id, reason: outcome.reason }, 'the agent refused an execution');
-          await this.lifecycle.markRefused(c.id, outcome.reason);
+          await this.repo.markRefused(c.id, outcome.reason);
           break;
         case 'nobody':
           // A first start nobody got certainly never ran: queue it again. A resend stays
           // dispatched; the agent's next hello says whether it runs it (and requeues or loses it).
-          if (!resend) await this.lifecycle.requeue(c.id);
+          if (!resend) await this.repo.requeue(c.id);
           break;
         case 'no-answer':
           this.logger.warn({ executionId: c.id }, 'no answer to execution.start; the agent hello will reconcile it');
@@ -122,28 +123,35 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
 
   /**
    * Expires overdue queued executions, retries dispatch for this node's agents (and resends starts
-   * they never answered), gives up on their runs whose output never arrives whole, refreshes
-   * presence.
+   * they never answered), gives up on their runs whose output never arrives whole, ends runs past
+   * their timeout and runs whose agent has been away too long, refreshes presence. Every rule is
+   * one conditional UPDATE, so any number of nodes may sweep at once.
    */
   async sweep(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
     try {
-      const expired = await this.lifecycle.expireQueued();
+      const expired = await this.repo.expireQueued();
       if (expired) this.logger.log({ expired }, 'queued executions past their delivery deadline are undeliverable');
       const ready = [...this.link.localReadyServers()];
       const unansweredAfterMs = 2 * this.config.agentAckTimeoutMs;
       // One query finds the few servers with work; a query per connected server (two each, every
       // sweep) cost 4,000 statements a second with 10,000 agents connected.
-      for (const w of await this.lifecycle.serversWithWork(ready, unansweredAfterMs)) {
+      for (const w of await this.repo.serversWithWork(ready, unansweredAfterMs)) {
         if (w.queued) await this.dispatchQueued(w.serverId);
-        if (w.unanswered) for (const c of await this.lifecycle.takeUnanswered(w.serverId, unansweredAfterMs, CLAIM_BATCH)) void this.send(c, true);
+        if (w.unanswered) for (const c of await this.repo.takeUnanswered(w.serverId, unansweredAfterMs, CLAIM_BATCH)) void this.send(c, true);
       }
-      for (const gone of await this.lifecycle.giveUpIncomplete(ready, this.config.reportGraceSeconds)) {
+      for (const gone of await this.repo.giveUpIncomplete(ready, this.config.reportGraceSeconds)) {
         this.logger.warn({ executionId: gone.id, serverId: gone.serverId }, 'the agent reported this run finished but never sent all of its output; marked lost');
         // If the agent still runs it, it stops it.
         this.link.cancel(gone.serverId, gone.id);
       }
+      for (const late of await this.repo.timeOutOverdue(this.config.runTimeoutGraceSeconds)) {
+        this.logger.warn({ executionId: late.id, serverId: late.serverId }, 'no end reported within the timeout; marked timed_out');
+        this.link.cancel(late.serverId, late.id);
+      }
+      const lost = await this.repo.loseAbandoned(this.config.agentLostSeconds);
+      if (lost.length) this.logger.warn({ executions: lost.length }, `runs whose agent has been away for ${this.config.agentLostSeconds} s are lost`);
       await this.presence.heartbeat();
     } catch (err) {
       this.logger.error({ err }, 'sweep failed');

@@ -44,6 +44,8 @@ const EnvSchema = z.object({
   DEVPILOT_SWEEP_INTERVAL_MS: int(5000, 100, 600_000),
   DEVPILOT_AGENT_ACK_TIMEOUT_MS: int(30_000, 100, 600_000),
   DEVPILOT_REPORT_GRACE_SECONDS: int(300, 1, 7 * 24 * 3600),
+  DEVPILOT_AGENT_LOST_SECONDS: int(600, 1, 30 * 24 * 3600),
+  DEVPILOT_RUN_TIMEOUT_GRACE_SECONDS: int(60, 1, 24 * 3600),
   DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
   DEVPILOT_VIEWER_CONNECTIONS_PER_KEY: int(500, 1, 100_000),
   DEVPILOT_TRIGGER_FAILURE_LIMIT: z.preprocess(
@@ -81,6 +83,10 @@ export interface AppConfig {
    * it is given up on as `lost`: a buggy or hostile agent cannot keep it running for ever.
    */
   reportGraceSeconds: number;
+  /** A run whose agent has been disconnected this long is `lost` (the agent is told to stop it if it returns). */
+  agentLostSeconds: number;
+  /** A run not finished `timeoutSeconds` plus this long after it was spawned ends `timed_out`, whatever its agent says. */
+  runTimeoutGraceSeconds: number;
   dbPoolSize: number;
   /** Dashboard connections one API key may hold at once (each browser tab is one). */
   viewerConnectionsPerKey: number;
@@ -115,6 +121,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     sweepIntervalMs: e.DEVPILOT_SWEEP_INTERVAL_MS,
     agentAckTimeoutMs: e.DEVPILOT_AGENT_ACK_TIMEOUT_MS,
     reportGraceSeconds: e.DEVPILOT_REPORT_GRACE_SECONDS,
+    agentLostSeconds: e.DEVPILOT_AGENT_LOST_SECONDS,
+    runTimeoutGraceSeconds: e.DEVPILOT_RUN_TIMEOUT_GRACE_SECONDS,
     dbPoolSize: e.DEVPILOT_DB_POOL_SIZE,
     viewerConnectionsPerKey: e.DEVPILOT_VIEWER_CONNECTIONS_PER_KEY,
     triggerFailureLimit: parseFailureLimit(e.DEVPILOT_TRIGGER_FAILURE_LIMIT),

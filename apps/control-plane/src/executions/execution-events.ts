@@ -1,4 +1,4 @@
-import type { ExecutionStatus, OutputStream } from '@app/protocol';
+import type { ExecutionStatus, OutputStream, StartExecution } from '@app/protocol';
 import { Injectable } from '@nestjs/common';
 import { Subject } from 'rxjs';
 import type { Execution } from './execution.entity.js';
@@ -28,10 +28,11 @@ export interface StatusChanged {
  */
 @Injectable()
 export class ExecutionEvents {
-  /** A new execution row was committed with status `queued`. */
-  readonly created = new Subject<Execution>();
-  /** The dispatcher finished its first attempt to hand a created execution to its agent. */
-  readonly dispatchSettled = new Subject<{ executionId: string }>();
+  /**
+   * A new execution row was committed: `queued`, or `dispatched` with the start command this node
+   * must send (it holds the server's agent).
+   */
+  readonly created = new Subject<Execution & { start: StartExecution | null }>();
   readonly output = new Subject<OutputStored>();
   readonly status = new Subject<StatusChanged>();
   /** A dispatched or running execution should be stopped: the agents gateway tells its agent. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import type { ExecutionFinished } from '@app/protocol';
-import { outcome } from './execution-lifecycle.service.js';
+import { outcome } from './run-commands.js';
 import { decodeExecutionCursor } from './execution-view.js';
 
 const report = (over: Partial<ExecutionFinished>): ExecutionFinished => ({

@@ -25,7 +25,11 @@ export class Execution {
   @Column('boolean', { name: 'output_truncated', default: false }) outputTruncated!: boolean;
   /** The agent's finished report, held until every chunk up to its lastSeq is stored. */
   @Column('jsonb', { name: 'finish_report', nullable: true }) finishReport!: Record<string, unknown> | null;
-  /** When that report was last held waiting for output (see ExecutionLifecycle.giveUpIncomplete). */
+  /** When that report was last held waiting for output (see ExecutionRepository.giveUpIncomplete). */
   @Column('timestamptz', { name: 'finish_held_at', nullable: true }) finishHeldAt!: Date | null;
   @Column('boolean', { name: 'cancel_requested', default: false }) cancelRequested!: boolean;
+  /** The script's timeout when the run was created (null on rows older than the column: the script's). */
+  @Column('int', { name: 'timeout_seconds', nullable: true }) timeoutSeconds!: number | null;
+  /** When the agent accepted the start into its queue (protocol v2: `running` waits for the spawn). */
+  @Column('timestamptz', { name: 'accepted_at', nullable: true }) acceptedAt!: Date | null;
 }

@@ -2,7 +2,8 @@ import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ExecutionEvents } from './execution-events.js';
 import { ExecutionFeed } from './execution-feed.js';
-import { ExecutionLifecycle } from './execution-lifecycle.service.js';
+import { AgentLinkModule } from '../agents/agent-link.module.js';
+import { ExecutionRepository } from './execution.repository.js';
 import { ExecutionOutputStore } from './execution-output.service.js';
 import { ExecutionOutput } from './execution-output.entity.js';
 import { Execution } from './execution.entity.js';
@@ -10,9 +11,9 @@ import { ExecutionsController } from './executions.controller.js';
 import { ExecutionsService } from './executions.service.js';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput])],
+  imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput]), AgentLinkModule],
   controllers: [ExecutionsController],
-  providers: [ExecutionsService, ExecutionEvents, ExecutionLifecycle, ExecutionOutputStore, ExecutionFeed],
-  exports: [ExecutionsService, ExecutionEvents, ExecutionLifecycle, ExecutionOutputStore],
+  providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed],
+  exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore],
 })
 export class ExecutionsModule {}

@@ -14,6 +14,8 @@ export class Server {
   @Column('text', { nullable: true }) hostname!: string | null;
   @Column('text', { nullable: true }) platform!: string | null;
   @Column('text', { name: 'agent_version', nullable: true }) agentVersion!: string | null;
+  /** Protocol version of the agent last connected for this server. */
+  @Column('int', { name: 'agent_protocol_version', nullable: true }) agentProtocolVersion!: number | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;
 }

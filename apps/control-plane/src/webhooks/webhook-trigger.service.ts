@@ -7,10 +7,7 @@ import { AppException, type ErrorCode } from '../common/app-exception.js';
 import { SecretsService } from '../common/secrets.service.js';
 import { sha256 } from '../common/tokens.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import { Dispatcher } from '../agents/dispatcher.js';
-import { AgentLink } from '../agents/agent-link.js';
-import { type ClaimRow, ExecutionLifecycle, startCommand } from '../executions/execution-lifecycle.service.js';
-import { Execution } from '../executions/execution.entity.js';
+import type { CreatedRow } from '../executions/execution.repository.js';
 import { preparedRows } from '../executions/sql.js';
 import { type Accepted, ExecutionsService } from '../executions/executions.service.js';
 import { DeliveryLog, type DeliveryRecord } from './delivery-log.service.js';
@@ -62,7 +59,6 @@ const MATCH_CACHE_MAX = 10_000;
 @Injectable()
 export class WebhookTriggerService {
   private readonly failures: TriggerFailureLimiter;
-  private readonly deliveryDeadlineSeconds: number;
   private readonly allowlists = new AllowlistCache();
   /** Webhooks by token hash (hex), as last looked up; the accept statement verifies what matters. */
   private readonly matches = new Map<string, Match>();
@@ -75,11 +71,7 @@ export class WebhookTriggerService {
     private readonly secrets: SecretsService,
     private readonly executions: ExecutionsService,
     private readonly deliveries: DeliveryLog,
-    private readonly lifecycle: ExecutionLifecycle,
-    private readonly dispatcher: Dispatcher,
-    private readonly link: AgentLink,
   ) {
-    this.deliveryDeadlineSeconds = config.deliveryDeadlineMs / 1000;
     this.failures = new TriggerFailureLimiter(config.triggerFailureLimit.points, config.triggerFailureLimit.windowSeconds);
   }
 
@@ -108,7 +100,7 @@ export class WebhookTriggerService {
     // active with the same allowed IPs. Anything else (paused, changed, deleted, any check that
     // fails here) goes the long way below, from a fresh lookup.
     const cached = key === undefined ? undefined : this.matches.get(key);
-    let accepted: { webhook: Match; execution: AcceptedRow } | null = null;
+    let accepted: { webhook: Match; execution: CreatedRow } | null = null;
     if (cached?.active && !this.denial(cached, call, sourceIp)) {
       const execution = await this.acceptRecorded(cached, sourceIp, userAgent, record);
       if (execution) accepted = { webhook: cached, execution };
@@ -138,12 +130,6 @@ export class WebhookTriggerService {
     }
     const { webhook, execution } = accepted;
     this.deliveries.committed(webhook.id);
-    this.executions.announce(toExecution(execution));
-    if (execution.status === 'dispatched') {
-      const claimed = { id: execution.id, workspaceId: execution.workspace_id, serverId: execution.server_id, start: startCommand(execution) };
-      this.lifecycle.announceDispatched(claimed);
-      void this.dispatcher.send(claimed);
-    }
     return this.executions.accepted(execution);
   }
 
@@ -160,72 +146,27 @@ export class WebhookTriggerService {
   }
 
   /**
-   * accept(), with one retry on a deadlock; null when the webhook no longer matches (paused,
-   * allowed IPs changed, or it, its script or its server deleted meanwhile). A database failure
-   * is recorded in the delivery log and thrown.
+   * The execution, the atomic call counter and the delivery row, in one statement (see
+   * ExecutionsService.create); null when the webhook no longer matches (paused, allowed IPs
+   * changed, or it, its script or its server deleted meanwhile). A database failure is recorded
+   * in the delivery log and thrown.
    */
   private async acceptRecorded(
     webhook: Match,
     sourceIp: string,
     userAgent: string | null,
     record: (webhook: Match, statusCode: number, code: DeliveryRecord['code'], reason: string) => DeliveryRecord,
-  ): Promise<AcceptedRow | null> {
+  ): Promise<CreatedRow | null> {
     try {
-      return await this.accept(webhook, sourceIp, userAgent).catch((e: unknown) => {
-        // A script or server being deleted at this moment locks in the other order: one retry.
-        if (isSerializationFailure(e)) return this.accept(webhook, sourceIp, userAgent);
-        throw e;
-      });
+      return await this.executions.create(
+        { trigger: 'webhook', webhookId: webhook.id, allowedIps: webhook.allowed_ips, sourceIp, userAgent },
+        webhook.server_id,
+      );
     } catch (e) {
-      // The script, server or webhook was deleted while the statement ran.
-      if ((e as { driverError?: { code?: string } })?.driverError?.code === '23503') return null;
       const unavailable = isDatabaseUnavailable(e);
       this.deliveries.record(record(webhook, unavailable ? 503 : 500, unavailable ? 'DATABASE_UNAVAILABLE' : 'INTERNAL_ERROR', 'could not record the execution'));
       throw e;
     }
-  }
-
-  /**
-   * One statement, so one round trip and its own transaction: the atomic counter (`call_count + 1`
-   * in SQL, never read-modify-write, and only while the webhook is still active), the execution of
-   * the script's current version, and the delivery row. When this node holds the server's ready
-   * agent and nothing older is queued for it, the execution is created already claimed
-   * (`dispatched`) with its start command, and sent at once; otherwise it is `queued` for the
-   * dispatcher. The webhook row is locked only for the statement. Null when the webhook is no
-   * longer active with the allowed IPs the caller was checked against.
-   */
-  private async accept(webhook: Match, sourceIp: string, userAgent: string | null): Promise<AcceptedRow | null> {
-    const agentHere = this.link.hasLocalReadyAgent(webhook.server_id);
-    const found = await preparedRows<AcceptedRow>(
-      this.db,
-      `WITH w AS (
-         UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
-         WHERE id = $1 AND active AND allowed_ips = $6::text[]
-         RETURNING id, workspace_id, script_id, server_id
-       ), e AS (
-         INSERT INTO execution (workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, deliver_by, dispatched_at)
-         SELECT w.workspace_id, w.script_id, s.current_version, w.server_id, w.id, 'webhook', d.status,
-                now() + make_interval(secs => $3), CASE WHEN d.status = 'dispatched' THEN now() END
-         FROM w
-         JOIN script s ON s.id = w.script_id
-         CROSS JOIN LATERAL (
-           SELECT CASE WHEN $2::boolean AND NOT EXISTS (
-             SELECT 1 FROM execution q WHERE q.server_id = w.server_id AND q.status = 'queued'
-           ) THEN 'dispatched' ELSE 'queued' END AS status
-         ) d
-         RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at, deliver_by
-       ), delivery AS (
-         INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
-         SELECT e.webhook_id, e.workspace_id, $4, 202, 'ACCEPTED', 'accepted', e.id, $5 FROM e
-       )
-       SELECT e.*, s.interpreter, s.timeout_seconds, s.max_output_bytes,
-              CASE WHEN e.status = 'dispatched' THEN v.content END AS content
-       FROM e
-       JOIN script s ON s.id = e.script_id
-       JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version`,
-      [webhook.id, agentHere, this.deliveryDeadlineSeconds, sourceIp, userAgent?.slice(0, 512) ?? null, webhook.allowed_ips],
-    );
-    return found[0] ?? null;
   }
 
   private async lookup(tokenHash: Buffer): Promise<Match | null> {
@@ -247,35 +188,6 @@ export class WebhookTriggerService {
     }
     return secret;
   }
-}
-
-/** Deadlock or serialization failure: PostgreSQL rolled the statement back, so it may be retried. */
-function isSerializationFailure(e: unknown): boolean {
-  const code = (e as { driverError?: { code?: string }; code?: string })?.driverError?.code ?? (e as { code?: string })?.code;
-  return code === '40P01' || code === '40001';
-}
-
-/** The accepted execution as the statement returns it, with its start command's ingredients. */
-interface AcceptedRow extends ClaimRow {
-  status: 'queued' | 'dispatched';
-  queued_at: Date;
-  deliver_by: Date;
-}
-
-/** The entity shape ExecutionEvents.created carries. */
-function toExecution(r: AcceptedRow): Execution {
-  return Object.assign(new Execution(), {
-    id: r.id,
-    workspaceId: r.workspace_id,
-    scriptId: r.script_id,
-    scriptVersion: r.script_version,
-    serverId: r.server_id,
-    webhookId: r.webhook_id,
-    trigger: r.trigger,
-    status: r.status,
-    queuedAt: r.queued_at,
-    deliverBy: r.deliver_by,
-  });
 }
 
 /** Step 1: the token, or what the caller is told (and what the owner's delivery log says). */

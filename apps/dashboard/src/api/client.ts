@@ -125,5 +125,5 @@ export class ApiClient {
 
   listExecutions = (query: Query) => this.request<Page<Execution>>('GET', '/executions', undefined, query);
   getExecution = (id: string) => this.request<Execution>('GET', `/executions/${id}`);
-  cancelExecution = (id: string) => this.request<unknown>('POST', `/executions/${id}/cancel`);
+  cancelExecution = (id: string) => this.request<Execution>('POST', `/executions/${id}/cancel`);
 }

@@ -99,6 +99,8 @@ export interface Execution {
   status: ExecutionStatus;
   exitCode: number | null;
   signal?: string | null;
+  /** Why it ended the way it did, when that is not a plain exit (lost, timed out, cancelled, ...). */
+  error?: string | null;
   queuedAt?: string | null;
   startedAt?: string | null;
   finishedAt?: string | null;

@@ -46,8 +46,8 @@ export function ExecutionPage({ id }: { id: string }) {
     setCancelling(true);
     setActionError(null);
     try {
-      await api.cancelExecution(id);
-      toast('Cancel requested');
+      const after = await api.cancelExecution(id);
+      toast(isTerminal(after.status) ? 'Execution cancelled' : 'Cancel sent to the agent');
       exec.reload();
     } catch (e) {
       setActionError(toApiError(e));
@@ -136,6 +136,11 @@ export function ExecutionPage({ id }: { id: string }) {
             </dd>
           </div>
         </dl>
+        {x.error && (
+          <p class="exec-reason" data-testid="execution-reason">
+            <strong>Reason:</strong> {x.error}
+          </p>
+        )}
       </div>
       <ErrorNotice error={actionError} />
       <ErrorNotice error={feedError} title="Live output unavailable" />

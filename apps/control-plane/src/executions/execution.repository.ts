@@ -1,0 +1,583 @@
+import {
+  ACTIVE_STATUSES,
+  allowedFrom,
+  type ExecutionFinished,
+  type ExecutionStatus,
+  isTerminal,
+} from '@app/protocol';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import type { DataSource } from 'typeorm';
+import { SerialCoalescer } from '../common/serial-coalescer.js';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { ExecutionEvents, type StatusChanged } from './execution-events.js';
+import type { StoredChunk } from './execution-output.service.js';
+import { type ExecutionRow, VIEW_SELECT } from './execution-view.js';
+import { type ClaimedExecution, type ClaimRow, claimed, outcome } from './run-commands.js';
+import { preparedRows, rows } from './sql.js';
+
+/** A status change as the statements return it. */
+interface ChangedRow {
+  id: string;
+  workspace_id: string;
+  server_id: string;
+  status: ExecutionStatus;
+  exit_code: number | null;
+}
+
+/** What a status change may set beside the status; the timestamps follow from the status itself. */
+export interface TransitionPatch {
+  /** The reason of a terminal status that is not a plain exit. */
+  error?: string | null;
+  exitCode?: number | null;
+  signal?: string | null;
+  outputTruncated?: boolean;
+  cancelRequested?: boolean;
+}
+
+/** How a new execution comes about: a webhook call (with its delivery row), or a manual run. */
+export type NewExecution =
+  | { trigger: 'webhook'; webhookId: string; allowedIps: string[]; sourceIp: string; userAgent: string | null }
+  | { trigger: 'manual'; workspaceId: string; scriptId: string; serverId: string };
+
+/** A new execution, with its start command's ingredients (content only when it was created `dispatched`). */
+export interface CreatedRow extends ClaimRow {
+  status: 'queued' | 'dispatched';
+  queued_at: Date;
+  deliver_by: Date;
+}
+
+export type CompleteOutcome = 'unknown' | 'queued' | 'over' | 'incomplete' | 'done';
+
+const RETURNED = 'x.id, x.workspace_id, x.server_id, x.status, x.exit_code';
+/** Start acks handled in one statement at most. */
+const MAX_START_MARKS = 500;
+/** Batches of up to this many chunks (the usual ones) run as prepared statements, one per count. */
+const PREPARED_MAX_CHUNKS = 4;
+
+/** `x.status = ANY('{...}')`: the statuses `to` may follow, from the transitions table. */
+function guard(to: ExecutionStatus): string {
+  return `x.status = ANY('{${allowedFrom(to).join(',')}}'::text[])`;
+}
+
+const ACTIVE = `('${ACTIVE_STATUSES.join("', '")}')`;
+
+/**
+ * The only writer of `execution` and `execution_output`. Every status change goes through
+ * `change()` (or a hot-path statement built with the same `guard()`), whose WHERE clause comes
+ * from the transitions table, so a status can only follow one the table allows, two nodes racing
+ * on one execution cannot both win, and a terminal status never changes again. Status events are
+ * emitted here, after the change committed. Batching (start acks, output batches) is this
+ * class's business, so callers stay one call per message.
+ */
+@Injectable()
+export class ExecutionRepository {
+  private readonly logger = new Logger(ExecutionRepository.name);
+  private readonly startMarks = new SerialCoalescer<string, { cancelRequested: boolean } | null>(
+    (_serverId, ids) => this.markStartedNow(ids),
+    (group) => group.length < MAX_START_MARKS,
+  );
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @InjectDataSource() private readonly db: DataSource,
+    private readonly events: ExecutionEvents,
+  ) {}
+
+  // ---- creation -------------------------------------------------------------------------------
+
+  /**
+   * One statement, so one round trip and its own transaction: the execution of the script's
+   * current version; for a webhook call also the atomic call counter (`call_count + 1`, only while
+   * the webhook is still active with the allowed IPs the call was checked against) and the
+   * delivery row. With `dispatchNow` (this node holds the server's ready agent) and nothing older
+   * queued for the server, it is created already claimed (`dispatched`) with its content.
+   * Null when the webhook no longer matches or the script/server is gone.
+   */
+  async create(spec: NewExecution, dispatchNow: boolean): Promise<CreatedRow | null> {
+    const params: unknown[] = [dispatchNow, this.config.deliveryDeadlineMs / 1000];
+    let source: string;
+    let after = '';
+    if (spec.trigger === 'webhook') {
+      params.push(spec.webhookId, spec.allowedIps, spec.sourceIp, spec.userAgent?.slice(0, 512) ?? null);
+      source = `UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
+         WHERE id = $3 AND active AND allowed_ips = $4::text[]
+         RETURNING workspace_id, script_id, server_id, id AS webhook_id`;
+      after = `, delivery AS (
+         INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
+         SELECT e.webhook_id, e.workspace_id, $5, 202, 'ACCEPTED', 'accepted', e.id, $6 FROM e)`;
+    } else {
+      params.push(spec.workspaceId, spec.scriptId, spec.serverId);
+      source = `SELECT sc.workspace_id, sc.id AS script_id, sv.id AS server_id, NULL::uuid AS webhook_id
+         FROM script sc JOIN server sv ON sv.id = $5 AND sv.workspace_id = sc.workspace_id
+         WHERE sc.id = $4 AND sc.workspace_id = $3`;
+    }
+    const sql = `WITH src AS (${source}), e AS (
+         INSERT INTO execution (workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
+                                deliver_by, dispatched_at, timeout_seconds)
+         SELECT src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, '${spec.trigger}', d.status,
+                now() + make_interval(secs => $2), CASE WHEN d.status = 'dispatched' THEN now() END, s.timeout_seconds
+         FROM src
+         JOIN script s ON s.id = src.script_id
+         CROSS JOIN LATERAL (
+           SELECT CASE WHEN $1::boolean AND NOT EXISTS (
+             SELECT 1 FROM execution q WHERE q.server_id = src.server_id AND q.status = 'queued'
+           ) THEN 'dispatched' ELSE 'queued' END AS status
+         ) d
+         RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at,
+                   deliver_by, timeout_seconds
+       )${after}
+       SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content
+       FROM e
+       JOIN script s ON s.id = e.script_id
+       JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version`;
+    const run = () => preparedRows<CreatedRow>(this.db, sql, params);
+    try {
+      // A script or server being deleted at this moment locks in the other order: one retry.
+      const [row] = await run().catch((e: unknown) => (isSerializationFailure(e) ? run() : Promise.reject(e)));
+      if (row?.status === 'dispatched') this.emit([{ ...row, exit_code: null }]);
+      return row ?? null;
+    } catch (e) {
+      // The script, server or webhook was deleted while the statement ran.
+      if (pgCode(e) === '23503') return null;
+      throw e;
+    }
+  }
+
+  // ---- dispatch ------------------------------------------------------------------------------
+
+  /**
+   * Claims up to `limit` queued executions of a server, oldest first, still inside their delivery
+   * deadline: `queued` -> `dispatched` atomically (SKIP LOCKED: concurrent claimers take others).
+   */
+  async claimQueued(serverId: string, limit: number): Promise<ClaimedExecution[]> {
+    const found = await this.withStart(
+      `UPDATE execution x SET status = 'dispatched', dispatched_at = now()
+       WHERE ${guard('dispatched')} AND x.id IN (
+         SELECT id FROM execution
+         WHERE server_id = $1 AND status = 'queued' AND deliver_by > now()
+         ORDER BY queued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [serverId, limit],
+    );
+    this.emit(found.map((r) => ({ ...r, status: 'dispatched' as const, exit_code: null })));
+    return found.map(claimed);
+  }
+
+  /**
+   * Dispatched executions whose start was sent more than `olderThanMs` ago and never answered,
+   * while their agent is connected: taken for one more start (the agent accepts a repeated start
+   * of the same id once only). dispatched_at moves on, so one node resends at a time.
+   */
+  async takeUnanswered(serverId: string, olderThanMs: number, limit: number): Promise<ClaimedExecution[]> {
+    const found = await this.withStart(
+      `UPDATE execution x SET dispatched_at = now()
+       WHERE x.status = 'dispatched' AND x.id IN (
+         SELECT id FROM execution
+         WHERE server_id = $1 AND status = 'dispatched' AND accepted_at IS NULL
+           AND dispatched_at < now() - make_interval(secs => $3)
+         ORDER BY queued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [serverId, limit, olderThanMs / 1000],
+    );
+    return found.map(claimed);
+  }
+
+  /** Runs an UPDATE of executions and returns each with what its start command needs. */
+  private withStart(update: string, params: unknown[]): Promise<ClaimRow[]> {
+    return rows<ClaimRow>(
+      this.db,
+      `WITH c AS (${update}
+         RETURNING x.id, x.workspace_id, x.server_id, x.script_id, x.script_version, x.webhook_id, x.trigger, x.queued_at,
+                   x.timeout_seconds)
+       SELECT c.id, c.workspace_id, c.server_id, c.script_id, c.script_version, c.webhook_id, c.trigger,
+              COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content
+       FROM c
+       JOIN script s ON s.id = c.script_id
+       JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version
+       ORDER BY c.queued_at, c.id`,
+      params,
+    );
+  }
+
+  /**
+   * The agent accepted the start. A v1 agent spawns at once, so the run is `running`; a v2 agent
+   * may hold it in its own queue and reports the spawn separately, so it stays `dispatched` and is
+   * only marked accepted (never resent). Returns whether a cancel was asked for meanwhile, or null
+   * if it was no longer `dispatched`. A server's acks that arrive while one statement runs go into
+   * the next together.
+   */
+  markStarted(id: string, serverId: string): Promise<{ cancelRequested: boolean } | null> {
+    return this.startMarks.run(serverId, id);
+  }
+
+  private async markStartedNow(ids: string[]): Promise<({ cancelRequested: boolean } | null)[]> {
+    const found = await preparedRows<ChangedRow & { cancel_requested: boolean; ran: boolean }>(
+      this.db,
+      // Rows locked in id order, as any other statement locking several executions should.
+      `WITH l AS (
+         SELECT x.id, COALESCE(sv.agent_protocol_version, 1) < 2 AS spawns
+         FROM execution x JOIN server sv ON sv.id = x.server_id
+         WHERE x.id = ANY($1::uuid[]) AND ${guard('running')} ORDER BY x.id FOR UPDATE OF x
+       ), ran AS (
+         UPDATE execution x SET status = 'running', started_at = COALESCE(x.started_at, now()), accepted_at = COALESCE(x.accepted_at, now())
+         FROM l WHERE x.id = l.id AND l.spawns AND ${guard('running')}
+         RETURNING ${RETURNED}, x.cancel_requested
+       ), held AS (
+         UPDATE execution x SET accepted_at = COALESCE(x.accepted_at, now())
+         FROM l WHERE x.id = l.id AND NOT l.spawns
+         RETURNING ${RETURNED}, x.cancel_requested
+       )
+       SELECT ran.*, true AS ran FROM ran UNION ALL SELECT held.*, false AS ran FROM held`,
+      [ids],
+    );
+    this.emit(found.filter((r) => r.ran));
+    const byId = new Map(found.map((r) => [r.id, r]));
+    return ids.map((id) => {
+      const r = byId.get(id);
+      return r ? { cancelRequested: r.cancel_requested } : null;
+    });
+  }
+
+  /** The agent reported the process spawned (protocol v2): `running`. Null when it is not this server's dispatched run. */
+  async markSpawned(id: string, serverId: string): Promise<{ cancelRequested: boolean } | null> {
+    const [r] = await this.change<{ cancel_requested: boolean }>('running', `x.id = $1 AND x.server_id = $2`, [id, serverId], {}, ', x.cancel_requested');
+    return r ? { cancelRequested: r.cancel_requested } : null;
+  }
+
+  /** The agent refused the start (shutting down, invalid command): `failed` with its reason. */
+  async markRefused(id: string, reason: string): Promise<void> {
+    await this.change('failed', `x.id = $1 AND x.status = 'dispatched'`, [id], {
+      error: `the agent refused to start it: ${reason}`.slice(0, 2000),
+    });
+  }
+
+  /**
+   * A dispatched execution that certainly never ran (no agent got the start, or the agent came back
+   * without it and without any output): back to `queued`, or `cancelled` if a cancel was asked for.
+   */
+  async requeue(id: string): Promise<void> {
+    const [cancelled] = await this.change('cancelled', `x.id = $1 AND x.status = 'dispatched' AND x.cancel_requested`, [id], {
+      error: 'cancelled before it started',
+    });
+    if (!cancelled) await this.change('queued', `x.id = $1 AND NOT x.cancel_requested`, [id]);
+  }
+
+  /**
+   * Of these servers, the ones with queued executions (to dispatch) or with starts sent more than
+   * `unansweredAfterMs` ago and not answered (to resend): one indexed query for any number.
+   */
+  async serversWithWork(serverIds: string[], unansweredAfterMs: number): Promise<{ serverId: string; queued: boolean; unanswered: boolean }[]> {
+    if (serverIds.length === 0) return [];
+    const found = await preparedRows<{ server_id: string; queued: boolean; unanswered: boolean }>(
+      this.db,
+      `SELECT server_id, bool_or(status = 'queued' AND deliver_by > now()) AS queued,
+              bool_or(status = 'dispatched' AND accepted_at IS NULL AND dispatched_at < now() - make_interval(secs => $2)) AS unanswered
+       FROM execution WHERE server_id = ANY($1::uuid[]) AND status IN ('queued', 'dispatched')
+       GROUP BY server_id`,
+      [serverIds, unansweredAfterMs / 1000],
+    );
+    return found.filter((r) => r.queued || r.unanswered).map((r) => ({ serverId: r.server_id, queued: r.queued, unanswered: r.unanswered }));
+  }
+
+  // ---- output and completion ------------------------------------------------------------------
+
+  /**
+   * An output batch in one statement (one round trip, its own transaction): locks the execution if
+   * it belongs to `serverId` and was dispatched, inserts the chunks idempotently (also after the
+   * control plane ended the run: what the script wrote is kept), adds the bytes of rows actually
+   * inserted to output_bytes and makes a dispatched run `running` (output proves the spawn).
+   * Null when the execution is not this server's; otherwise its status before, the finished report
+   * it holds, and the chunks that were new.
+   */
+  async storeOutput(
+    executionId: string,
+    serverId: string,
+    chunks: StoredChunk[],
+  ): Promise<{ workspaceId: string; before: ExecutionStatus; report: unknown; stored: StoredChunk[] } | null> {
+    const values: string[] = [];
+    const params: unknown[] = [executionId, serverId];
+    for (const c of chunks) {
+      params.push(c.seq, c.stream, c.data);
+      const n = params.length;
+      values.push(`($${n - 2}::int, $${n - 1}::text, $${n}::bytea)`);
+    }
+    const query = chunks.length <= PREPARED_MAX_CHUNKS ? preparedRows : rows;
+    const [row] = await query<{ workspace_id: string; status: ExecutionStatus; finish_report: unknown; inserted: number[] }>(
+      this.db,
+      `WITH e AS (
+         SELECT id, workspace_id, status, finish_report FROM execution WHERE id = $1 AND server_id = $2 FOR UPDATE
+       ), ins AS (
+         INSERT INTO execution_output (execution_id, seq, stream, data)
+         SELECT e.id, c.seq, c.stream, c.data FROM e, (VALUES ${values.join(', ')}) AS c(seq, stream, data)
+         WHERE e.status <> 'queued'
+         ON CONFLICT (execution_id, seq) DO NOTHING
+         RETURNING seq, octet_length(data) AS bytes
+       ), upd AS (
+         UPDATE execution x SET output_bytes = x.output_bytes + (SELECT coalesce(sum(bytes), 0) FROM ins),
+           status = CASE WHEN ${guard('running')} THEN 'running' ELSE x.status END,
+           started_at = CASE WHEN ${guard('running')} THEN COALESCE(x.started_at, now()) ELSE x.started_at END
+         FROM e WHERE x.id = e.id AND e.status <> 'queued'
+         RETURNING x.id
+       )
+       SELECT e.workspace_id, e.status, e.finish_report,
+              (SELECT coalesce(array_agg(seq), '{}') FROM ins) AS inserted,
+              (SELECT count(*) FROM upd) AS updated
+       FROM e`,
+      params,
+    );
+    if (!row) return null;
+    if (row.status === 'dispatched') {
+      this.emit([{ id: executionId, workspace_id: row.workspace_id, server_id: serverId, status: 'running', exit_code: null }]);
+    }
+    const fresh = new Set(row.inserted.map(Number));
+    return { workspaceId: row.workspace_id, before: row.status, report: row.finish_report, stored: chunks.filter((c) => fresh.has(c.seq)) };
+  }
+
+  /**
+   * The one completion path, in one statement: an active run of this server whose output is whole
+   * up to `report.lastSeq` takes the report's outcome; one whose output is not whole yet keeps the
+   * report (with `hold`) so the output batch that completes it completes the run.
+   */
+  async complete(serverId: string, report: ExecutionFinished, hold: boolean): Promise<CompleteOutcome> {
+    const { status, error } = outcome(report);
+    const [row] = await preparedRows<{ before: ExecutionStatus; whole: boolean; done: ChangedRow | null }>(
+      this.db,
+      `WITH e AS (
+         SELECT id, status FROM execution WHERE id = $1 AND server_id = $2 FOR UPDATE
+       ), w AS (
+         SELECT e.id, e.status,
+                (SELECT count(*) FROM execution_output o WHERE o.execution_id = e.id AND o.seq <= $3::bigint) >= $3::bigint + 1 AS whole
+         FROM e
+       ), done AS (
+         UPDATE execution x SET status = $4, exit_code = $5, signal = $6, error = $7, output_truncated = $8,
+           finished_at = now(), finish_report = $9
+         FROM w WHERE x.id = w.id AND w.whole AND x.status = ANY($11::text[])
+         RETURNING ${RETURNED}
+       ), held AS (
+         UPDATE execution x SET finish_report = $9, finish_held_at = now()
+         FROM w WHERE $10::boolean AND x.id = w.id AND NOT w.whole AND x.status IN ${ACTIVE}
+       )
+       SELECT w.status AS before, w.whole, (SELECT row_to_json(done) FROM done) AS done FROM w`,
+      [report.executionId, serverId, report.lastSeq, status, report.exitCode, report.signal, error, report.truncated, JSON.stringify(report), hold, allowedFrom(status)],
+    );
+    if (!row) return 'unknown';
+    if (row.before === 'queued') return 'queued';
+    if (row.done) {
+      this.emit([row.done]);
+      return 'done';
+    }
+    if (isTerminal(row.before)) return 'over';
+    if (hold) this.logger.warn({ executionId: report.executionId, lastSeq: report.lastSeq }, 'finished before all its output is stored; waiting for it');
+    return 'incomplete';
+  }
+
+  // ---- after a reconnect ------------------------------------------------------------------------
+
+  /** The server's active executions, for the hello's reconciliation. */
+  activeOn(serverId: string): Promise<{ id: string; status: ExecutionStatus; deliverable: boolean; has_output: boolean; accepted: boolean }[]> {
+    return rows(
+      this.db,
+      `SELECT e.id, e.status, e.deliver_by > now() AS deliverable, e.accepted_at IS NOT NULL AS accepted,
+              EXISTS (SELECT 1 FROM execution_output o WHERE o.execution_id = e.id) AS has_output
+       FROM execution e WHERE e.server_id = $1 AND e.status IN ${ACTIVE}`,
+      [serverId],
+    );
+  }
+
+  /** These executions of this server (others are left out), with what the hello needs to know. */
+  ofServer(serverId: string, ids: string[]): Promise<{ id: string; status: ExecutionStatus; cancel_requested: boolean }[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return rows(this.db, `SELECT id, status, cancel_requested FROM execution WHERE server_id = $1 AND id = ANY($2::uuid[])`, [serverId, ids]);
+  }
+
+  /** The agent came back without it: `lost`. */
+  async markLost(id: string, reason: string): Promise<void> {
+    await this.change('lost', `x.id = $1`, [id], { error: reason });
+  }
+
+  // ---- cancel ----------------------------------------------------------------------------------
+
+  /**
+   * Cancel, as far as the database goes: a queued run is `cancelled` at once; so is an active one
+   * whose agent is offline (`agentOnline` false; the agent stops it when it returns); an active run
+   * with its agent online gets cancel_requested and `tell` is true (its agent reports the end).
+   */
+  async cancel(workspaceId: string, id: string, agentOnline: (serverId: string) => Promise<boolean>): Promise<'cancelled' | 'requested' | 'over' | 'unknown'> {
+    const [queued] = await this.change('cancelled', `x.id = $1 AND x.workspace_id = $2 AND x.status = 'queued'`, [id, workspaceId], {
+      error: 'cancelled before it started',
+      cancelRequested: true,
+    });
+    if (queued) return 'cancelled';
+    const [current] = await rows<{ server_id: string; status: ExecutionStatus }>(
+      this.db,
+      `SELECT server_id, status FROM execution WHERE id = $1 AND workspace_id = $2`,
+      [id, workspaceId],
+    );
+    if (!current) return 'unknown';
+    if (isTerminal(current.status)) return 'over';
+    if (current.status === 'queued') return this.cancel(workspaceId, id, agentOnline); // requeued meanwhile
+    if (!(await agentOnline(current.server_id))) {
+      const [gone] = await this.change('cancelled', `x.id = $1 AND x.status IN ${ACTIVE}`, [id], {
+        error: 'cancelled while its agent was offline; the agent is told to stop it when it reconnects',
+        cancelRequested: true,
+      });
+      if (gone) return 'cancelled';
+    } else {
+      const [asked] = await rows<{ id: string }>(
+        this.db,
+        `UPDATE execution SET cancel_requested = true WHERE id = $1 AND status IN ${ACTIVE} RETURNING id`,
+        [id],
+      );
+      if (asked) {
+        this.events.cancelRequested.next({ executionId: id, serverId: current.server_id });
+        return 'requested';
+      }
+    }
+    // It moved meanwhile (finished, or went back to the queue): decide again.
+    return this.cancel(workspaceId, id, agentOnline);
+  }
+
+  // ---- the clock -------------------------------------------------------------------------------
+
+  /** Queued executions whose delivery deadline passed (their agent stayed offline): `undeliverable`. */
+  async expireQueued(): Promise<number> {
+    const changed = await this.change('undeliverable', `x.status = 'queued' AND x.deliver_by <= now()`, [], {
+      error: 'the agent did not come online before the delivery deadline',
+    });
+    return changed.length;
+  }
+
+  /**
+   * Runs whose agent has been disconnected (its server offline, not seen by any node) for
+   * `lostSeconds`: `lost`. If the agent comes back with one, its hello tells it to stop it.
+   */
+  async loseAbandoned(lostSeconds: number): Promise<{ id: string; serverId: string }[]> {
+    const changed = await this.change(
+      'lost',
+      `x.status IN ${ACTIVE} AND x.server_id IN (
+         SELECT id FROM server WHERE status = 'offline' AND (last_seen_at IS NULL OR last_seen_at < now() - make_interval(secs => $1::int)))`,
+      [lostSeconds],
+      { error: `its agent was disconnected for more than ${lostSeconds} s` },
+    );
+    return changed.map((r) => ({ id: r.id, serverId: r.server_id }));
+  }
+
+  /**
+   * Running runs not finished `timeout + graceSeconds` after they were spawned, whatever their agent
+   * says: `timed_out` (the caller tells the agent to stop them).
+   */
+  async timeOutOverdue(graceSeconds: number): Promise<{ id: string; serverId: string }[]> {
+    const changed = await this.change(
+      'timed_out',
+      `x.status = 'running' AND x.started_at < now() - make_interval(secs => $1::int + COALESCE(x.timeout_seconds,
+         (SELECT s.timeout_seconds FROM script s WHERE s.id = x.script_id), 3600))`,
+      [graceSeconds],
+      { error: `no end was reported within its timeout plus ${graceSeconds} s; the agent is told to stop it` },
+    );
+    return changed.map((r) => ({ id: r.id, serverId: r.server_id }));
+  }
+
+  /**
+   * Runs on these servers (whose agents are connected) that the agent reported finished but whose
+   * output never arrived whole: nothing more of it came for `graceSeconds` since the report was
+   * last held (a hello after a reconnect holds it again, and the agent then resends what is
+   * missing at once). Only a buggy or hostile agent leaves a run here.
+   */
+  async giveUpIncomplete(serverIds: string[], graceSeconds: number): Promise<{ id: string; serverId: string }[]> {
+    if (serverIds.length === 0) return [];
+    const changed = await this.change(
+      'lost',
+      `x.server_id = ANY($1::uuid[]) AND x.status IN ${ACTIVE} AND x.finish_report IS NOT NULL
+         AND x.finish_held_at < now() - make_interval(secs => $2::int)
+         AND NOT EXISTS (SELECT 1 FROM execution_output o
+                         WHERE o.execution_id = x.id AND o.created_at >= now() - make_interval(secs => $2::int))`,
+      [serverIds, graceSeconds],
+      { error: `the agent reported the end of this run, but not all of its output arrived (nothing more for ${graceSeconds} s)` },
+    );
+    return changed.map((r) => ({ id: r.id, serverId: r.server_id }));
+  }
+
+  // ---- reads -----------------------------------------------------------------------------------
+
+  async scriptExists(workspaceId: string, scriptId: string): Promise<boolean> {
+    const found = await rows(this.db, `SELECT 1 FROM script WHERE id = $1 AND workspace_id = $2`, [scriptId, workspaceId]);
+    return found.length > 0;
+  }
+
+  async view(workspaceId: string, id: string): Promise<ExecutionRow | null> {
+    const [row] = await rows<ExecutionRow>(this.db, `${VIEW_SELECT} WHERE e.workspace_id = $1 AND e.id = $2`, [workspaceId, id]);
+    return row ?? null;
+  }
+
+  /** Newest first; `where` holds conditions on `e` with $n placeholders matching `params` (workspace first). */
+  list(where: string[], params: unknown[], limit: number): Promise<ExecutionRow[]> {
+    return rows<ExecutionRow>(
+      this.db,
+      `${VIEW_SELECT} WHERE ${where.join(' AND ')} ORDER BY e.queued_at DESC, e.id DESC LIMIT $${params.length + 1}`,
+      [...params, limit],
+    );
+  }
+
+  // ---- the one status writer -------------------------------------------------------------------
+
+  /** Moves these executions to `to` where the table allows it; returns (and announces) the ones that changed. */
+  transition(ids: string[], to: ExecutionStatus, patch: TransitionPatch = {}): Promise<ChangedRow[]> {
+    return this.change(to, `x.id = ANY($1::uuid[])`, [ids], patch);
+  }
+
+  /**
+   * `UPDATE execution x SET status = to, ... WHERE <guard from the table> AND (cond)`, as a named
+   * prepared statement (the text depends only on `to`, `cond` and the patch's keys). Terminal
+   * statuses set finished_at; `running` sets started_at; `queued` forgets the dispatch.
+   */
+  private async change<Extra extends object = object>(
+    to: ExecutionStatus,
+    cond: string,
+    params: unknown[],
+    patch: TransitionPatch = {},
+    returning = '',
+  ): Promise<(ChangedRow & Extra)[]> {
+    const sets = [`status = '${to}'`];
+    if (isTerminal(to)) sets.push('finished_at = now()');
+    if (to === 'running') sets.push('started_at = COALESCE(x.started_at, now())');
+    if (to === 'dispatched') sets.push('dispatched_at = now()');
+    if (to === 'queued') sets.push('dispatched_at = NULL', 'accepted_at = NULL');
+    const values = [...params];
+    const set = (column: string, value: unknown) => {
+      values.push(value);
+      sets.push(`${column} = $${values.length}`);
+    };
+    if (patch.error !== undefined) set('error', patch.error);
+    if (patch.exitCode !== undefined) set('exit_code', patch.exitCode);
+    if (patch.signal !== undefined) set('signal', patch.signal);
+    if (patch.outputTruncated !== undefined) set('output_truncated', patch.outputTruncated);
+    if (patch.cancelRequested !== undefined) set('cancel_requested', patch.cancelRequested);
+    const changed = await preparedRows<ChangedRow & Extra>(
+      this.db,
+      `UPDATE execution x SET ${sets.join(', ')} WHERE ${guard(to)} AND (${cond}) RETURNING ${RETURNED}${returning}`,
+      values,
+    );
+    this.emit(changed);
+    return changed;
+  }
+
+  private emit(changed: ChangedRow[]): void {
+    for (const r of changed) {
+      this.logger.debug({ executionId: r.id, status: r.status }, 'execution status');
+      this.events.status.next(toEvent(r));
+    }
+  }
+}
+
+function toEvent(r: ChangedRow): StatusChanged {
+  return { executionId: r.id, workspaceId: r.workspace_id, serverId: r.server_id, status: r.status, exitCode: r.exit_code };
+}
+
+function pgCode(e: unknown): string | undefined {
+  return (e as { driverError?: { code?: string }; code?: string })?.driverError?.code ?? (e as { code?: string })?.code;
+}
+
+/** Deadlock or serialization failure: PostgreSQL rolled the statement back, so it may be retried. */
+function isSerializationFailure(e: unknown): boolean {
+  const code = pgCode(e);
+  return code === '40P01' || code === '40001';
+}

@@ -1,0 +1,56 @@
+import type { ExecutionFinished, ExecutionStatus, Interpreter, StartExecution, Trigger } from '@app/protocol';
+
+/** An execution row with what its start command needs (script settings and the version's content). */
+export interface ClaimRow {
+  id: string;
+  workspace_id: string;
+  server_id: string;
+  script_id: string;
+  script_version: number;
+  webhook_id: string | null;
+  trigger: Trigger;
+  interpreter: Interpreter;
+  timeout_seconds: number;
+  max_output_bytes: string;
+  content: string;
+}
+
+/** A claimed execution (`dispatched`) with what its agent needs to run it. */
+export interface ClaimedExecution {
+  id: string;
+  workspaceId: string;
+  serverId: string;
+  start: StartExecution;
+}
+
+/** The terminal status a finished report means, and its reason when it is not a plain exit. */
+export function outcome(r: ExecutionFinished): { status: ExecutionStatus; error: string | null } {
+  if (r.cancelled) return { status: 'cancelled', error: r.error };
+  if (r.timedOut) return { status: 'timed_out', error: r.error };
+  if (r.error !== null) return { status: 'failed', error: r.error };
+  if (r.exitCode === 0) return { status: 'succeeded', error: null };
+  return { status: 'failed', error: r.exitCode === null && r.signal ? `killed by ${r.signal}` : null };
+}
+
+export function startCommand(r: ClaimRow): StartExecution {
+  const env: Record<string, string> = {
+    DEVPILOT_EXECUTION_ID: r.id,
+    DEVPILOT_SCRIPT_ID: r.script_id,
+    DEVPILOT_SCRIPT_VERSION: String(r.script_version),
+    DEVPILOT_SERVER_ID: r.server_id,
+    DEVPILOT_TRIGGER: r.trigger,
+  };
+  if (r.webhook_id) env.DEVPILOT_WEBHOOK_ID = r.webhook_id;
+  return {
+    executionId: r.id,
+    interpreter: r.interpreter,
+    content: r.content,
+    env,
+    timeoutMs: r.timeout_seconds * 1000,
+    maxOutputBytes: Number(r.max_output_bytes),
+  };
+}
+
+export function claimed(r: ClaimRow): ClaimedExecution {
+  return { id: r.id, workspaceId: r.workspace_id, serverId: r.server_id, start: startCommand(r) };
+}
