@@ -59,6 +59,9 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentProcess>
 
 /** A TCP relay in front of the control plane whose connections a test can cut. */
 export class CuttableProxy {
+  /** While true, new connections are dropped at once: the agent stays offline. */
+  private refusing = false;
+
   private constructor(
     private readonly server: net.Server,
     readonly port: number,
@@ -67,7 +70,9 @@ export class CuttableProxy {
 
   static async start(targetPort: number): Promise<CuttableProxy> {
     const sockets = new Set<net.Socket>();
+    let proxy: CuttableProxy | undefined;
     const server = net.createServer((client) => {
+      if (proxy?.refusing) return void client.destroy();
       const upstream = net.connect(targetPort, '127.0.0.1');
       sockets.add(client);
       sockets.add(upstream);
@@ -83,7 +88,18 @@ export class CuttableProxy {
       upstream.pipe(client);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return new CuttableProxy(server, (server.address() as net.AddressInfo).port, sockets);
+    proxy = new CuttableProxy(server, (server.address() as net.AddressInfo).port, sockets);
+    return proxy;
+  }
+
+  /** Cuts every connection and refuses new ones until resume(). */
+  block(): void {
+    this.refusing = true;
+    this.cut();
+  }
+
+  resume(): void {
+    this.refusing = false;
   }
 
   get url(): string {
