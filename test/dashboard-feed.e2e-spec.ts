@@ -186,7 +186,8 @@ describe('workspaces', () => {
       scriptId,
       serverId: server.body.id,
       trigger: 'manual',
-      status: 'queued',
+      // Created already dispatched: this node holds the server's agent.
+      status: 'dispatched',
     });
     expect(b.events).toEqual([]);
   });
