@@ -9,6 +9,8 @@ import { DashboardModule } from './dashboard/dashboard.module.js';
 import { DatabaseModule } from './database/database.module.js';
 import { ExecutionsModule } from './executions/executions.module.js';
 import { HealthModule } from './health/health.module.js';
+import { MetricsModule } from './metrics/metrics.module.js';
+import { RetentionModule } from './retention/retention.module.js';
 import { ScriptsModule } from './scripts/scripts.module.js';
 import { ServersModule } from './servers/servers.module.js';
 import { WebhooksModule } from './webhooks/webhooks.module.js';
@@ -32,6 +34,8 @@ export class AppModule {
         AgentsModule,
         WebhooksModule,
         DashboardModule,
+        RetentionModule,
+        MetricsModule,
       ],
     };
   }

@@ -80,6 +80,11 @@ export class AgentLink {
     return [...ids];
   }
 
+  /** Agent sockets held by this node. */
+  localConnections(): number {
+    return this.nsp?.sockets.size ?? 0;
+  }
+
   /** Servers with any agent socket on this node. */
   localServers(): string[] {
     if (!this.nsp) return [];

@@ -19,6 +19,31 @@ const bool = (def: boolean) =>
       .transform((v) => v === 'true' || v === '1' || v === 'yes'),
   );
 
+/**
+ * A duration: `30d`, `12h`, `15m`, `90s`, or a bare number of days. Returns seconds, at least 1
+ * and at most ten years.
+ */
+export function parseDuration(value: string): number | null {
+  const m = /^\s*(\d{1,6})\s*([dhms]?)\s*$/i.exec(value);
+  if (!m) return null;
+  const n = Number(m[1]);
+  const seconds = n * { d: 86_400, h: 3600, m: 60, s: 1, '': 86_400 }[m[2]!.toLowerCase() as 'd' | 'h' | 'm' | 's' | ''];
+  return seconds >= 1 && seconds <= 10 * 365 * 86_400 ? seconds : null;
+}
+
+const duration = (def: string, name: string) =>
+  z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .default(def)
+      .transform((v, ctx) => {
+        const s = parseDuration(v);
+        if (s === null) ctx.addIssue({ code: 'custom', message: `${name} must be a duration such as 30d, 12h, 90s (a bare number means days)` });
+        return s ?? 0;
+      }),
+  );
+
 const EnvSchema = z.object({
   PORT: int(3000, 0, 65535),
   HOST: z.preprocess(emptyAsUnset, z.string().default('0.0.0.0')),
@@ -46,6 +71,11 @@ const EnvSchema = z.object({
   DEVPILOT_REPORT_GRACE_SECONDS: int(300, 1, 7 * 24 * 3600),
   DEVPILOT_AGENT_LOST_SECONDS: int(600, 1, 30 * 24 * 3600),
   DEVPILOT_RUN_TIMEOUT_GRACE_SECONDS: int(60, 1, 24 * 3600),
+  DEVPILOT_RETENTION_OUTPUT_DAYS: duration('30d', 'DEVPILOT_RETENTION_OUTPUT_DAYS'),
+  DEVPILOT_RETENTION_DELIVERIES_DAYS: duration('14d', 'DEVPILOT_RETENTION_DELIVERIES_DAYS'),
+  DEVPILOT_PRUNE_INTERVAL_SECONDS: int(60, 1, 24 * 3600),
+  DEVPILOT_WORKSPACE_OUTPUT_QUOTA_BYTES: z.preprocess(emptyAsUnset, z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(10 * 1024 ** 3)),
+  DEVPILOT_METRICS_TOKEN: z.preprocess(emptyAsUnset, z.string().min(16, 'must be at least 16 characters').max(512).optional()),
   DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
   DEVPILOT_VIEWER_CONNECTIONS_PER_KEY: int(500, 1, 100_000),
   DEVPILOT_TRIGGER_FAILURE_LIMIT: z.preprocess(
@@ -87,6 +117,15 @@ export interface AppConfig {
   agentLostSeconds: number;
   /** A run not finished `timeoutSeconds` plus this long after it was spawned ends `timed_out`, whatever its agent says. */
   runTimeoutGraceSeconds: number;
+  /** Instance retention of execution output and of delivery records, in seconds (a workspace may shorten its own). */
+  outputRetentionSeconds: number;
+  deliveryRetentionSeconds: number;
+  /** How often the pruning job runs (on one node at a time). */
+  pruneIntervalSeconds: number;
+  /** Stored output bytes per workspace; a run crossing it is truncated (`workspace_quota`). */
+  workspaceOutputQuotaBytes: number;
+  /** Bearer token of GET /metrics; null: /metrics is off. */
+  metricsToken: string | null;
   dbPoolSize: number;
   /** Dashboard connections one API key may hold at once (each browser tab is one). */
   viewerConnectionsPerKey: number;
@@ -123,6 +162,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     reportGraceSeconds: e.DEVPILOT_REPORT_GRACE_SECONDS,
     agentLostSeconds: e.DEVPILOT_AGENT_LOST_SECONDS,
     runTimeoutGraceSeconds: e.DEVPILOT_RUN_TIMEOUT_GRACE_SECONDS,
+    outputRetentionSeconds: e.DEVPILOT_RETENTION_OUTPUT_DAYS,
+    deliveryRetentionSeconds: e.DEVPILOT_RETENTION_DELIVERIES_DAYS,
+    pruneIntervalSeconds: e.DEVPILOT_PRUNE_INTERVAL_SECONDS,
+    workspaceOutputQuotaBytes: e.DEVPILOT_WORKSPACE_OUTPUT_QUOTA_BYTES,
+    metricsToken: e.DEVPILOT_METRICS_TOKEN ?? null,
     dbPoolSize: e.DEVPILOT_DB_POOL_SIZE,
     viewerConnectionsPerKey: e.DEVPILOT_VIEWER_CONNECTIONS_PER_KEY,
     triggerFailureLimit: parseFailureLimit(e.DEVPILOT_TRIGGER_FAILURE_LIMIT),

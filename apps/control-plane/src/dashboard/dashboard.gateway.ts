@@ -12,6 +12,7 @@ import {
 } from '@nestjs/websockets';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ApiKeysService } from '../workspaces/api-keys.service.js';
+import { LiveConnections } from '../metrics/live-connections.js';
 import { DashboardFeed } from './dashboard-feed.service.js';
 import { Semaphore } from './semaphore.js';
 import { type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer.js';
@@ -46,6 +47,7 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly apiKeys: ApiKeysService,
     private readonly feed: DashboardFeed,
+    private readonly live: LiveConnections,
   ) {}
 
   afterInit(nsp: ViewerNamespace): void {
@@ -95,6 +97,8 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
     const { workspaceId } = socket.data ?? {};
     if (!workspaceId) return void socket.disconnect(true);
     void socket.join(workspaceRoom(workspaceId));
+    this.live.viewers++;
+    socket.once('disconnect', () => this.live.viewers--);
     this.feed.connected(socket);
   }
 

@@ -26,6 +26,10 @@ export interface ExecutionView {
   durationMs: number | null;
   outputBytes: number;
   outputTruncated: boolean;
+  /** Why the output was cut: the script's maxOutputBytes or the workspace's storage quota. */
+  outputTruncatedBy: 'script_limit' | 'workspace_quota' | null;
+  /** When retention removed the output (the output routes then answer 410 OUTPUT_EXPIRED). */
+  outputExpiredAt: Date | null;
   cancelRequested: boolean;
 }
 
@@ -52,6 +56,8 @@ export interface ExecutionRow {
   deliver_by: Date;
   output_bytes: string;
   output_truncated: boolean;
+  output_truncated_by: 'script_limit' | 'workspace_quota' | null;
+  output_expired_at: Date | null;
   cancel_requested: boolean;
 }
 
@@ -59,7 +65,8 @@ export const VIEW_SELECT = `
   SELECT e.id, e.script_id, s.name AS script_name, e.script_version, e.server_id, sv.name AS server_name,
          e.webhook_id, w.name AS webhook_name, e.trigger, e.status, e.exit_code, e.signal, e.error,
          e.queued_at, to_char(e.queued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS queued_key,
-         e.dispatched_at, e.started_at, e.finished_at, e.deliver_by, e.output_bytes, e.output_truncated, e.cancel_requested
+         e.dispatched_at, e.started_at, e.finished_at, e.deliver_by, e.output_bytes, e.output_truncated, e.output_truncated_by,
+         e.output_expired_at, e.cancel_requested
   FROM execution e
   JOIN script s ON s.id = e.script_id
   JOIN server sv ON sv.id = e.server_id
@@ -88,6 +95,8 @@ export function toView(r: ExecutionRow): ExecutionView {
     durationMs: r.started_at && r.finished_at ? r.finished_at.getTime() - r.started_at.getTime() : null,
     outputBytes: Number(r.output_bytes),
     outputTruncated: r.output_truncated,
+    outputTruncatedBy: r.output_truncated_by,
+    outputExpiredAt: r.output_expired_at,
     cancelRequested: r.cancel_requested,
   };
 }

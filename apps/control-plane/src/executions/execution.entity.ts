@@ -23,6 +23,10 @@ export class Execution {
   @Column('timestamptz', { name: 'finished_at', nullable: true }) finishedAt!: Date | null;
   @Column('bigint', { name: 'output_bytes', default: 0, transformer: bigintAsNumber }) outputBytes!: number;
   @Column('boolean', { name: 'output_truncated', default: false }) outputTruncated!: boolean;
+  /** Why the output was cut: the script's maxOutputBytes or the workspace's quota. */
+  @Column('text', { name: 'output_truncated_by', nullable: true }) outputTruncatedBy!: 'script_limit' | 'workspace_quota' | null;
+  /** When retention removed the output (the row, its status and byte count stay). */
+  @Column('timestamptz', { name: 'output_expired_at', nullable: true }) outputExpiredAt!: Date | null;
   /** The agent's finished report, held until every chunk up to its lastSeq is stored. */
   @Column('jsonb', { name: 'finish_report', nullable: true }) finishReport!: Record<string, unknown> | null;
   /** When that report was last held waiting for output (see ExecutionRepository.giveUpIncomplete). */

@@ -4,6 +4,7 @@ import {
   type ExecutionFinished,
   type ExecutionStatus,
   isTerminal,
+  TERMINAL_STATUSES,
 } from '@app/protocol';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
@@ -284,9 +285,12 @@ export class ExecutionRepository {
    * An output batch in one statement (one round trip, its own transaction): locks the execution if
    * it belongs to `serverId` and was dispatched, inserts the chunks idempotently (also after the
    * control plane ended the run: what the script wrote is kept), adds the bytes of rows actually
-   * inserted to output_bytes and makes a dispatched run `running` (output proves the spawn).
-   * Null when the execution is not this server's; otherwise its status before, the finished report
-   * it holds, and the chunks that were new.
+   * inserted to the run's and the workspace's output_bytes, and makes a dispatched run `running`
+   * (output proves the spawn). The control plane enforces the limits itself, whatever the agent
+   * does: past the script's maxOutputBytes or the workspace's quota a chunk is stored cut (and
+   * later ones empty, so seqs stay contiguous and the run can complete), and the run is marked
+   * truncated with the reason. Null when the execution is not this server's; otherwise its status
+   * before, the finished report it holds, and the chunks that were new (as stored).
    */
   async storeOutput(
     executionId: string,
@@ -294,33 +298,64 @@ export class ExecutionRepository {
     chunks: StoredChunk[],
   ): Promise<{ workspaceId: string; before: ExecutionStatus; report: unknown; stored: StoredChunk[] } | null> {
     const values: string[] = [];
-    const params: unknown[] = [executionId, serverId];
+    const params: unknown[] = [executionId, serverId, this.config.workspaceOutputQuotaBytes];
     for (const c of chunks) {
       params.push(c.seq, c.stream, c.data);
       const n = params.length;
       values.push(`($${n - 2}::int, $${n - 1}::text, $${n}::bytea)`);
     }
     const query = chunks.length <= PREPARED_MAX_CHUNKS ? preparedRows : rows;
-    const [row] = await query<{ workspace_id: string; status: ExecutionStatus; finish_report: unknown; inserted: number[] }>(
+    const [row] = await query<{ workspace_id: string; status: ExecutionStatus; finish_report: unknown; inserted: { seq: number; bytes: number }[] | null }>(
       this.db,
       `WITH e AS (
-         SELECT id, workspace_id, status, finish_report FROM execution WHERE id = $1 AND server_id = $2 FOR UPDATE
+         SELECT x.id, x.workspace_id, x.status, x.finish_report, x.output_bytes, x.output_expired_at, s.max_output_bytes
+         FROM execution x JOIN script s ON s.id = x.script_id
+         WHERE x.id = $1 AND x.server_id = $2 FOR UPDATE OF x
+       ), ws AS (
+         SELECT w.id, w.output_bytes FROM workspace w WHERE w.id = (SELECT workspace_id FROM e) FOR UPDATE
+       ), c AS (
+         SELECT v.seq, v.stream, v.data, sum(octet_length(v.data)) OVER (ORDER BY v.seq) AS upto
+         FROM e, (VALUES ${values.join(', ')}) AS v(seq, stream, data)
+         WHERE e.status <> 'queued' AND e.output_expired_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM execution_output o WHERE o.execution_id = e.id AND o.seq = v.seq)
+       ), k AS (
+         SELECT c.*, octet_length(c.data) AS len, r.room,
+                CASE WHEN r.quota_room < r.script_room THEN 'workspace_quota' ELSE 'script_limit' END AS why
+         FROM c, (SELECT least(greatest(e.max_output_bytes - e.output_bytes, 0), greatest($3::bigint - ws.output_bytes, 0)) AS room,
+                         greatest(e.max_output_bytes - e.output_bytes, 0) AS script_room,
+                         greatest($3::bigint - ws.output_bytes, 0) AS quota_room
+                  FROM e, ws) r
+       ), kept AS (
+         SELECT seq, stream, why, upto > room AS cut,
+                CASE WHEN upto <= room THEN data
+                     WHEN upto - len < room THEN substring(data FROM 1 FOR (room - (upto - len))::int)
+                     ELSE '\\x'::bytea END AS data
+         FROM k
        ), ins AS (
          INSERT INTO execution_output (execution_id, seq, stream, data)
-         SELECT e.id, c.seq, c.stream, c.data FROM e, (VALUES ${values.join(', ')}) AS c(seq, stream, data)
-         WHERE e.status <> 'queued'
+         SELECT e.id, kept.seq, kept.stream, kept.data FROM e, kept
          ON CONFLICT (execution_id, seq) DO NOTHING
          RETURNING seq, octet_length(data) AS bytes
+       ), added AS (
+         SELECT coalesce(sum(bytes), 0) AS n FROM ins
+       ), cut AS (
+         SELECT why FROM kept WHERE cut ORDER BY seq LIMIT 1
+       ), wsu AS (
+         UPDATE workspace w SET output_bytes = w.output_bytes + (SELECT n FROM added)
+         FROM ws WHERE w.id = ws.id AND (SELECT n FROM added) > 0
+         RETURNING w.id
        ), upd AS (
-         UPDATE execution x SET output_bytes = x.output_bytes + (SELECT coalesce(sum(bytes), 0) FROM ins),
+         UPDATE execution x SET output_bytes = x.output_bytes + (SELECT n FROM added),
            status = CASE WHEN ${guard('running')} THEN 'running' ELSE x.status END,
-           started_at = CASE WHEN ${guard('running')} THEN COALESCE(x.started_at, now()) ELSE x.started_at END
+           started_at = CASE WHEN ${guard('running')} THEN COALESCE(x.started_at, now()) ELSE x.started_at END,
+           output_truncated = x.output_truncated OR EXISTS (SELECT 1 FROM cut),
+           output_truncated_by = COALESCE(x.output_truncated_by, (SELECT why FROM cut))
          FROM e WHERE x.id = e.id AND e.status <> 'queued'
          RETURNING x.id
        )
        SELECT e.workspace_id, e.status, e.finish_report,
-              (SELECT coalesce(array_agg(seq), '{}') FROM ins) AS inserted,
-              (SELECT count(*) FROM upd) AS updated
+              (SELECT json_agg(json_build_object('seq', seq, 'bytes', bytes)) FROM ins) AS inserted,
+              (SELECT count(*) FROM upd) AS updated, (SELECT count(*) FROM wsu) AS workspaces
        FROM e`,
       params,
     );
@@ -328,8 +363,13 @@ export class ExecutionRepository {
     if (row.status === 'dispatched') {
       this.emit([{ id: executionId, workspace_id: row.workspace_id, server_id: serverId, status: 'running', exit_code: null }]);
     }
-    const fresh = new Set(row.inserted.map(Number));
-    return { workspaceId: row.workspace_id, before: row.status, report: row.finish_report, stored: chunks.filter((c) => fresh.has(c.seq)) };
+    const kept = new Map((row.inserted ?? []).map((i) => [Number(i.seq), Number(i.bytes)]));
+    const stored: StoredChunk[] = [];
+    for (const c of chunks) {
+      const bytes = kept.get(c.seq);
+      if (bytes !== undefined) stored.push(bytes === c.data.length ? c : { ...c, data: c.data.subarray(0, bytes) });
+    }
+    return { workspaceId: row.workspace_id, before: row.status, report: row.finish_report, stored };
   }
 
   /**
@@ -348,7 +388,9 @@ export class ExecutionRepository {
                 (SELECT count(*) FROM execution_output o WHERE o.execution_id = e.id AND o.seq <= $3::bigint) >= $3::bigint + 1 AS whole
          FROM e
        ), done AS (
-         UPDATE execution x SET status = $4, exit_code = $5, signal = $6, error = $7, output_truncated = $8,
+         UPDATE execution x SET status = $4, exit_code = $5, signal = $6, error = $7,
+           output_truncated = x.output_truncated OR $8,
+           output_truncated_by = COALESCE(x.output_truncated_by, CASE WHEN $8 THEN 'script_limit' END),
            finished_at = now(), finish_report = $9
          FROM w WHERE x.id = w.id AND w.whole AND x.status = ANY($11::text[])
          RETURNING ${RETURNED}
@@ -494,6 +536,72 @@ export class ExecutionRepository {
       { error: `the agent reported the end of this run, but not all of its output arrived (nothing more for ${graceSeconds} s)` },
     );
     return changed.map((r) => ({ id: r.id, serverId: r.server_id }));
+  }
+
+  // ---- retention -------------------------------------------------------------------------------
+
+  /**
+   * Ended runs whose output is older than their workspace's retention (the instance's, or the
+   * workspace's own when shorter), oldest first. Runs that are not terminal are never taken.
+   */
+  async outputsPastRetention(instanceSeconds: number, limit: number): Promise<{ id: string; workspace_id: string }[]> {
+    return rows(
+      this.db,
+      `SELECT x.id, x.workspace_id FROM execution x JOIN workspace w ON w.id = x.workspace_id
+       WHERE x.output_expired_at IS NULL AND x.finished_at IS NOT NULL
+         AND x.status = ANY('{${[...TERMINAL_STATUSES].join(',')}}'::text[])
+         AND x.finished_at < now() - make_interval(secs => LEAST($1::int, COALESCE(w.output_retention_seconds, $1::int)))
+       ORDER BY x.finished_at LIMIT $2`,
+      [instanceSeconds, limit],
+    );
+  }
+
+  /**
+   * Deletes up to `maxRows` output rows of one ended run (small statements: no long locks, no table
+   * rewrite) and gives the bytes back to its workspace's quota; when none are left the run is
+   * marked expired. Returns the rows deleted (0: the run is done).
+   */
+  async pruneOutput(executionId: string, maxRows: number): Promise<{ rows: number; bytes: number }> {
+    const [r] = await rows<{ rows: number; bytes: string; expired: number }>(
+      this.db,
+      `WITH x AS (
+         SELECT id, workspace_id FROM execution
+         WHERE id = $1 AND output_expired_at IS NULL AND status = ANY('{${[...TERMINAL_STATUSES].join(',')}}'::text[])
+       ), del AS (
+         DELETE FROM execution_output o USING (
+           SELECT p.execution_id, p.seq FROM execution_output p, x WHERE p.execution_id = x.id ORDER BY p.seq LIMIT $2
+         ) d WHERE o.execution_id = d.execution_id AND o.seq = d.seq
+         RETURNING octet_length(o.data) AS bytes
+       ), freed AS (
+         UPDATE workspace w SET output_bytes = greatest(w.output_bytes - (SELECT coalesce(sum(bytes), 0) FROM del), 0)
+         FROM x WHERE w.id = x.workspace_id AND EXISTS (SELECT 1 FROM del)
+         RETURNING w.id
+       ), done AS (
+         UPDATE execution e SET output_expired_at = now() FROM x WHERE e.id = x.id AND NOT EXISTS (SELECT 1 FROM del)
+         RETURNING e.id
+       )
+       SELECT (SELECT count(*) FROM del)::int AS rows, (SELECT coalesce(sum(bytes), 0) FROM del)::bigint AS bytes,
+              (SELECT count(*) FROM done)::int AS expired, (SELECT count(*) FROM freed)::int AS freed`,
+      [executionId, maxRows],
+    );
+    return { rows: r?.rows ?? 0, bytes: Number(r?.bytes ?? 0) };
+  }
+
+  /**
+   * Sets each workspace's output_bytes to what its runs hold now. The statements that store and
+   * prune output keep it exact; this repairs what they cannot see (runs deleted with their script
+   * or server). Returns the workspaces corrected.
+   */
+  async reconcileWorkspaceUsage(): Promise<number> {
+    const fixed = await rows(
+      this.db,
+      `UPDATE workspace w SET output_bytes = u.total
+       FROM (SELECT ws.id, coalesce(sum(x.output_bytes) FILTER (WHERE x.output_expired_at IS NULL), 0) AS total
+             FROM workspace ws LEFT JOIN execution x ON x.workspace_id = ws.id GROUP BY ws.id) u
+       WHERE w.id = u.id AND w.output_bytes <> u.total
+       RETURNING w.id`,
+    );
+    return fixed.length;
   }
 
   // ---- reads -----------------------------------------------------------------------------------

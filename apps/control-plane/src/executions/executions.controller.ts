@@ -5,6 +5,7 @@ import { AppException } from '../common/app-exception.js';
 import { Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { uuidPipe } from '../common/uuid.pipe.js';
 import { ListExecutionsQueryDto, OutputQueryDto, RunScriptDto } from './dto/executions.dto.js';
+import { LiveConnections } from '../metrics/live-connections.js';
 import { ExecutionFeed } from './execution-feed.js';
 import { ExecutionsService } from './executions.service.js';
 
@@ -15,6 +16,7 @@ export class ExecutionsController {
   constructor(
     private readonly executions: ExecutionsService,
     private readonly feed: ExecutionFeed,
+    private readonly live: LiveConnections,
   ) {}
 
   @Post('scripts/:id/executions')
@@ -40,7 +42,7 @@ export class ExecutionsController {
   @ApiProduces('application/octet-stream')
   @ApiOperation({ summary: 'The stored output: the bytes as the script wrote them, in order' })
   async output(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Query() q: OutputQueryDto, @Res() res: Response) {
-    await this.executions.get(auth.workspaceId, id);
+    await this.executions.withOutput(auth.workspaceId, id);
     await this.feed.writeOutput(res, id, q.stream);
   }
 
@@ -55,8 +57,13 @@ export class ExecutionsController {
     @Res() res: Response,
   ) {
     const after = parseLastEventId(lastEventId ?? lastEventIdQuery);
-    await this.executions.get(auth.workspaceId, id);
-    await this.feed.writeEvents(res, auth.workspaceId, id, after);
+    await this.executions.withOutput(auth.workspaceId, id);
+    this.live.sseStreams++;
+    try {
+      await this.feed.writeEvents(res, auth.workspaceId, id, after);
+    } finally {
+      this.live.sseStreams--;
+    }
   }
 
   @Post('executions/:id/cancel')

@@ -77,6 +77,15 @@ export class ExecutionsService {
     return toView(row);
   }
 
+  /** The execution, if its output is still kept: 410 OUTPUT_EXPIRED once retention removed it. */
+  async withOutput(workspaceId: string, id: string): Promise<ExecutionView> {
+    const view = await this.get(workspaceId, id);
+    if (view.outputExpiredAt) {
+      throw new AppException(HttpStatus.GONE, 'OUTPUT_EXPIRED', `The output of this execution was removed by retention on ${view.outputExpiredAt.toISOString()}`);
+    }
+    return view;
+  }
+
   /**
    * Stops an execution: a queued one is `cancelled` at once, and so is one whose agent is offline
    * (the agent is told when it reconnects); a dispatched or running one with its agent online gets

@@ -142,6 +142,22 @@ export class DeliveryLog implements BeforeApplicationShutdown {
     return true;
   }
 
+  /**
+   * Retention: deletes up to `limit` delivery records older than their workspace's retention (the
+   * instance's, or the workspace's own when shorter; unmatched calls use the instance's). Returns
+   * how many went.
+   */
+  async pruneExpired(instanceSeconds: number, limit: number): Promise<number> {
+    const [, deleted] = (await this.db.query(
+      `DELETE FROM webhook_delivery WHERE id IN (
+         SELECT d.id FROM webhook_delivery d LEFT JOIN workspace w ON w.id = d.workspace_id
+         WHERE d.created_at < now() - make_interval(secs => LEAST($1::int, COALESCE(w.delivery_retention_seconds, $1::int)))
+         LIMIT $2)`,
+      [instanceSeconds, limit],
+    )) as [unknown, number];
+    return deleted;
+  }
+
   /** Deletes all but the newest rows of one webhook (or of the unmatched calls), using their index. */
   private async prune(key: string): Promise<void> {
     if (key === UNMATCHED) {

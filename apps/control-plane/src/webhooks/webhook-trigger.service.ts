@@ -15,6 +15,7 @@ import { AllowlistCache, canonicalAddress } from './ip-allowlist.js';
 import { TriggerFailureLimiter } from './trigger-failure-limiter.js';
 import { checkSignature, SIGNATURE_HEADER } from './webhook-signature.js';
 import { HMAC_PURPOSE } from './webhooks.service.js';
+import { triggerAcceptSeconds, triggerCalls } from '../metrics/trigger-metrics.js';
 
 /** One call of the public trigger, as the HTTP layer received it. */
 export interface TriggerCall {
@@ -75,7 +76,21 @@ export class WebhookTriggerService {
     this.failures = new TriggerFailureLimiter(config.triggerFailureLimit.points, config.triggerFailureLimit.windowSeconds);
   }
 
+  /** One call, counted by its result code; the accepted ones' latency observed. */
   async trigger(call: TriggerCall): Promise<Accepted> {
+    const started = process.hrtime.bigint();
+    try {
+      const accepted = await this.check(call);
+      triggerCalls.inc({ code: 'ACCEPTED' });
+      triggerAcceptSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      return accepted;
+    } catch (e) {
+      triggerCalls.inc({ code: e instanceof AppException ? e.code : isDatabaseUnavailable(e) ? 'DATABASE_UNAVAILABLE' : 'INTERNAL_ERROR' });
+      throw e;
+    }
+  }
+
+  private async check(call: TriggerCall): Promise<Accepted> {
     const sourceIp = canonicalAddress(call.ip) ?? call.ip ?? 'unknown';
     const userAgent = typeof call.headers['user-agent'] === 'string' ? call.headers['user-agent'] : null;
     const record = (webhook: Match | null, statusCode: number, code: DeliveryRecord['code'], reason: string, executionId: string | null = null) =>

@@ -12,6 +12,6 @@ import { WebhooksService } from './webhooks.service.js';
   // The trigger's controller first: its static path must win over `webhooks/:id`.
   controllers: [TriggerController, WebhooksController],
   providers: [WebhooksService, WebhookTriggerService, DeliveryLog],
-  exports: [WebhooksService],
+  exports: [WebhooksService, DeliveryLog],
 })
 export class WebhooksModule {}

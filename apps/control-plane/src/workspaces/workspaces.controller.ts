@@ -1,9 +1,9 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AdminOnly, Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { uuidPipe } from '../common/uuid.pipe.js';
 import { ApiKeysService } from './api-keys.service.js';
-import { CreateApiKeyDto, CreateWorkspaceDto } from './dto/workspaces.dto.js';
+import { CreateApiKeyDto, CreateWorkspaceDto, UpdateWorkspaceDto } from './dto/workspaces.dto.js';
 import { WorkspacesService } from './workspaces.service.js';
 
 @ApiTags('workspaces')
@@ -27,6 +27,18 @@ export class WorkspacesController {
   @ApiOperation({ summary: 'A new workspace and its first owner key (returned once). Instance admin only.' })
   create(@Body() dto: CreateWorkspaceDto) {
     return this.workspaces.create(dto.name);
+  }
+
+  @Get('workspaces/current')
+  @ApiOperation({ summary: "The key's workspace: retention in force, output stored and the quota" })
+  current(@Auth() auth: AuthContext) {
+    return this.workspaces.settings(auth.workspaceId);
+  }
+
+  @Patch('workspaces/current')
+  @ApiOperation({ summary: 'Shorten (never past the instance values) how long output and delivery records are kept; null: the instance value' })
+  update(@Auth() auth: AuthContext, @Body() dto: UpdateWorkspaceDto) {
+    return this.workspaces.updateRetention(auth.workspaceId, dto);
   }
 
   @Post('api-keys')

@@ -3,8 +3,9 @@ import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DataSource, Repository } from 'typeorm';
-import { notFound } from '../common/app-exception.js';
-import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { HttpStatus } from '@nestjs/common';
+import { AppException, notFound } from '../common/app-exception.js';
+import { APP_CONFIG, type AppConfig, parseDuration } from '../config/app-config.js';
 import { ApiKey } from './api-key.entity.js';
 import { ApiKeysService } from './api-keys.service.js';
 import { Workspace } from './workspace.entity.js';
@@ -62,10 +63,74 @@ export class WorkspacesService implements OnApplicationBootstrap {
     return ws;
   }
 
+  /** The workspace's settings and storage, as its owner sees them. */
+  async settings(id: string): Promise<WorkspaceSettings> {
+    const ws = await this.get(id);
+    const c = this.config;
+    const output = Math.min(ws.outputRetentionSeconds ?? c.outputRetentionSeconds, c.outputRetentionSeconds);
+    const deliveries = Math.min(ws.deliveryRetentionSeconds ?? c.deliveryRetentionSeconds, c.deliveryRetentionSeconds);
+    return {
+      id: ws.id,
+      name: ws.name,
+      outputRetention: formatDuration(output),
+      outputRetentionSeconds: output,
+      deliveryRetention: formatDuration(deliveries),
+      deliveryRetentionSeconds: deliveries,
+      instanceOutputRetention: formatDuration(c.outputRetentionSeconds),
+      instanceDeliveryRetention: formatDuration(c.deliveryRetentionSeconds),
+      outputBytes: ws.outputBytes,
+      outputQuotaBytes: c.workspaceOutputQuotaBytes,
+    };
+  }
+
+  /** A workspace owner may shorten its retention (never past the instance's); null goes back to the instance's. */
+  async updateRetention(id: string, change: { outputRetention?: string | null; deliveryRetention?: string | null }): Promise<WorkspaceSettings> {
+    const patch: Partial<Workspace> = {};
+    if (change.outputRetention !== undefined) {
+      patch.outputRetentionSeconds = retention('outputRetention', change.outputRetention, this.config.outputRetentionSeconds);
+    }
+    if (change.deliveryRetention !== undefined) {
+      patch.deliveryRetentionSeconds = retention('deliveryRetention', change.deliveryRetention, this.config.deliveryRetentionSeconds);
+    }
+    if (Object.keys(patch).length) await this.workspaces.update({ id }, patch);
+    return this.settings(id);
+  }
+
   /** The bootstrap workspace: where the local agent's server lives. */
   async bootstrapWorkspaceId(): Promise<string> {
     const row = await this.db.getRepository(ApiKey).findOne({ where: { isAdmin: true }, order: { createdAt: 'ASC' } });
     if (!row) throw new Error('no bootstrap workspace yet');
     return row.workspaceId;
   }
+}
+
+export interface WorkspaceSettings {
+  id: string;
+  name: string;
+  /** Effective retention (the workspace's own when shorter than the instance's). */
+  outputRetention: string;
+  outputRetentionSeconds: number;
+  deliveryRetention: string;
+  deliveryRetentionSeconds: number;
+  instanceOutputRetention: string;
+  instanceDeliveryRetention: string;
+  /** Output stored now, and the instance's quota per workspace. */
+  outputBytes: number;
+  outputQuotaBytes: number;
+}
+
+function retention(field: string, value: string | null, instanceSeconds: number): number | null {
+  if (value === null) return null;
+  const seconds = parseDuration(value);
+  if (seconds === null) throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', `${field} must be a duration such as 30d, 12h, 90s`);
+  if (seconds > instanceSeconds) {
+    throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', `${field} may not be longer than the instance's ${formatDuration(instanceSeconds)}`);
+  }
+  return seconds;
+}
+
+/** Seconds as the largest whole unit: 2592000 -> 30d, 43200 -> 12h, 90 -> 90s. */
+export function formatDuration(seconds: number): string {
+  for (const [unit, n] of [['d', 86_400], ['h', 3600], ['m', 60]] as const) if (seconds % n === 0) return `${seconds / n}${unit}`;
+  return `${seconds}s`;
 }

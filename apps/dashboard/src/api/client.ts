@@ -9,6 +9,7 @@ import type {
   Server,
   ServerWithToken,
   Webhook,
+  WorkspaceSettings,
 } from './types.js';
 
 /** An API answer other than 2xx, in the API's own words (`{statusCode, code, message}`). */
@@ -126,4 +127,6 @@ export class ApiClient {
   listExecutions = (query: Query) => this.request<Page<Execution>>('GET', '/executions', undefined, query);
   getExecution = (id: string) => this.request<Execution>('GET', `/executions/${id}`);
   cancelExecution = (id: string) => this.request<Execution>('POST', `/executions/${id}/cancel`);
+
+  getWorkspace = () => this.request<WorkspaceSettings>('GET', '/workspaces/current');
 }

@@ -107,6 +107,9 @@ export interface Execution {
   durationMs?: number | null;
   outputBytes?: number;
   outputTruncated?: boolean;
+  outputTruncatedBy?: 'script_limit' | 'workspace_quota' | null;
+  /** When retention removed the output (the row stays). */
+  outputExpiredAt?: string | null;
   /** Names are used when the API joins them in; otherwise looked up by id. */
   scriptName?: string;
   serverName?: string;
@@ -119,4 +122,16 @@ export interface RunAccepted {
   executionId: string;
   status: ExecutionStatus;
   links?: Record<string, string>;
+}
+
+/** The key's workspace: retention in force, output stored and the quota. */
+export interface WorkspaceSettings {
+  id: string;
+  name: string;
+  outputRetention: string;
+  deliveryRetention: string;
+  instanceOutputRetention: string;
+  instanceDeliveryRetention: string;
+  outputBytes: number;
+  outputQuotaBytes: number;
 }

@@ -132,7 +132,11 @@ export function ExecutionPage({ id }: { id: string }) {
             <dt>Output</dt>
             <dd>
               {formatBytes(x.outputBytes ?? buffer.bytes)}
-              {x.outputTruncated && <span class="chip chip-warn">truncated</span>}
+              {x.outputTruncated && (
+                <span class="chip chip-warn" data-testid="execution-truncated">
+                  {x.outputTruncatedBy === 'workspace_quota' ? 'truncated: workspace quota' : 'truncated'}
+                </span>
+              )}
             </dd>
           </div>
         </dl>
@@ -144,9 +148,19 @@ export function ExecutionPage({ id }: { id: string }) {
       </div>
       <ErrorNotice error={actionError} />
       <ErrorNotice error={feedError} title="Live output unavailable" />
-      <OutputPane buffer={buffer} version={version} empty={emptyText(x, names.server(x))} />
+      {x.outputExpiredAt ? (
+        <div class="card notice" data-testid="execution-output-expired">
+          Output expired: removed by retention on {formatDateTime(x.outputExpiredAt)}. The run's status, times and byte count are kept.
+        </div>
+      ) : (
+        <OutputPane buffer={buffer} version={version} empty={emptyText(x, names.server(x))} />
+      )}
       {x.outputTruncated && (
-        <p class="muted small">The output passed the script's limit of kept bytes; the rest was drained but not stored.</p>
+        <p class="muted small">
+          {x.outputTruncatedBy === 'workspace_quota'
+            ? "The workspace's storage quota was reached during this run; the rest was drained but not stored."
+            : "The output passed the script's limit of kept bytes; the rest was drained but not stored."}
+        </p>
       )}
     </div>
   );

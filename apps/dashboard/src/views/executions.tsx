@@ -1,9 +1,9 @@
 import { useEffect, useState } from 'preact/hooks';
 import { EXECUTION_STATUSES, TRIGGERS, isTerminal } from '@app/protocol/constants.js';
 import type { ApiError } from '../api/client.js';
-import type { Execution } from '../api/types.js';
+import type { Execution, WorkspaceSettings } from '../api/types.js';
 import { EmptyState, ErrorNotice, Loading, PageHeader, StatusBadge, TriggerTag } from '../components/ui.js';
-import { formatDateTime, formatDuration, formatRelative } from '../lib/format.js';
+import { formatBytes, formatDateTime, formatDuration, formatRelative } from '../lib/format.js';
 import { useNames } from '../lib/names.js';
 import { Link, navigate, useLocation } from '../lib/router.js';
 import { toApiError, useFeedEvent, useSession } from '../lib/session.js';
@@ -84,6 +84,7 @@ export function ExecutionsView() {
   return (
     <div class="page">
       <PageHeader title="Executions" sub="Every run, newest first, tagged with what triggered it. New runs appear here live." />
+      <StorageUsage />
       <div class="filters card" data-testid="execution-filters">
         <select value={filters.scriptId ?? ''} onChange={(e) => setFilter('scriptId', e.currentTarget.value)} data-testid="filter-script" aria-label="Script">
           <option value="">All scripts</option>
@@ -195,5 +196,22 @@ export function ExecutionsView() {
         </div>
       )}
     </div>
+  );
+}
+
+/** Output stored by the workspace against its quota, and how long output is kept. */
+function StorageUsage() {
+  const { api } = useSession();
+  const [ws, setWs] = useState<WorkspaceSettings | null>(null);
+  useEffect(() => {
+    api.getWorkspace().then(setWs, () => setWs(null));
+  }, [api]);
+  if (!ws) return null;
+  const share = ws.outputQuotaBytes > 0 ? Math.min(1, ws.outputBytes / ws.outputQuotaBytes) : 1;
+  return (
+    <p class="muted small storage-usage" data-testid="storage-usage">
+      Output stored: <strong>{formatBytes(ws.outputBytes)}</strong> of {formatBytes(ws.outputQuotaBytes)} ({Math.round(share * 100)}%) ·
+      kept {ws.outputRetention}, deliveries {ws.deliveryRetention}
+    </p>
   );
 }

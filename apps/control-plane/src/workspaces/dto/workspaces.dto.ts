@@ -1,5 +1,6 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { IsIn, IsNotEmpty, IsString, MaxLength } from 'class-validator';
+import { IsIn, IsNotEmpty, IsOptional, IsString, MaxLength } from 'class-validator';
+import { Nullable } from '../../common/validation.js';
 import type { ApiKeyRole } from '../api-key.entity.js';
 
 export class CreateWorkspaceDto {
@@ -20,4 +21,25 @@ export class CreateApiKeyDto {
   @ApiProperty({ enum: ['owner', 'viewer'] })
   @IsIn(['owner', 'viewer'], { message: 'role must be one of owner, viewer' })
   role!: ApiKeyRole;
+}
+
+export class UpdateWorkspaceDto {
+  @ApiProperty({
+    required: false,
+    nullable: true,
+    example: '7d',
+    description: 'How long execution output is kept: 30d, 12h, 90s (a bare number means days); at most the instance value; null: the instance value',
+  })
+  @IsOptional()
+  @Nullable()
+  @IsString()
+  @MaxLength(16)
+  outputRetention?: string | null;
+
+  @ApiProperty({ required: false, nullable: true, example: '7d', description: 'How long delivery records are kept; same rules' })
+  @IsOptional()
+  @Nullable()
+  @IsString()
+  @MaxLength(16)
+  deliveryRetention?: string | null;
 }
