@@ -13,7 +13,7 @@ import { printTable } from './lib/report.mjs';
 import { ensureBuilt } from './lib/stack.mjs';
 import { envInt, liveProcesses, nowMs } from './lib/util.mjs';
 
-const SCENARIOS = ['trigger', 'first-byte', 'exec-rate', 'throughput', 'agents', 'fanout'];
+const SCENARIOS = ['trigger', 'first-byte', 'exec-rate', 'throughput', 'agents', 'fanout', 'prune'];
 
 const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 

@@ -557,34 +557,37 @@ export class ExecutionRepository {
   }
 
   /**
-   * Deletes up to `maxRows` output rows of one ended run (small statements: no long locks, no table
-   * rewrite) and gives the bytes back to its workspace's quota; when none are left the run is
-   * marked expired. Returns the rows deleted (0: the run is done).
+   * Deletes up to `maxRows` output rows of these ended runs (small statements: no long locks, no
+   * table rewrite) and gives the bytes back to their workspaces' quota; runs that had no rows left
+   * when the statement began are marked expired. Call again until it deletes nothing: that call
+   * marks the rest.
    */
-  async pruneOutput(executionId: string, maxRows: number): Promise<{ rows: number; bytes: number }> {
+  async pruneOutput(executionIds: string[], maxRows: number): Promise<{ rows: number; bytes: number; expired: number }> {
     const [r] = await rows<{ rows: number; bytes: string; expired: number }>(
       this.db,
       `WITH x AS (
          SELECT id, workspace_id FROM execution
-         WHERE id = $1 AND output_expired_at IS NULL AND status = ANY('{${[...TERMINAL_STATUSES].join(',')}}'::text[])
+         WHERE id = ANY($1::uuid[]) AND output_expired_at IS NULL AND status = ANY('{${[...TERMINAL_STATUSES].join(',')}}'::text[])
        ), del AS (
          DELETE FROM execution_output o USING (
-           SELECT p.execution_id, p.seq FROM execution_output p, x WHERE p.execution_id = x.id ORDER BY p.seq LIMIT $2
+           SELECT p.execution_id, p.seq FROM execution_output p WHERE p.execution_id IN (SELECT id FROM x) LIMIT $2
          ) d WHERE o.execution_id = d.execution_id AND o.seq = d.seq
-         RETURNING octet_length(o.data) AS bytes
+         RETURNING o.execution_id, octet_length(o.data) AS bytes
        ), freed AS (
-         UPDATE workspace w SET output_bytes = greatest(w.output_bytes - (SELECT coalesce(sum(bytes), 0) FROM del), 0)
-         FROM x WHERE w.id = x.workspace_id AND EXISTS (SELECT 1 FROM del)
+         UPDATE workspace w SET output_bytes = greatest(w.output_bytes - f.bytes, 0)
+         FROM (SELECT x.workspace_id, sum(del.bytes) AS bytes FROM del JOIN x ON x.id = del.execution_id GROUP BY x.workspace_id) f
+         WHERE w.id = f.workspace_id
          RETURNING w.id
        ), done AS (
-         UPDATE execution e SET output_expired_at = now() FROM x WHERE e.id = x.id AND NOT EXISTS (SELECT 1 FROM del)
+         UPDATE execution e SET output_expired_at = now() FROM x
+         WHERE e.id = x.id AND NOT EXISTS (SELECT 1 FROM execution_output o WHERE o.execution_id = x.id)
          RETURNING e.id
        )
        SELECT (SELECT count(*) FROM del)::int AS rows, (SELECT coalesce(sum(bytes), 0) FROM del)::bigint AS bytes,
               (SELECT count(*) FROM done)::int AS expired, (SELECT count(*) FROM freed)::int AS freed`,
-      [executionId, maxRows],
+      [executionIds, maxRows],
     );
-    return { rows: r?.rows ?? 0, bytes: Number(r?.bytes ?? 0) };
+    return { rows: r?.rows ?? 0, bytes: Number(r?.bytes ?? 0), expired: r?.expired ?? 0 };
   }
 
   /**

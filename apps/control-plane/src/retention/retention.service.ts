@@ -7,7 +7,7 @@ import { DeliveryLog } from '../webhooks/delivery-log.service.js';
 
 /** One pruning job in the whole cluster at a time. */
 const PRUNE_LOCK = 0x64707275; // "dpru"
-/** Runs looked at per query, output rows and delivery records deleted per statement. */
+/** Runs pruned together, output rows and delivery records deleted per statement. */
 const RUNS_PER_QUERY = 50;
 const OUTPUT_ROWS_PER_STATEMENT = 500;
 const DELIVERIES_PER_STATEMENT = 1000;
@@ -92,18 +92,15 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
       const due = await this.executions.outputsPastRetention(this.config.outputRetentionSeconds, RUNS_PER_QUERY);
       backlog = due.length;
       if (due.length === 0) break;
-      for (const run of due) {
-        for (;;) {
-          if (!more()) break outer;
-          const { rows, bytes } = await this.executions.pruneOutput(run.id, OUTPUT_ROWS_PER_STATEMENT);
-          await breathe();
-          if (rows === 0) {
-            this.progress.executionsExpired++;
-            break;
-          }
-          this.progress.outputRows += rows;
-          this.progress.outputBytes += bytes;
-        }
+      const ids = due.map((r) => r.id);
+      for (;;) {
+        if (!more()) break outer;
+        const { rows, bytes, expired } = await this.executions.pruneOutput(ids, OUTPUT_ROWS_PER_STATEMENT);
+        this.progress.outputRows += rows;
+        this.progress.outputBytes += bytes;
+        this.progress.executionsExpired += expired;
+        await breathe();
+        if (rows === 0) break;
       }
     }
     while (more()) {
