@@ -2,6 +2,7 @@ import type { ExecutionFinished, OutputBatch, OutputStream, StartExecution } fro
 import type { Logger } from './logger.js';
 import { OutputOutbox, type SentBatch } from './outbox.js';
 import { ScriptRun, type RunResult } from './runner.js';
+import { SecretMask } from './secret-mask.js';
 
 /** Where output batches go; the ack callback only fires for an ack on the connection it was sent on. */
 export interface OutputChannel {
@@ -44,6 +45,8 @@ export class ExecutionJob {
   private refusals = 0;
   private done = false;
   private markEnded!: () => void;
+  /** Per stream: the run's secret values masked before output leaves the agent. */
+  private readonly masks: Record<OutputStream, SecretMask>;
 
   constructor(
     private readonly cmd: StartExecution,
@@ -52,6 +55,8 @@ export class ExecutionJob {
     this.id = cmd.executionId;
     this.outbox = new OutputOutbox(cmd.executionId, { maxOutputBytes: cmd.maxOutputBytes, windowBytes: opts.windowBytes });
     this.ended = new Promise((resolve) => (this.markEnded = resolve));
+    const secrets = (cmd.maskEnv ?? []).map((name) => cmd.env[name]).filter((v): v is string => v !== undefined);
+    this.masks = { stdout: new SecretMask(secrets), stderr: new SecretMask(secrets) };
   }
 
   get queued(): boolean {
@@ -71,9 +76,12 @@ export class ExecutionJob {
     this.run = new ScriptRun(this.cmd, {
       killGraceMs: this.opts.killGraceMs,
       logger: this.opts.logger,
-      onOutput: (stream, data) => this.onOutput(stream, data),
+      onOutput: (stream, data) => this.onOutput(stream, this.masks[stream].write(data)),
     });
-    void this.run.result.then((result) => this.onEnd(result));
+    void this.run.result.then((result) => {
+      for (const stream of ['stdout', 'stderr'] as const) this.onOutput(stream, this.masks[stream].end());
+      this.onEnd(result);
+    });
   }
 
   /** Ends a job that never ran (cancelled while queued, agent shutting down). */
@@ -111,6 +119,7 @@ export class ExecutionJob {
   }
 
   private onOutput(stream: OutputStream, data: Buffer): void {
+    if (data.length === 0) return;
     this.outbox.append(stream, data);
     if (this.outbox.windowFull) this.run?.pause();
     const inFlight = this.outbox.unackedBytes - this.outbox.unsentBytes;

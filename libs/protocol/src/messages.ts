@@ -32,6 +32,8 @@ export const StartExecution = z.object({
   interpreter: z.enum(INTERPRETERS),
   content: z.string().max(MAX_SCRIPT_CONTENT),
   env: z.record(z.string(), z.string()),
+  /** Names in `env` whose values (script secrets) the agent replaces by `***` in the output. */
+  maskEnv: z.array(z.string().max(64)).max(1000).optional(),
   timeoutMs: z.number().int().min(1).max(3_600_000),
   maxOutputBytes: z.number().int().min(0),
 });
