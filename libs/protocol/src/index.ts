@@ -1,3 +1,5 @@
 export * from './constants.js';
+export * from './errors.js';
 export * from './messages.js';
 export * from './events.js';
+export * from './event-table.js';

@@ -1,13 +1,15 @@
 import {
-  AgentHello,
+  type AgentHello,
   type ErrorReply,
   ExecutionFinished,
+  type ExecutionSpawned,
   type FinishedReply,
   type HelloReply,
   isTerminal,
   type OutputAck,
-  OutputBatch,
-  parseMessage,
+  type OutputBatch,
+  protocolError,
+  type SpawnedReply,
 } from '@app/protocol';
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
@@ -20,8 +22,6 @@ import { AgentLink } from './agent-link.js';
 import { ReportThrottle } from './report-throttle.js';
 import { SerialCoalescer } from '../common/serial-coalescer.js';
 
-/** execution_output.seq is a PostgreSQL integer. */
-const MAX_SEQ = 2_147_483_647;
 /** What one output statement may carry when batches are merged (each batch: at most 256 chunks, 8 MiB). */
 const MAX_BATCHES_PER_STATEMENT = 16;
 const MAX_BYTES_PER_STATEMENT = 16 * 1024 * 1024;
@@ -40,7 +40,7 @@ interface PendingBatch {
   bytes: number;
 }
 
-const refuse = (code: string, message: string): ErrorReply => ({ error: { code, message } });
+const refuse = protocolError;
 const unknownExecution = (id: string) => refuse('UNKNOWN_EXECUTION', `execution ${id} was not dispatched to this server`);
 const isRefusal = (reply: object) => 'error' in reply;
 
@@ -51,8 +51,9 @@ export interface HelloOutcome {
 }
 
 /**
- * What an agent reports: output batches, finished reports, and the hello after each connect.
- * Every payload is validated here; an agent may only report on executions dispatched to its own
+ * What an agent reports: output batches, spawned and finished reports, and the hello after each
+ * connect. Payloads arrive validated against the protocol's schemas (the gateway parses them;
+ * malformed ones are counted here as refusals); an agent may only report on executions dispatched to its own
  * server (anything else is refused and changes nothing). Thrown errors mean "could not store
  * now" (the gateway then drops the connection so the agent resends after its next hello).
  * What one agent's reports may cost is bounded (ReportThrottle): a flood is cut off.
@@ -61,6 +62,7 @@ export interface HelloOutcome {
 export class AgentReports {
   private readonly logger = new Logger(AgentReports.name);
   private readonly throttle: ReportThrottle;
+  private readonly link: AgentLink;
   /** Output batches per execution: one statement at a time, what queued up meanwhile together. */
   private readonly outputLanes = new SerialCoalescer<PendingBatch, OutputAck>(
     (executionId, batches) => this.storeBatches(executionId, batches),
@@ -77,6 +79,7 @@ export class AgentReports {
     private readonly events: ExecutionEvents,
     link: AgentLink,
   ) {
+    this.link = link;
     this.throttle = new ReportThrottle((serverId, why) => {
       this.logger.warn({ serverId, why }, 'cutting off an agent whose reports exceed the limits');
       link.disconnect(serverId);
@@ -87,14 +90,16 @@ export class AgentReports {
    * Stores a batch idempotently and acks it only once it is committed. Undefined (no answer) when
    * the agent was cut off before its turn.
    */
-  storeOutput(serverId: string, payload: unknown): Promise<OutputAck | undefined> {
-    return this.throttle.run(serverId, () => this.storeOutputNow(serverId, payload), isRefusal);
+  storeOutput(serverId: string, batch: OutputBatch): Promise<OutputAck | undefined> {
+    return this.throttle.run(serverId, () => this.storeOutputNow(serverId, batch), isRefusal);
   }
 
-  private async storeOutputNow(serverId: string, payload: unknown): Promise<OutputAck> {
-    const parsed = parseMessage(OutputBatch, payload);
-    if (!parsed.ok) return parsed.error;
-    const batch = parsed.value;
+  /** A malformed message: answered with its refusal, which counts against the agent like any other. */
+  refuseMalformed(serverId: string, refusal: ErrorReply): Promise<ErrorReply | undefined> {
+    return this.throttle.run(serverId, () => Promise.resolve(refusal), () => true);
+  }
+
+  private async storeOutputNow(serverId: string, batch: OutputBatch): Promise<OutputAck> {
     const chunks: StoredChunk[] = batch.chunks.map((c) => ({
       seq: c.seq,
       stream: c.stream,
@@ -102,7 +107,6 @@ export class AgentReports {
     }));
     let bytes = 0;
     for (let i = 0; i < chunks.length; i++) {
-      if (chunks[i]!.seq > MAX_SEQ) return refuse('INVALID_PAYLOAD', `chunks.${i}.seq: larger than ${MAX_SEQ}`);
       if (i > 0 && chunks[i]!.seq <= chunks[i - 1]!.seq) return refuse('INVALID_PAYLOAD', `chunks.${i}.seq: not in increasing order`);
       bytes += chunks[i]!.data.length;
     }
@@ -140,16 +144,32 @@ export class AgentReports {
     return acks();
   }
 
-  finished(serverId: string, payload: unknown): Promise<FinishedReply | undefined> {
-    return this.throttle.run(
-      serverId,
-      async () => {
-        const parsed = parseMessage(ExecutionFinished, payload);
-        if (!parsed.ok) return parsed.error;
-        return this.recordFinished(serverId, parsed.value);
-      },
-      isRefusal,
+  finished(serverId: string, report: ExecutionFinished): Promise<FinishedReply | undefined> {
+    return this.throttle.run(serverId, () => this.recordFinished(serverId, report), isRefusal);
+  }
+
+  /**
+   * The agent spawned the run's process (protocol 2): `dispatched` becomes `running`. Acked as
+   * well when the run is already running or over, so the agent stops resending it.
+   */
+  spawned(serverId: string, report: ExecutionSpawned): Promise<SpawnedReply | undefined> {
+    return this.throttle.run(serverId, () => this.recordSpawned(serverId, report.executionId), isRefusal);
+  }
+
+  private async recordSpawned(serverId: string, executionId: string): Promise<SpawnedReply> {
+    const [e] = await rows<{ status: Parameters<typeof isTerminal>[0] }>(
+      this.db,
+      `SELECT status FROM execution WHERE id = $1 AND server_id = $2`,
+      [executionId, serverId],
     );
+    if (!e) return unknownExecution(executionId);
+    if (e.status === 'queued') return refuse('NOT_DISPATCHED', `execution ${executionId} is queued, not dispatched`);
+    if (e.status === 'dispatched') {
+      const r = await this.lifecycle.markRunning(executionId, serverId);
+      // A cancel asked for before the spawn may have reached the agent before its start did.
+      if (r?.cancelRequested) this.link.cancel(serverId, executionId);
+    }
+    return { ok: true };
   }
 
   /**
@@ -157,7 +177,6 @@ export class AgentReports {
    * is stored; if some are missing it stays as it is and completes when they arrive.
    */
   private async recordFinished(serverId: string, report: ExecutionFinished): Promise<FinishedReply> {
-    if (report.lastSeq > MAX_SEQ) return refuse('INVALID_PAYLOAD', `lastSeq: larger than ${MAX_SEQ}`);
     const fast = await this.lifecycle.finishIfWhole(serverId, report);
     switch (fast.kind) {
       case 'unknown':
@@ -194,15 +213,12 @@ export class AgentReports {
    * output, which certainly never ran: back to `queued` while its delivery deadline holds.
    * The reply tells the agent, per execution it holds, the first seq not stored here.
    */
-  async hello(serverId: string, payload: unknown): Promise<HelloOutcome> {
-    const outcome = await this.throttle.run(serverId, () => this.helloNow(serverId, payload), (o) => isRefusal(o.reply));
+  async hello(serverId: string, hello: AgentHello): Promise<HelloOutcome> {
+    const outcome = await this.throttle.run(serverId, () => this.helloNow(serverId, hello), (o) => isRefusal(o.reply));
     return outcome ?? { reply: refuse('CUT_OFF', 'this agent sent more than the control plane accepts; reconnect later'), cancel: [] };
   }
 
-  private async helloNow(serverId: string, payload: unknown): Promise<HelloOutcome> {
-    const parsed = parseMessage(AgentHello, payload);
-    if (!parsed.ok) return { reply: parsed.error, cancel: [] };
-    const hello = parsed.value;
+  private async helloNow(serverId: string, hello: AgentHello): Promise<HelloOutcome> {
 
     for (const report of hello.finished) {
       const r = await this.recordFinished(serverId, report);
