@@ -21,7 +21,11 @@ export const Bytes = z
   .union([z.instanceof(Uint8Array), z.instanceof(ArrayBuffer)])
   .transform((b): Uint8Array => (b instanceof Uint8Array ? b : new Uint8Array(b)))
   .refine((b) => b.byteLength <= MAX_CHUNK_BYTES, `chunk larger than ${MAX_CHUNK_BYTES} bytes`)
-  .meta({ description: `Binary: a socket.io binary attachment (Buffer, ArrayBuffer or Uint8Array), at most ${MAX_CHUNK_BYTES} bytes.` });
+  .meta({
+    type: 'string',
+    format: 'binary',
+    description: `Bytes: a socket.io binary attachment (Buffer, ArrayBuffer or Uint8Array), at most ${MAX_CHUNK_BYTES} bytes.`,
+  });
 
 /** Handshake `auth` an agent sends when it connects to `/agent`. */
 export const AgentHandshake = z
