@@ -107,7 +107,7 @@ export class Agent {
     return [...this.jobs.values()].filter((j) => j.running).length;
   }
 
-  private onStart(payload: unknown, ack: (reply: unknown) => void): void {
+  private onStart(payload: unknown, ack: (reply: AgentReply<'execution.start'>) => void): void {
     const parsed = parseMessage(AGENT_EVENTS[AgentEvents.start].request, payload);
     if (!parsed.ok) {
       this.log.warn('refused a malformed execution.start', { reason: parsed.error.error.message });
@@ -135,7 +135,7 @@ export class Agent {
     this.pump();
   }
 
-  private onCancel(payload: unknown, ack: (reply: unknown) => void): void {
+  private onCancel(payload: unknown, ack: (reply: AgentReply<'execution.cancel'>) => void): void {
     const parsed = parseMessage(AGENT_EVENTS[AgentEvents.cancel].request, payload);
     if (!parsed.ok) return ack(parsed.error);
     const { executionId } = parsed.value;

@@ -30,8 +30,8 @@ export interface ConnectionHandlers {
   disconnected(reason: string): void;
   /** The control plane refused this agent for good (bad token, unsupported protocol). */
   refused(message: string, code: ProtocolErrorCode): void;
-  start(payload: unknown, ack: (reply: unknown) => void): void;
-  cancel(payload: unknown, ack: (reply: unknown) => void): void;
+  start(payload: unknown, ack: (reply: AgentReply<'execution.start'>) => void): void;
+  cancel(payload: unknown, ack: (reply: AgentReply<'execution.cancel'>) => void): void;
 }
 
 type AckFn = (reply: unknown) => void;
@@ -119,8 +119,8 @@ export class AgentConnection {
       if (!parsed.success) return this.invalidReply(event, parsed.error.issues[0]?.message);
       onReply(parsed.data as AgentReply<E>);
     };
-    // Typed by the table: the payload type is the event's; the ack is checked above.
-    (this.socket.emit as (event: string, payload: unknown, ack: AckFn) => unknown)(event, payload, ack);
+    // The payload is typed by the table; the ack is checked above rather than trusted.
+    (this.socket as unknown as { emit(event: string, payload: unknown, ack: AckFn): unknown }).emit(event, payload, ack);
     return true;
   }
 
