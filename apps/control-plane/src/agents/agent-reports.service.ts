@@ -52,8 +52,8 @@ export interface HelloOutcome {
 
 /**
  * What an agent reports: output batches, spawned and finished reports, and the hello after each
- * connect. Payloads arrive validated against the protocol's schemas (the gateway parses them;
- * malformed ones are counted here as refusals); an agent may only report on executions dispatched to its own
+ * connect. Payloads arrive parsed with the protocol's schemas by the gateway (malformed ones are
+ * counted here as refusals); an agent may only report on executions dispatched to its own
  * server (anything else is refused and changes nothing). Thrown errors mean "could not store
  * now" (the gateway then drops the connection so the agent resends after its next hello).
  * What one agent's reports may cost is bounded (ReportThrottle): a flood is cut off.
@@ -62,7 +62,6 @@ export interface HelloOutcome {
 export class AgentReports {
   private readonly logger = new Logger(AgentReports.name);
   private readonly throttle: ReportThrottle;
-  private readonly link: AgentLink;
   /** Output batches per execution: one statement at a time, what queued up meanwhile together. */
   private readonly outputLanes = new SerialCoalescer<PendingBatch, OutputAck>(
     (executionId, batches) => this.storeBatches(executionId, batches),
@@ -77,9 +76,8 @@ export class AgentReports {
     private readonly lifecycle: ExecutionLifecycle,
     private readonly output: ExecutionOutputStore,
     private readonly events: ExecutionEvents,
-    link: AgentLink,
+    private readonly link: AgentLink,
   ) {
-    this.link = link;
     this.throttle = new ReportThrottle((serverId, why) => {
       this.logger.warn({ serverId, why }, 'cutting off an agent whose reports exceed the limits');
       link.disconnect(serverId);
