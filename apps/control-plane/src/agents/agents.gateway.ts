@@ -151,10 +151,15 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     socket.on('disconnect', (reason, description) =>
       this.logger.log({ serverId, socketId: socket.id, reason, description: describeCause(description) }, 'agent disconnected'),
     );
-    on(AgentEvents.hello, (hello) => this.onHello(socket, hello));
-    on(AgentEvents.output, (batch) => this.reports.storeOutput(serverId, batch));
-    on(AgentEvents.finished, (report) => this.reports.finished(serverId, report));
-    on(AgentEvents.spawned, (report) => this.reports.spawned(serverId, report));
+    // One handler per report event of the table: a report added to the table and not handled here does not compile.
+    const handlers: { [E in AgentReportEvent]: (payload: AgentRequest<E>) => Promise<AgentReply<E> | undefined> } = {
+      [AgentEvents.hello]: (hello) => this.onHello(socket, hello),
+      [AgentEvents.output]: (batch) => this.reports.storeOutput(serverId, batch),
+      [AgentEvents.finished]: (report) => this.reports.finished(serverId, report),
+      [AgentEvents.spawned]: (report) => this.reports.spawned(serverId, report),
+    };
+    const register = <E extends AgentReportEvent>(event: E) => on(event, handlers[event]);
+    for (const event of Object.keys(handlers) as AgentReportEvent[]) register(event);
   }
 
   private async onHello(socket: AgentSocket, hello: AgentHello): Promise<AgentReply<'agent.hello'> | undefined> {
