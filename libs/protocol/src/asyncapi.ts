@@ -62,7 +62,7 @@ export function asyncApiDocument(): Json {
   const channels: Json = {};
   const operations: Json = {};
 
-  for (const [name, schema] of Object.entries(SHARED)) convert(schema, schemas);
+  for (const schema of Object.values(SHARED)) convert(schema, schemas);
   // The codes with what each means, where a reader of the schema looks.
   schemas.ProtocolErrorCode = {
     type: 'string',
@@ -185,9 +185,10 @@ function capitalise(s: string): string {
  * to `schemas` and are referenced from `#/components/schemas`.
  */
 function convert(schema: z.ZodType, schemas: Json): Json {
-  const out = z.toJSONSchema(schema, { target: 'draft-07', io: 'input', unrepresentable: 'any' }) as Json;
-  const { definitions, $schema: _, ...root } = out as Json & { definitions?: Json };
-  for (const [name, def] of Object.entries(definitions ?? {})) schemas[name] ??= tidy(def);
+  const root = z.toJSONSchema(schema, { target: 'draft-07', io: 'input', unrepresentable: 'any' }) as Json & { definitions?: Json };
+  for (const [name, def] of Object.entries(root.definitions ?? {})) schemas[name] ??= tidy(def);
+  delete root.definitions;
+  delete root.$schema;
   return tidy(root) as Json;
 }
 
