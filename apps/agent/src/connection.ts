@@ -117,6 +117,9 @@ export class AgentConnection {
       if (epoch !== this.epoch) return this.log.debug('ignored an ack from an earlier connection', { event });
       const parsed = schema.safeParse(reply);
       if (!parsed.success) return this.invalidReply(event, parsed.error.issues[0]?.message);
+      // The backoff starts over once the control plane answers as it should, not merely on connect:
+      // one that accepts the connection and then answers nonsense gets ever longer pauses.
+      this.attempts = 0;
       onReply(parsed.data as AgentReply<E>);
     };
     // The payload is typed by the table; the ack is checked above rather than trusted.
@@ -134,7 +137,6 @@ export class AgentConnection {
     const s = this.socket;
     s.on('connect', () => {
       this.epoch += 1;
-      this.attempts = 0;
       this.log.info('connected', { url: this.opts.url });
       this.safely('connect', () => this.handlers.connected());
     });
