@@ -179,6 +179,27 @@ describe('forged ids and seqs', () => {
   });
 });
 
+describe('seqs past what is stored', () => {
+  it('a seq of 2^31 anywhere (output, finished, hello) is refused with INVALID_PAYLOAD; the connection survives and keeps working', async () => {
+    await newAttacker('a-seq-2-31');
+    const a = await connect(attacker.token);
+    const own = await runningOn(api, attacker.serverId, a);
+    const invalid = { error: { code: 'INVALID_PAYLOAD', message: expect.any(String) } };
+    expect(await a.output(own, [{ seq: 2 ** 31, stream: 'stdout', data: 'x' }])).toEqual(invalid);
+    expect(await a.finished(own, 2 ** 31)).toEqual(invalid);
+    expect(await a.request(AgentEvents.hello, { running: [{ executionId: own, nextSeq: 2 ** 31 }], finished: [] })).toEqual(invalid);
+    count('seq 2^31', 3);
+    expect(a.connected).toBe(true);
+    expect(await outputRows(own)).toBe(0);
+    // Still served on the same connection.
+    expect(await a.output(own, [{ seq: 0, stream: 'stdout', data: 'ok' }])).toEqual({ ackedSeq: 0 });
+    expect(await a.finished(own, 0, { outputBytes: 2 })).toEqual({ ok: true });
+    expect(await getExecution(api, own)).toMatchObject({ status: 'succeeded', outputBytes: 2 });
+    expect(a.connected).toBe(true);
+    await othersUntouched();
+  });
+});
+
 describe('runs it never ends', () => {
   it('a run held open by a gap is lost once no more output came for the grace, and the agent is told to stop it', async () => {
     await newAttacker('a-overdue');

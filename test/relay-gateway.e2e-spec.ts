@@ -3,6 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { AgentEvents, MAX_CHUNK_BYTES, MAX_MESSAGE_BYTES } from '@app/protocol';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createScript, createServer, getExecution, getOutput, run, waitForStatus } from './support/executions.js';
 import { ProtocolAgent } from './support/protocol-agent.js';
@@ -49,9 +50,11 @@ describe('handshake and presence', () => {
     const server = await createServer(api, 'hs-1');
     expect(await ProtocolAgent.refusal(cp.url, { token: 'dpa_wrong', protocolVersion: 1 })).toBe('unauthorized');
     expect(await ProtocolAgent.refusal(cp.url, { protocolVersion: 1 })).toBe('unauthorized');
-    expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken, protocolVersion: 99 })).toBe(
-      'unsupported protocol version 99; supported: 1',
-    );
+    expect(await ProtocolAgent.refused(cp.url, { token: server.agentToken, protocolVersion: 99 })).toEqual({
+      message: 'unsupported protocol version 99; supported: 1, 2',
+      data: { code: 'UNSUPPORTED_PROTOCOL_VERSION', supportedVersions: [1, 2] },
+    });
+    expect((await ProtocolAgent.refused(cp.url, { token: 'dpa_wrong', protocolVersion: 2 })).data).toEqual({ code: 'UNAUTHORIZED' });
     expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken })).toContain('unsupported protocol version');
     // The server only speaks WebSocket: a polling client cannot even open a session.
     expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken, protocolVersion: 1 }, ['polling'])).toBeTruthy();
@@ -190,6 +193,68 @@ describe('dispatch', () => {
     const { executionId } = await run(api, script.id, server.id);
     const e = await waitForStatus(api, executionId, 'failed');
     expect(e.error).toContain('agent shutting down');
+  });
+});
+
+describe('protocol versions', () => {
+  it('v2: a run accepted but not yet spawned stays dispatched, and is running once the agent reports it spawned', async () => {
+    const server = await createServer(api, 'v-2');
+    // The start ack is held back so only the spawned report can make it running.
+    const a = await connect(server.agentToken, { protocolVersion: 2, onStart: () => 'no-answer', spawned: false });
+    const script = await createScript(api, 'echo v2');
+    const { executionId } = await run(api, script.id, server.id);
+    await a.waitForStart(executionId);
+    const before = await getExecution(api, executionId);
+    expect(before).toMatchObject({ status: 'dispatched', startedAt: null });
+    expect(await a.spawned(executionId)).toEqual({ ok: true });
+    const after = await getExecution(api, executionId);
+    expect(after.status).toBe('running');
+    expect(after.startedAt).toBeTruthy();
+    // Sent again (after a reconnect, say): acked, nothing changes.
+    expect(await a.spawned(executionId)).toEqual({ ok: true });
+    expect(await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'v2\n' }])).toEqual({ ackedSeq: 0 });
+    expect(await a.finished(executionId, 0, { exitCode: 0, outputBytes: 3 })).toEqual({ ok: true });
+    expect((await getExecution(api, executionId)).status).toBe('succeeded');
+    // After the end it is still acked, so an agent that resends it stops.
+    expect(await a.spawned(executionId)).toEqual({ ok: true });
+    expect((await getExecution(api, executionId)).status).toBe('succeeded');
+  });
+
+  it('v2: a cancel asked for before the spawn is sent again when the spawn is reported', async () => {
+    const server = await createServer(api, 'v-2-cancel');
+    const a = await connect(server.agentToken, { protocolVersion: 2, onStart: () => 'no-answer', spawned: false });
+    const script = await createScript(api, 'sleep 30');
+    const { executionId } = await run(api, script.id, server.id);
+    await a.waitForStart(executionId);
+    expect((await api.post(`/api/v1/executions/${executionId}/cancel`)).status).toBeLessThan(300);
+    await waitFor('the first cancel', () => a.cancels.includes(executionId));
+    const cancelsBefore = a.cancels.length;
+    expect(await a.spawned(executionId)).toEqual({ ok: true });
+    await waitFor('the cancel sent again', () => a.cancels.length > cancelsBefore);
+    expect(a.cancels.slice(cancelsBefore)).toEqual([executionId]);
+  });
+
+  it('serves the AsyncAPI document of these protocols beside the OpenAPI one, as committed', async () => {
+    const r = await new Api(cp.url).get('/api/docs/asyncapi.json');
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual(JSON.parse(readFileSync(new URL('../docs/asyncapi.json', import.meta.url), 'utf8')));
+    expect(r.body).toMatchObject({ asyncapi: '3.0.0', info: { version: '2' }, channels: { agent: { address: '/agent' }, dashboard: { address: '/dashboard' } } });
+  });
+
+  it('v1: an agent that never sends execution.spawned still runs executions to the end', async () => {
+    const server = await createServer(api, 'v-1');
+    const a = await connect(server.agentToken, { protocolVersion: 1 });
+    expect(a.helloReply).toEqual({ resend: [] });
+    const script = await createScript(api, 'echo v1');
+    const { executionId } = await run(api, script.id, server.id);
+    await a.waitForStart(executionId);
+    const running = await waitForStatus(api, executionId, 'running');
+    expect(running.startedAt).toBeTruthy();
+    expect(await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'v1\n' }])).toEqual({ ackedSeq: 0 });
+    expect(await a.finished(executionId, 0, { exitCode: 0, outputBytes: 3 })).toEqual({ ok: true });
+    expect(await getExecution(api, executionId)).toMatchObject({ status: 'succeeded', outputBytes: 3 });
+    expect((await getOutput(api, executionId)).bytes.toString()).toBe('v1\n');
+    expect(a.spawnedReplies).toEqual([]);
   });
 });
 
@@ -368,6 +433,9 @@ describe('a buggy agent', () => {
       const reply = await a.request(event, ...args);
       expect(reply).toEqual({ error: { code: 'INVALID_PAYLOAD', message: expect.any(String) } });
     }
+    for (const payload of [{ executionId: 'not-a-uuid' }, {}, null]) {
+      expect(await a.request(AgentEvents.spawned, payload)).toEqual({ error: { code: 'INVALID_PAYLOAD', message: expect.any(String) } });
+    }
     // Without an ack function: no answer, no crash.
     a.socket.emit(AgentEvents.output, { nonsense: true });
     a.socket.emit(AgentEvents.finished);
@@ -389,6 +457,7 @@ describe('a buggy agent', () => {
     for (const id of [randomUUID(), executionId]) {
       expect(await a.output(id, [{ seq: 0, stream: 'stdout', data: 'forged' }])).toEqual({ error: { code: 'UNKNOWN_EXECUTION', message: expect.any(String) } });
       expect(await a.finished(id, -1, { exitCode: 0 })).toEqual({ error: { code: 'UNKNOWN_EXECUTION', message: expect.any(String) } });
+      expect(await a.spawned(id)).toEqual({ error: { code: 'UNKNOWN_EXECUTION', message: expect.any(String) } });
     }
     // Its hello cannot make the other server's execution lost or claim it either.
     const again = await connect(mine.agentToken, { hello: { running: [{ executionId, nextSeq: 0 }], finished: [] } });
@@ -400,6 +469,7 @@ describe('a buggy agent', () => {
     const silent = await connect(owner.agentToken, { hello: false });
     expect(await silent.output(queued, [{ seq: 0, stream: 'stdout', data: 'early' }])).toEqual({ error: { code: 'NOT_DISPATCHED', message: expect.any(String) } });
     expect(await silent.finished(queued, -1)).toEqual({ error: { code: 'NOT_DISPATCHED', message: expect.any(String) } });
+    expect(await silent.spawned(queued)).toEqual({ error: { code: 'NOT_DISPATCHED', message: expect.any(String) } });
     expect((await getExecution(api, queued)).status).toBe('queued');
     expect(other.connected).toBe(true);
     expect((await getOutput(api, executionId)).bytes.length).toBe(0);

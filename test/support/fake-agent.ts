@@ -15,8 +15,9 @@ import { waitFor } from './processes.js';
 
 
 /**
- * An agent at the protocol level, driven by the test: it accepts every `execution.start` and
- * sends exactly the output and `finished` reports the test asks for.
+ * An agent at the protocol level, driven by the test: it accepts every `execution.start`, reports
+ * it spawned at once (protocol 2), and sends exactly the output and `finished` reports the test
+ * asks for.
  */
 export class FakeAgent {
   readonly started: StartExecution[] = [];
@@ -26,12 +27,18 @@ export class FakeAgent {
     socket.on(AgentEvents.start, (cmd, ack) => {
       this.started.push(cmd);
       ack({ accepted: true });
+      socket.emit(AgentEvents.spawned, { executionId: cmd.executionId }, (reply) => {
+        if ('error' in reply) this.spawnRefusals.push(`${reply.error.code} ${reply.error.message}`);
+      });
     });
     socket.on(AgentEvents.cancel, (_cmd, ack) => ack({ ok: true }));
     socket.on('disconnect', (reason, details) => {
       this.disconnectReason = `${reason} ${details instanceof Error ? details.message : JSON.stringify(details ?? '')}`;
     });
   }
+
+  /** Refused spawned reports (none expected). */
+  readonly spawnRefusals: string[] = [];
 
   /** Why the connection ended, if it did (shown when a report fails). */
   disconnectReason: string | null = null;

@@ -10,6 +10,11 @@ export interface ProtocolAgentOptions {
   hello?: AgentHello | false;
   /** How to answer execution.start (default: accept). */
   onStart?: (cmd: StartExecution) => StartAnswer;
+  /**
+   * Protocol 2: report `execution.spawned` right after accepting a start, as a real agent with a
+   * free slot does (default: when the protocol version is 2 or more). False: the test sends it.
+   */
+  spawned?: boolean;
   auth?: Record<string, unknown>;
 }
 
@@ -20,6 +25,8 @@ export interface ProtocolAgentOptions {
 export class ProtocolAgent {
   readonly starts: StartExecution[] = [];
   readonly cancels: string[] = [];
+  /** Replies to the spawned reports sent on its own. */
+  readonly spawnedReplies: unknown[] = [];
   helloReply: unknown;
   disconnectReason: string | null = null;
 
@@ -31,6 +38,10 @@ export class ProtocolAgent {
       this.starts.push(cmd);
       const answer = opts.onStart?.(cmd) ?? { accepted: true };
       if (answer !== 'no-answer') ack?.(answer);
+      const version = opts.protocolVersion ?? PROTOCOL_VERSION;
+      if (answer !== 'no-answer' && answer.accepted && (opts.spawned ?? (typeof version === 'number' && version >= 2))) {
+        void this.spawned(cmd.executionId).then((r) => this.spawnedReplies.push(r), (err: Error) => this.spawnedReplies.push(err.message));
+      }
     });
     socket.on(AgentEvents.cancel, (cmd: { executionId: string }, ack?: (r: unknown) => void) => {
       this.cancels.push(cmd.executionId);
@@ -69,11 +80,16 @@ export class ProtocolAgent {
 
   /** Why the connection was refused. */
   static async refusal(url: string, auth: Record<string, unknown>, transports?: string[]): Promise<string> {
+    return (await ProtocolAgent.refused(url, auth, transports)).message;
+  }
+
+  /** The refused connection's `connect_error`: words for a person, and `data` with its code. */
+  static async refused(url: string, auth: Record<string, unknown>, transports?: string[]): Promise<{ message: string; data: unknown }> {
     const socket = ProtocolAgent.socket(url, auth, transports);
     try {
-      return await new Promise<string>((resolve, reject) => {
+      return await new Promise((resolve, reject) => {
         socket.once('connect', () => reject(new Error('connected, expected a refusal')));
-        socket.once('connect_error', (err) => resolve(err.message));
+        socket.once('connect_error', (err: Error & { data?: unknown }) => resolve({ message: err.message, data: err.data }));
       });
     } finally {
       socket.close();
@@ -105,6 +121,11 @@ export class ProtocolAgent {
       error: null,
       ...over,
     });
+  }
+
+  /** Protocol 2: the execution's process was spawned. */
+  spawned(executionId: string): Promise<any> {
+    return this.request(AgentEvents.spawned, { executionId });
   }
 
   async waitForStart(executionId?: string, timeoutMs = 10_000): Promise<StartExecution> {

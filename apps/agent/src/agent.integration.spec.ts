@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MAX_CHUNK_BYTES, MAX_CHUNKS_PER_BATCH, PROTOCOL_VERSION } from '@app/protocol';
+import { connectRefusal, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_BATCH, PROTOCOL_VERSION } from '@app/protocol';
 import { Agent, type AgentOptions } from './agent.js';
 import { FakeControlPlane } from './testing/fake-control-plane.js';
 import { liveGroupMembers } from './testing/process-group.js';
@@ -243,22 +243,96 @@ describe('Agent against a socket.io control plane', () => {
     expect(done).toMatchObject({ exitCode: 4, truncated: true, outputBytes: 10, lastSeq: 0 });
   });
 
+  it('acks a start before spawning it, and reports execution.spawned once its process exists', async () => {
+    startAgent({ concurrency: 1 });
+    const first = randomUUID();
+    const second = randomUUID();
+    const missing = randomUUID();
+    let firstFinishedBeforeSecondSpawned: boolean | undefined;
+    cp.onSpawned = (msg, ack) => {
+      if (msg.executionId === second) firstFinishedBeforeSecondSpawned = cp.finished.some((f) => f.executionId === first);
+      ack({ ok: true });
+    };
+    expect(await cp.start({ executionId: first, content: 'echo one; sleep 1' })).toEqual({ accepted: true });
+    expect(await cp.start({ executionId: second, content: 'echo two' })).toEqual({ accepted: true });
+    await cp.until(() => cp.contiguous(first) > 0);
+    expect(cp.spawned.map((s) => s.executionId)).toEqual([first]);
+    await cp.waitFinished(second);
+    expect(cp.spawned.map((s) => s.executionId)).toEqual([first, second]);
+    // The second waited in the agent's queue for the only slot.
+    expect(firstFinishedBeforeSecondSpawned).toBe(true);
+    // A process that could not be spawned is never reported spawned.
+    await cp.start({ executionId: missing, interpreter: 'python3', content: 'print(1)', env: { PATH: '/nonexistent' } });
+    expect(await cp.waitFinished(missing)).toMatchObject({ error: 'interpreter not found: python3' });
+    expect(cp.spawned.map((s) => s.executionId)).toEqual([first, second]);
+  });
+
+  it('sends an unacked spawned report again after a reconnect', async () => {
+    let first = true;
+    cp.onSpawned = (_msg, ack, socket) => {
+      if (!first) return ack({ ok: true });
+      first = false;
+      socket.conn.close();
+    };
+    startAgent();
+    const id = randomUUID();
+    await cp.start({ executionId: id, content: 'echo hi; sleep 0.3' });
+    await cp.waitFinished(id);
+    expect(cp.spawned).toEqual([
+      { executionId: id, connection: 1 },
+      { executionId: id, connection: 2 },
+    ]);
+  });
+
+  it('treats an ack that does not match the protocol as no answer: reconnects, then resends what it covered', async () => {
+    let invalid = 2;
+    cp.onOutput = (batch, ack) => {
+      if (invalid-- > 0) return ack({ ackedSeq: 2 ** 31 }); // beyond what a seq may be; not stored
+      ack({ ackedSeq: cp.store(batch) });
+    };
+    startAgent();
+    const id = randomUUID();
+    await cp.start({ executionId: id, content: 'echo a; sleep 0.2; echo b' });
+    const done = await cp.waitFinished(id);
+    expect(cp.bytes(id).toString()).toBe('a\nb\n');
+    expect(done).toMatchObject({ exitCode: 0, lastSeq: 1 });
+    expect(cp.connections).toBeGreaterThanOrEqual(2);
+    expect(cp.batches.filter((b) => b.executionId === id && b.seqs[0] === 0).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('treats a malformed hello reply as no answer: it takes no work on that connection and reconnects', async () => {
+    let invalid = true;
+    cp.onHello = (_hello, ack) => {
+      if (!invalid) return ack({ resend: [] });
+      invalid = false;
+      ack({ resend: 'everything' });
+    };
+    startAgent();
+    await cp.until(() => cp.hellos.length === 2);
+    expect(cp.connections).toBe(2);
+    const id = randomUUID();
+    await cp.start({ executionId: id, content: 'echo after' });
+    await cp.waitFinished(id);
+    expect(cp.bytes(id).toString()).toBe('after\n');
+  });
+
   it('stops when the control plane refuses the token', async () => {
     const agent = startAgent({ token: 'bad-token' });
-    await expect(agent.exited).resolves.toEqual({ code: 2, reason: 'unauthorized' });
+    await expect(agent.exited).resolves.toEqual({ code: 2, reason: 'unauthorized', refusal: 'UNAUTHORIZED' });
     const handshakes = cp.handshakes.length;
     await sleep(200);
     expect(cp.handshakes.length).toBe(handshakes);
   });
 
   it('stops when the control plane does not speak its protocol version', async () => {
-    cp.refuse = () => 'unsupported protocol version 1; supported: 2';
+    cp.refuse = () => connectRefusal('UNSUPPORTED_PROTOCOL_VERSION', 'unsupported protocol version 2; supported: 3', { supportedVersions: [3] });
     const agent = startAgent();
-    await expect(agent.exited).resolves.toMatchObject({ code: 2, reason: expect.stringContaining('unsupported protocol version') });
+    await expect(agent.exited).resolves.toEqual({ code: 2, reason: 'unsupported protocol version 2; supported: 3', refusal: 'UNSUPPORTED_PROTOCOL_VERSION' });
   });
 
   it('keeps retrying while the control plane is away', async () => {
-    cp.refuse = () => 'server starting';
+    // A refusal without a final code (here even one whose words look final) is retried.
+    cp.refuse = () => new Error('unauthorized');
     startAgent();
     await cp.until(() => cp.handshakes.length >= 3);
     cp.refuse = () => null;
@@ -273,7 +347,7 @@ describe('Agent against a socket.io control plane', () => {
     await cp.start({ executionId: queued, content: 'echo never' });
     await cp.until(() => cp.contiguous(running) > 0);
     const stopped = agent.stop();
-    expect(await cp.start({ executionId: randomUUID(), content: 'echo no' })).toEqual({ accepted: false, reason: 'agent shutting down' });
+    expect(await cp.start({ executionId: randomUUID(), content: 'echo no' })).toEqual({ accepted: false, reason: 'agent shutting down', code: 'SHUTTING_DOWN' });
     await stopped;
     await expect(agent.exited).resolves.toEqual({ code: 0 });
     expect(cp.finished.find((f) => f.executionId === running)).toMatchObject({ exitCode: 0, cancelled: false });

@@ -1,16 +1,18 @@
-import { z } from 'zod';
 import {
-  CancelExecution,
+  AGENT_EVENTS,
+  AgentEvents,
   parseMessage,
-  StartExecution,
   type AgentHello,
+  type AgentReply,
   type ExecutionFinished,
+  type ExecutionSpawned,
   type OutputBatch,
+  type ProtocolErrorCode,
 } from '@app/protocol';
 import { AgentConnection } from './connection.js';
 import { ExecutionJob, type OutputChannel } from './execution.js';
 import { silentLogger, type Logger } from './logger.js';
-import { FinishedOutbox } from './outbox.js';
+import { FinishedOutbox, ReportOutbox } from './outbox.js';
 import { RecentIds } from './recent-ids.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -32,16 +34,13 @@ export interface AgentOptions {
   recentIdsLimit?: number;
 }
 
-/** Why the agent stopped: 0 asked to (signal), 2 refused by the control plane. */
+/** Why the agent stopped: 0 asked to (signal), 2 refused by the control plane (`refusal` says why). */
 export interface AgentExit {
   code: 0 | 2;
   reason?: string;
+  refusal?: ProtocolErrorCode;
 }
 
-// The reply is validated here, on the receiving side; its type lives in @app/protocol.
-const HelloReplySchema = z.object({
-  resend: z.array(z.object({ executionId: z.string(), fromSeq: z.number().int().min(0) })),
-});
 const HELLO_LIMIT = 10_000;
 const SHUTTING_DOWN = 'agent shutting down';
 
@@ -56,6 +55,8 @@ export class Agent {
   private readonly queue: ExecutionJob[] = [];
   private readonly recent: RecentIds;
   private readonly finished = new FinishedOutbox();
+  /** Spawned reports not yet acked: the control plane marks the run `running` on them. */
+  private readonly spawned = new ReportOutbox<ExecutionSpawned>();
   private readonly channel: OutputChannel;
   private active = 0;
   private ready = false;
@@ -79,14 +80,14 @@ export class Agent {
       {
         connected: () => this.onConnected(),
         disconnected: () => this.onDisconnected(),
-        refused: (message) => void this.refused(message),
+        refused: (message, code) => void this.refused(message, code),
         start: (payload, ack) => this.onStart(payload, ack),
         cancel: (payload, ack) => this.onCancel(payload, ack),
       },
     );
     this.channel = {
       isReady: () => this.ready,
-      sendOutput: (batch: OutputBatch, onAck) => void this.conn.sendOutput(batch, onAck),
+      sendOutput: (batch: OutputBatch, onAck) => void this.conn.call(AgentEvents.output, batch, onAck),
     };
   }
 
@@ -106,8 +107,8 @@ export class Agent {
     return [...this.jobs.values()].filter((j) => j.running).length;
   }
 
-  private onStart(payload: unknown, ack: (reply: unknown) => void): void {
-    const parsed = parseMessage(StartExecution, payload);
+  private onStart(payload: unknown, ack: (reply: AgentReply<'execution.start'>) => void): void {
+    const parsed = parseMessage(AGENT_EVENTS[AgentEvents.start].request, payload);
     if (!parsed.ok) {
       this.log.warn('refused a malformed execution.start', { reason: parsed.error.error.message });
       return ack(parsed.error);
@@ -115,24 +116,27 @@ export class Agent {
     const cmd = parsed.value;
     // A redelivered start (the control plane did not see our ack) must not run the script twice.
     if (this.jobs.has(cmd.executionId) || this.recent.has(cmd.executionId)) return ack({ accepted: true });
-    if (this.shuttingDown) return ack({ accepted: false, reason: SHUTTING_DOWN });
+    if (this.shuttingDown) return ack({ accepted: false, reason: SHUTTING_DOWN, code: 'SHUTTING_DOWN' });
 
     const job = new ExecutionJob(cmd, {
       channel: this.channel,
       killGraceMs: this.opts.killGraceMs,
       logger: this.log.child('ExecutionJob'),
       windowBytes: this.opts.windowBytes,
+      onSpawned: (spawned) => this.onJobSpawned(spawned),
       onDone: (done, report) => this.onJobDone(done, report),
     });
     this.jobs.set(job.id, job);
     this.queue.push(job);
+    // Acked before it runs: a job beyond --concurrency waits in the queue, and `execution.spawned`
+    // tells the control plane when it really starts.
     ack({ accepted: true });
     this.log.info('execution accepted', { executionId: job.id, queued: this.queue.length });
     this.pump();
   }
 
-  private onCancel(payload: unknown, ack: (reply: unknown) => void): void {
-    const parsed = parseMessage(CancelExecution, payload);
+  private onCancel(payload: unknown, ack: (reply: AgentReply<'execution.cancel'>) => void): void {
+    const parsed = parseMessage(AGENT_EVENTS[AgentEvents.cancel].request, payload);
     if (!parsed.ok) return ack(parsed.error);
     const { executionId } = parsed.value;
     const job = this.jobs.get(executionId);
@@ -153,6 +157,11 @@ export class Agent {
 
   // A slot is held until the job's output is acked, not just until its process exits: this bounds
   // the output held in memory while the control plane is slow or away.
+  private onJobSpawned(job: ExecutionJob): void {
+    this.spawned.add({ executionId: job.id });
+    this.flushSpawned();
+  }
+
   private onJobDone(job: ExecutionJob, report: ExecutionFinished): void {
     this.jobs.delete(job.id);
     this.recent.add(job.id);
@@ -168,35 +177,48 @@ export class Agent {
       running: [...this.jobs.values()].slice(0, HELLO_LIMIT).map((j) => ({ executionId: j.id, nextSeq: j.outbox.nextSeq })),
       finished: this.finished.all().slice(0, HELLO_LIMIT),
     };
-    this.conn.sendHello(hello, (reply) => this.onHelloReply(reply));
+    this.conn.call(AgentEvents.hello, hello, (reply) => this.onHelloReply(reply));
   }
 
-  private onHelloReply(reply: unknown): void {
-    const parsed = HelloReplySchema.safeParse(reply);
+  private onHelloReply(reply: AgentReply<'agent.hello'>): void {
     const fromSeq = new Map<string, number>();
-    if (parsed.success) {
-      for (const r of parsed.data.resend) fromSeq.set(r.executionId, r.fromSeq);
+    if ('resend' in reply) {
+      for (const r of reply.resend) fromSeq.set(r.executionId, r.fromSeq);
     } else {
       // Resending everything unacked is always safe: the control plane stores chunks idempotently.
-      this.log.warn('hello refused or malformed reply; resending all unacked output', { reply });
+      this.log.warn('hello refused; resending all unacked output', { code: reply.error.code, message: reply.error.message });
     }
     this.ready = true;
     this.log.info('hello done', { running: this.jobs.size, finished: this.finished.size });
     for (const job of [...this.jobs.values()]) job.resendFrom(fromSeq.get(job.id));
+    this.flushSpawned();
     this.flushFinished();
   }
 
   private onDisconnected(): void {
     this.ready = false;
+    this.spawned.unsendAll();
     this.finished.unsendAll();
+  }
+
+  private flushSpawned(): void {
+    if (!this.ready) return;
+    for (const report of this.spawned.takeUnsent()) {
+      this.conn.call(AgentEvents.spawned, report, (reply) => {
+        if ('error' in reply) this.log.error('spawned report refused; dropping it', { executionId: report.executionId, error: reply.error });
+        this.spawned.settle(report.executionId);
+      });
+    }
   }
 
   private flushFinished(): void {
     if (!this.ready) return;
     for (const report of this.finished.takeUnsent()) {
-      this.conn.sendFinished(report, (reply) => {
-        if (!isOk(reply)) this.log.error('finished report refused; dropping it', { executionId: report.executionId, reply });
+      this.conn.call(AgentEvents.finished, report, (reply) => {
+        if ('error' in reply) this.log.error('finished report refused; dropping it', { executionId: report.executionId, error: reply.error });
         this.finished.settle(report.executionId);
+        // Over: its spawned report says nothing more.
+        this.spawned.settle(report.executionId);
       });
     }
   }
@@ -213,7 +235,7 @@ export class Agent {
     this.resolveExit({ code: 0 });
   }
 
-  private async refused(message: string): Promise<void> {
+  private async refused(message: string, code: ProtocolErrorCode): Promise<void> {
     if (this.stopping) return;
     this.shuttingDown = true;
     this.stopping = (async () => {
@@ -221,7 +243,7 @@ export class Agent {
       for (const job of this.queue.splice(0)) job.finishUnstarted(message);
       for (const job of this.jobs.values()) job.cancel(`control plane refused the agent: ${message}`);
       await within(this.opts.killGraceMs + 2_000, this.processesEnded());
-      this.resolveExit({ code: 2, reason: message });
+      this.resolveExit({ code: 2, reason: message, refusal: code });
     })();
   }
 
@@ -231,12 +253,8 @@ export class Agent {
 
   /** Waits until every output chunk and finished report is acked, or the deadline. */
   private async drained(deadline: number): Promise<void> {
-    while ((this.jobs.size > 0 || this.finished.size > 0) && Date.now() < deadline) await sleep(20);
+    while ((this.jobs.size > 0 || this.finished.size > 0 || this.spawned.size > 0) && Date.now() < deadline) await sleep(20);
   }
-}
-
-function isOk(reply: unknown): boolean {
-  return typeof reply === 'object' && reply !== null && 'ok' in reply && reply.ok === true;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,13 +1,16 @@
 import { hostname } from 'node:os';
 import { io, type Socket } from 'socket.io-client';
 import {
+  AGENT_EVENTS,
   AGENT_NAMESPACE,
   AgentEvents,
+  ConnectRefusal,
   PROTOCOL_VERSION,
-  type AgentHello,
+  type AgentReply,
+  type AgentReportEvent,
+  type AgentRequest,
   type AgentToServerEvents,
-  type ExecutionFinished,
-  type OutputBatch,
+  type ProtocolErrorCode,
   type ServerToAgentEvents,
 } from '@app/protocol';
 import type { Logger } from './logger.js';
@@ -26,21 +29,26 @@ export interface ConnectionHandlers {
   connected(): void;
   disconnected(reason: string): void;
   /** The control plane refused this agent for good (bad token, unsupported protocol). */
-  refused(message: string): void;
-  start(payload: unknown, ack: (reply: unknown) => void): void;
-  cancel(payload: unknown, ack: (reply: unknown) => void): void;
+  refused(message: string, code: ProtocolErrorCode): void;
+  start(payload: unknown, ack: (reply: AgentReply<'execution.start'>) => void): void;
+  cancel(payload: unknown, ack: (reply: AgentReply<'execution.cancel'>) => void): void;
 }
 
 type AckFn = (reply: unknown) => void;
 
-/** Whether a `connect_error` means retrying cannot help. */
-export function isRefusal(message: string): boolean {
-  return message === 'unauthorized' || message.startsWith('unsupported protocol version');
+/** Refusal codes of a `connect_error` after which retrying cannot help. */
+const FINAL_REFUSALS: readonly ProtocolErrorCode[] = ['UNAUTHORIZED', 'UNSUPPORTED_PROTOCOL_VERSION'];
+
+/** The refusal code of a `connect_error` when retrying cannot help, else null. */
+export function finalRefusal(err: Error & { data?: unknown }): ProtocolErrorCode | null {
+  const data = ConnectRefusal.safeParse(err.data);
+  return data.success && FINAL_REFUSALS.includes(data.data.code) ? data.data.code : null;
 }
 
 /**
  * The agent's one outbound socket.io connection to `/agent`: WebSocket only, reconnects forever
- * with backoff and jitter, and drops acks that arrive for an earlier connection.
+ * with backoff and jitter, drops acks that arrive for an earlier connection, and checks every ack
+ * against the protocol's schema.
  */
 export class AgentConnection {
   private readonly socket: Socket<ServerToAgentEvents, AgentToServerEvents>;
@@ -95,36 +103,40 @@ export class AgentConnection {
     this.socket.disconnect();
   }
 
-  sendHello(hello: AgentHello, onAck: AckFn): boolean {
-    const ack = this.guard(onAck);
-    return !!ack && !!this.socket.emit(AgentEvents.hello, hello, ack);
-  }
-
-  sendOutput(batch: OutputBatch, onAck: AckFn): boolean {
-    const ack = this.guard(onAck);
-    return !!ack && !!this.socket.emit(AgentEvents.output, batch, ack);
-  }
-
-  sendFinished(report: ExecutionFinished, onAck: AckFn): boolean {
-    const ack = this.guard(onAck);
-    return !!ack && !!this.socket.emit(AgentEvents.finished, report, ack);
-  }
-
-  /** Null when disconnected: socket.io would buffer the emit and send it before the next hello. */
-  private guard(onAck: AckFn): ((reply: unknown) => void) | null {
-    if (!this.socket.connected) return null;
+  /**
+   * Sends a report and hands its reply, checked against the event's reply schema, to `onReply`.
+   * False when disconnected (socket.io would buffer the emit and send it before the next hello).
+   * A reply that does not match is treated as no answer: `onReply` is not called and the
+   * connection is recycled, so the next hello settles whatever waited on it (as after a lost ack).
+   */
+  call<E extends AgentReportEvent>(event: E, payload: AgentRequest<E>, onReply: (reply: AgentReply<E>) => void): boolean {
+    if (!this.socket.connected) return false;
     const epoch = this.epoch;
-    return (reply) => {
-      if (epoch !== this.epoch) return this.log.debug('ignored an ack from an earlier connection');
-      onAck(reply);
+    const schema = AGENT_EVENTS[event].reply;
+    const ack = (reply: unknown): void => {
+      if (epoch !== this.epoch) return this.log.debug('ignored an ack from an earlier connection', { event });
+      const parsed = schema.safeParse(reply);
+      if (!parsed.success) return this.invalidReply(event, parsed.error.issues[0]?.message);
+      // The backoff starts over once the control plane answers as it should, not merely on connect:
+      // one that accepts the connection and then answers nonsense gets ever longer pauses.
+      this.attempts = 0;
+      onReply(parsed.data as AgentReply<E>);
     };
+    // The payload is typed by the table; the ack is checked above rather than trusted.
+    (this.socket as unknown as { emit(event: string, payload: unknown, ack: AckFn): unknown }).emit(event, payload, ack);
+    return true;
+  }
+
+  private invalidReply(event: string, issue: string | undefined): void {
+    this.log.error('the control plane sent a reply that does not match the protocol; reconnecting', { event, issue });
+    this.socket.disconnect();
+    this.scheduleReconnect();
   }
 
   private listen(): void {
     const s = this.socket;
     s.on('connect', () => {
       this.epoch += 1;
-      this.attempts = 0;
       this.log.info('connected', { url: this.opts.url });
       this.safely('connect', () => this.handlers.connected());
     });
@@ -139,9 +151,10 @@ export class AgentConnection {
     });
     s.on('connect_error', (err) => {
       if (this.closed) return;
-      if (isRefusal(err.message)) {
-        this.log.error('control plane refused this agent', { reason: err.message });
-        this.safely('refused', () => this.handlers.refused(err.message));
+      const refusal = finalRefusal(err);
+      if (refusal) {
+        this.log.error('control plane refused this agent', { reason: err.message, code: refusal });
+        this.safely('refused', () => this.handlers.refused(err.message, refusal));
         return;
       }
       this.log.warn('cannot connect', { error: err.message });

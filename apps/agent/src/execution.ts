@@ -1,4 +1,4 @@
-import type { ExecutionFinished, OutputBatch, OutputStream, StartExecution } from '@app/protocol';
+import type { AgentReply, ExecutionFinished, OutputBatch, OutputStream, StartExecution } from '@app/protocol';
 import type { Logger } from './logger.js';
 import { OutputOutbox, type SentBatch } from './outbox.js';
 import { ScriptRun, type RunResult } from './runner.js';
@@ -8,7 +8,7 @@ import { SecretMask } from './secret-mask.js';
 export interface OutputChannel {
   /** Connected, and the hello exchange is done. */
   isReady(): boolean;
-  sendOutput(batch: OutputBatch, onAck: (reply: unknown) => void): void;
+  sendOutput(batch: OutputBatch, onAck: (reply: AgentReply<'execution.output'>) => void): void;
 }
 
 export interface ExecutionJobOptions {
@@ -24,6 +24,8 @@ export interface ExecutionJobOptions {
    */
   flushDelayMs?: number;
   flushBytes?: number;
+  /** The script's process was spawned. */
+  onSpawned: (job: ExecutionJob) => void;
   /** The script ended (or never ran) and every chunk of its output is acked. */
   onDone: (job: ExecutionJob, report: ExecutionFinished) => void;
 }
@@ -76,6 +78,7 @@ export class ExecutionJob {
     this.run = new ScriptRun(this.cmd, {
       killGraceMs: this.opts.killGraceMs,
       logger: this.opts.logger,
+      onSpawn: () => this.opts.onSpawned(this),
       onOutput: (stream, data) => this.onOutput(stream, this.masks[stream].write(data)),
     });
     void this.run.result.then((result) => {
@@ -138,8 +141,8 @@ export class ExecutionJob {
     this.afterProgress();
   }
 
-  private onAck(sent: SentBatch, reply: unknown): void {
-    const ackedSeq = readAckedSeq(reply);
+  private onAck(sent: SentBatch, reply: AgentReply<'execution.output'>): void {
+    const ackedSeq = 'ackedSeq' in reply ? reply.ackedSeq : undefined;
     if (ackedSeq !== undefined) this.outbox.ack(sent, ackedSeq);
     if (ackedSeq !== undefined && ackedSeq >= sent.lastSeq) {
       this.refusals = 0;
@@ -152,7 +155,7 @@ export class ExecutionJob {
   }
 
   /** An error ack (or a partial one): retry with backoff, give up after a few refusals in a row. */
-  private onRefused(sent: SentBatch, reply: unknown): void {
+  private onRefused(sent: SentBatch, reply: AgentReply<'execution.output'>): void {
     this.refusals += 1;
     const fields = { executionId: this.id, firstSeq: sent.firstSeq, lastSeq: sent.lastSeq, reply, refusals: this.refusals };
     if (this.refusals >= MAX_REFUSALS) {
@@ -189,10 +192,4 @@ export class ExecutionJob {
       error: error === null ? null : error.slice(0, MAX_ERROR_LENGTH),
     });
   }
-}
-
-function readAckedSeq(reply: unknown): number | undefined {
-  if (typeof reply !== 'object' || reply === null || !('ackedSeq' in reply)) return undefined;
-  const seq = reply.ackedSeq;
-  return typeof seq === 'number' && Number.isInteger(seq) ? seq : undefined;
 }

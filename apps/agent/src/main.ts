@@ -1,4 +1,4 @@
-import { Agent } from './agent.js';
+import { Agent, type AgentExit } from './agent.js';
 import { ConfigError, parseCli, USAGE } from './config.js';
 import { createLogger } from './logger.js';
 import { AGENT_VERSION } from './version.js';
@@ -36,15 +36,15 @@ function main(): void {
   process.on('SIGINT', onSignal);
 
   void agent.exited.then((exit) => {
-    if (exit.code === 2) process.stderr.write(`devpilot-agent: ${refusalHelp(exit.reason ?? '')}\n`);
+    if (exit.code === 2) process.stderr.write(`devpilot-agent: ${refusalHelp(exit)}\n`);
     process.exit(exit.code);
   });
   log.info('starting', { version: AGENT_VERSION, url: config.url, concurrency: config.concurrency });
   agent.start();
 }
 
-function refusalHelp(reason: string): string {
-  if (reason === 'unauthorized') {
+function refusalHelp({ refusal, reason = '' }: AgentExit): string {
+  if (refusal === 'UNAUTHORIZED') {
     return 'the control plane refused the agent token (unauthorized). Check DEVPILOT_AGENT_TOKEN / --token: copy the token shown when the server was created, or rotate it in the dashboard.';
   }
   return `the control plane refused this agent: ${reason}. Install the agent version the control plane serves at /agent/devpilot-agent.cjs.`;

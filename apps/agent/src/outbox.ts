@@ -178,16 +178,16 @@ export class OutputOutbox {
   }
 }
 
-/** `execution.finished` reports kept until the control plane acks them. */
-export class FinishedOutbox {
-  private readonly reports = new Map<string, { report: ExecutionFinished; sent: boolean }>();
+/** Reports (`execution.spawned`, `execution.finished`), one per execution, kept until the control plane acks them. */
+export class ReportOutbox<R extends { executionId: string }> {
+  private readonly reports = new Map<string, { report: R; sent: boolean }>();
 
-  add(report: ExecutionFinished): void {
+  add(report: R): void {
     this.reports.set(report.executionId, { report, sent: false });
   }
   /** Reports not yet sent on this connection; they count as in flight. */
-  takeUnsent(): ExecutionFinished[] {
-    const out: ExecutionFinished[] = [];
+  takeUnsent(): R[] {
+    const out: R[] = [];
     for (const entry of this.reports.values()) {
       if (entry.sent) continue;
       entry.sent = true;
@@ -195,7 +195,7 @@ export class FinishedOutbox {
     }
     return out;
   }
-  all(): ExecutionFinished[] {
+  all(): R[] {
     return [...this.reports.values()].map((e) => e.report);
   }
   settle(executionId: string): void {
@@ -209,3 +209,6 @@ export class FinishedOutbox {
     return this.reports.size;
   }
 }
+
+/** `execution.finished` reports kept until the control plane acks them. */
+export class FinishedOutbox extends ReportOutbox<ExecutionFinished> {}

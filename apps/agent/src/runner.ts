@@ -25,6 +25,8 @@ export interface RunOptions {
    * holds stdout/stderr open (`nohup server &`); then stop reading so the run can end.
    */
   pipeLingerMs?: number;
+  /** The script's process exists (called once, not when it could not be spawned). */
+  onSpawn?: () => void;
   logger?: Logger;
 }
 
@@ -147,6 +149,7 @@ export class ScriptRun {
     child.stdout.on('data', (data: Buffer) => this.opts.onOutput('stdout', data));
     child.stderr.on('data', (data: Buffer) => this.opts.onOutput('stderr', data));
     if (this.paused) this.pause();
+    if (child.pid !== undefined) this.opts.onSpawn?.();
 
     let exit: { code: number | null; signal: string | null } | undefined;
     const timeout = this.timer(() => {

@@ -1,4 +1,5 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import { asyncApiDocument } from '@app/protocol/asyncapi.js';
 import { NestFactory } from '@nestjs/core';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import express from 'express';
@@ -46,6 +47,10 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
     .setVersion('1')
     .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'An API key' })
     .build();
+  // Beside the OpenAPI document: the socket.io protocols (/agent, /dashboard), from the same schemas both sides validate with.
+  const asyncApi = asyncApiDocument();
+  const http = app.getHttpAdapter();
+  http.get('/api/docs/asyncapi.json', (_req: unknown, res: unknown) => http.reply(res, asyncApi, 200));
   SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, doc), { jsonDocumentUrl: 'api/docs/openapi.json' });
   return app;
 }

@@ -1,7 +1,14 @@
-/** The protocol version this build speaks. Bump on any incompatible change to events or payloads. */
-export const PROTOCOL_VERSION = 1;
-/** Versions the control plane accepts from agents. */
-export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [1];
+/**
+ * The protocol version this build speaks. Bump on any incompatible change to events or payloads.
+ * 2 added `execution.spawned`: an accepted start waits in the agent's queue, and the run is
+ * `running` once its process was spawned.
+ */
+export const PROTOCOL_VERSION = 2;
+/** Versions the control plane accepts from agents (a v1 agent never sends `execution.spawned`). */
+export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [1, 2];
+
+/** Largest seq (and lastSeq, nextSeq, fromSeq, ackedSeq): output is stored under a PostgreSQL integer. */
+export const MAX_SEQ = 2_147_483_647;
 
 export const AGENT_NAMESPACE = '/agent';
 export const DASHBOARD_NAMESPACE = '/dashboard';

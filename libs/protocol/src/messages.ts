@@ -5,28 +5,45 @@ import {
   MAX_CHUNK_BYTES,
   MAX_CHUNKS_PER_BATCH,
   MAX_SCRIPT_CONTENT,
+  MAX_SEQ,
   STREAMS,
+  TRIGGERS,
 } from './constants.js';
+import { ErrorReply, protocolError, ProtocolErrorCode } from './errors.js';
 
 const executionId = z.uuid();
-const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** A chunk's number: from 0 per execution, no gaps; bounded by what is stored (a PostgreSQL integer). */
+const seq = z.number().int().min(0).max(MAX_SEQ);
+/** A seq, or -1 for "none yet". */
+const seqOrNone = z.number().int().min(-1).max(MAX_SEQ);
 /** Bytes as they cross socket.io: a Buffer in Node, an ArrayBuffer or Uint8Array in a browser. */
-const bytes = z
+export const Bytes = z
   .union([z.instanceof(Uint8Array), z.instanceof(ArrayBuffer)])
-  .transform((b) => (b instanceof Uint8Array ? b : new Uint8Array(b)))
-  .refine((b) => b.byteLength <= MAX_CHUNK_BYTES, `chunk larger than ${MAX_CHUNK_BYTES} bytes`);
+  .transform((b): Uint8Array => (b instanceof Uint8Array ? b : new Uint8Array(b)))
+  .refine((b) => b.byteLength <= MAX_CHUNK_BYTES, `chunk larger than ${MAX_CHUNK_BYTES} bytes`)
+  .meta({
+    type: 'string',
+    format: 'binary',
+    description: `Bytes: a socket.io binary attachment (Buffer, ArrayBuffer or Uint8Array), at most ${MAX_CHUNK_BYTES} bytes.`,
+  });
 
 /** Handshake `auth` an agent sends when it connects to `/agent`. */
-export const AgentHandshake = z.object({
-  token: z.string().min(1).max(512),
-  protocolVersion: z.number().int(),
-  agentVersion: z.string().max(64).default('unknown'),
-  hostname: z.string().max(255).default(''),
-  platform: z.string().max(64).default(''),
-});
+export const AgentHandshake = z
+  .object({
+    token: z.string().min(1).max(512),
+    protocolVersion: z.number().int(),
+    agentVersion: z.string().max(64).default('unknown'),
+    hostname: z.string().max(255).default(''),
+    platform: z.string().max(64).default(''),
+  })
+  .meta({ id: 'AgentHandshake' });
 export type AgentHandshake = z.infer<typeof AgentHandshake>;
 
-/** cp -> agent: run this script now. */
+/** Handshake `auth` a viewer sends when it connects to `/dashboard`. */
+export const ViewerHandshake = z.object({ apiKey: z.string().min(1).max(512) }).meta({ id: 'ViewerHandshake' });
+export type ViewerHandshake = z.infer<typeof ViewerHandshake>;
+
+/** cp -> agent: run this script (now, or when the agent has a free slot). */
 export const StartExecution = z.object({
   executionId,
   interpreter: z.enum(INTERPRETERS),
@@ -39,13 +56,18 @@ export const StartExecution = z.object({
 });
 export type StartExecution = z.infer<typeof StartExecution>;
 
+/**
+ * Accepted (queued or spawned on the agent; a repeated start of the same id is accepted and never
+ * run twice), refused with a reason (the run fails with it), or a malformed start.
+ */
 export const StartReply = z.union([
   z.object({ accepted: z.literal(true) }),
-  z.object({ accepted: z.literal(false), reason: z.string() }),
+  z.object({ accepted: z.literal(false), reason: z.string().max(2000), code: ProtocolErrorCode.optional() }),
+  ErrorReply,
 ]);
 export type StartReply = z.infer<typeof StartReply>;
 
-export const OutputChunk = z.object({ seq, stream: z.enum(STREAMS), data: bytes });
+export const OutputChunk = z.object({ seq, stream: z.enum(STREAMS), data: Bytes });
 export type OutputChunk = z.infer<typeof OutputChunk>;
 
 /** agent -> cp: consecutive chunks of one execution, in seq order. */
@@ -56,7 +78,8 @@ export const OutputBatch = z.object({
 export type OutputBatch = z.infer<typeof OutputBatch>;
 
 /** Ack of an output batch: every chunk of the batch, up to `ackedSeq`, is durably stored. */
-export type OutputAck = { ackedSeq: number } | ErrorReply;
+export const OutputAck = z.union([z.object({ ackedSeq: seq }), ErrorReply]);
+export type OutputAck = z.infer<typeof OutputAck>;
 
 /** agent -> cp: the process ended and every chunk up to `lastSeq` was acked. */
 export const ExecutionFinished = z.object({
@@ -66,7 +89,7 @@ export const ExecutionFinished = z.object({
   timedOut: z.boolean(),
   cancelled: z.boolean(),
   /** -1 when the script wrote nothing. */
-  lastSeq: z.number().int().min(-1),
+  lastSeq: seqOrNone,
   outputBytes: z.number().int().min(0),
   truncated: z.boolean(),
   /** Why the script could not be started (missing interpreter, ...), if it could not. */
@@ -74,62 +97,71 @@ export const ExecutionFinished = z.object({
 });
 export type ExecutionFinished = z.infer<typeof ExecutionFinished>;
 
-export type FinishedReply = { ok: true } | ErrorReply;
+/** A report taken: `{ok: true}`, or refused. */
+export const OkReply = z.union([z.object({ ok: z.literal(true) }), ErrorReply]);
+export type OkReply = z.infer<typeof OkReply>;
+export const FinishedReply = OkReply;
+export type FinishedReply = OkReply;
+
+/** agent -> cp (protocol 2): the script's process was spawned; the execution is `running` from now. */
+export const ExecutionSpawned = z.object({ executionId });
+export type ExecutionSpawned = z.infer<typeof ExecutionSpawned>;
+export const SpawnedReply = OkReply;
+export type SpawnedReply = OkReply;
 
 /** agent -> cp, first message after every (re)connect. */
 export const AgentHello = z.object({
+  /** Every execution the agent holds and has not reported finished: waiting for a slot or running. */
   running: z.array(z.object({ executionId, nextSeq: seq })).max(10_000),
   finished: z.array(ExecutionFinished).max(10_000),
 });
 export type AgentHello = z.infer<typeof AgentHello>;
 
 /** The cp asks the agent to resend output it has not stored, per execution, from `fromSeq`. */
-export type HelloReply = { resend: { executionId: string; fromSeq: number }[] } | ErrorReply;
+export const HelloReply = z.union([z.object({ resend: z.array(z.object({ executionId, fromSeq: seq })) }), ErrorReply]);
+export type HelloReply = z.infer<typeof HelloReply>;
 
 export const CancelExecution = z.object({ executionId });
 export type CancelExecution = z.infer<typeof CancelExecution>;
-export type CancelReply = { ok: boolean };
-
-/** Negative ack for a refused message: a stable code and words for a person. */
-export interface ErrorReply {
-  error: { code: string; message: string };
-}
+/** `ok: false`: the agent does not know this execution. */
+export const CancelReply = z.union([z.object({ ok: z.boolean() }), ErrorReply]);
+export type CancelReply = z.infer<typeof CancelReply>;
 
 // ---- dashboard feed ----
 
-export const SubscribeExecution = z.object({ executionId, afterSeq: z.number().int().min(-1).optional() });
+export const SubscribeExecution = z.object({ executionId, afterSeq: seqOrNone.optional() });
 export type SubscribeExecution = z.infer<typeof SubscribeExecution>;
-export type SubscribeReply = { ok: true } | ({ ok: false } & ErrorReply);
+export const SubscribeReply = z.union([z.object({ ok: z.literal(true) }), z.object({ ok: z.literal(false), error: ErrorReply.shape.error })]);
+export type SubscribeReply = z.infer<typeof SubscribeReply>;
+
+export const UnsubscribeExecution = z.object({ executionId });
+export type UnsubscribeExecution = z.infer<typeof UnsubscribeExecution>;
+export const UnsubscribeReply = z.object({ ok: z.boolean() });
+export type UnsubscribeReply = z.infer<typeof UnsubscribeReply>;
 
 /** cp -> viewer: one stored chunk of output. */
-export interface ExecutionOutputEvent {
-  executionId: string;
-  seq: number;
-  stream: (typeof STREAMS)[number];
-  data: Uint8Array;
-}
-export interface ExecutionStatusEvent {
-  executionId: string;
-  status: (typeof EXECUTION_STATUSES)[number];
-  exitCode?: number | null;
-}
-export interface ServerStatusEvent {
-  serverId: string;
-  status: 'online' | 'offline';
-}
-export interface ExecutionCreatedEvent {
-  executionId: string;
-  scriptId: string;
-  serverId: string;
-  webhookId: string | null;
-  trigger: string;
-  status: (typeof EXECUTION_STATUSES)[number];
-}
+export const ExecutionOutputEvent = z.object({ executionId, seq, stream: z.enum(STREAMS), data: Bytes });
+export type ExecutionOutputEvent = z.infer<typeof ExecutionOutputEvent>;
+export const ExecutionStatusEvent = z.object({
+  executionId,
+  status: z.enum(EXECUTION_STATUSES),
+  exitCode: z.number().int().nullable().optional(),
+});
+export type ExecutionStatusEvent = z.infer<typeof ExecutionStatusEvent>;
+export const ServerStatusEvent = z.object({ serverId: z.uuid(), status: z.enum(['online', 'offline']) });
+export type ServerStatusEvent = z.infer<typeof ServerStatusEvent>;
+export const ExecutionCreatedEvent = z.object({
+  executionId,
+  scriptId: z.uuid(),
+  serverId: z.uuid(),
+  webhookId: z.uuid().nullable(),
+  trigger: z.enum(TRIGGERS),
+  status: z.enum(EXECUTION_STATUSES),
+});
+export type ExecutionCreatedEvent = z.infer<typeof ExecutionCreatedEvent>;
 /** cp -> viewer: the viewer fell too far behind; resubscribe with `afterSeq` = the last seq it holds. */
-export interface ResubscribeEvent {
-  executionId: string;
-  reason: string;
-}
+export const ResubscribeEvent = z.object({ executionId, reason: z.string() });
+export type ResubscribeEvent = z.infer<typeof ResubscribeEvent>;
 
 /** Parses `payload` with `schema`; never throws. */
 export function parseMessage<T extends z.ZodType>(
@@ -140,8 +172,5 @@ export function parseMessage<T extends z.ZodType>(
   if (r.success) return { ok: true, value: r.data };
   const issue = r.error.issues[0];
   const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
-  return {
-    ok: false,
-    error: { error: { code: 'INVALID_PAYLOAD', message: `${where}${issue?.message ?? 'invalid payload'}` } },
-  };
+  return { ok: false, error: protocolError('INVALID_PAYLOAD', `${where}${issue?.message ?? 'invalid payload'}`) };
 }

@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { Server, type Socket } from 'socket.io';
 import {
   AGENT_NAMESPACE,
+  connectRefusal,
+  type ExecutionSpawned,
   MAX_MESSAGE_BYTES,
   type AgentHello,
   type ExecutionFinished,
@@ -26,6 +28,8 @@ export class FakeControlPlane {
   /** Every batch received, in arrival order (for checking what was (re)sent). */
   readonly batches: { executionId: string; seqs: number[]; connection: number }[] = [];
   readonly finished: ExecutionFinished[] = [];
+  /** Every `execution.spawned` received, and on which connection. */
+  readonly spawned: { executionId: string; connection: number }[] = [];
   socket?: Socket;
   connections = 0;
   /** Decide what to do with an output batch; the default stores it and acks at once. */
@@ -34,7 +38,13 @@ export class FakeControlPlane {
     this.finished.push(msg);
     ack({ ok: true });
   };
-  refuse: (auth: Record<string, unknown>) => string | null = (auth) => (auth.token === 'good-token' ? null : 'unauthorized');
+  /** Decide what to do with an `execution.spawned`; the default acks it. */
+  onSpawned: (msg: ExecutionSpawned, ack: (reply: unknown) => void, socket: Socket) => void = (_msg, ack) => ack({ ok: true });
+  /** Decide what to do with a hello; the default asks for what is not stored. */
+  onHello: (hello: AgentHello, ack: (reply: unknown) => void, socket: Socket) => void = (hello, ack) =>
+    ack({ resend: hello.running.map((r) => ({ executionId: r.executionId, fromSeq: this.contiguous(r.executionId) })) });
+  /** Why a handshake is refused (the `connect_error`), or null to accept it. */
+  refuse: (auth: Record<string, unknown>) => Error | null = (auth) => (auth.token === 'good-token' ? null : connectRefusal('UNAUTHORIZED', 'unauthorized'));
   private readonly chunks = new Map<string, Map<number, StoredChunk>>();
   private readonly waiters = new Set<() => void>();
   private readonly http: HttpServer;
@@ -47,8 +57,7 @@ export class FakeControlPlane {
     ns.use((socket, next) => {
       const auth = socket.handshake.auth as Record<string, unknown>;
       this.handshakes.push(auth);
-      const reason = this.refuse(auth);
-      next(reason ? new Error(reason) : undefined);
+      next(this.refuse(auth) ?? undefined);
     });
     ns.on('connection', (socket) => {
       this.socket = socket;
@@ -56,7 +65,12 @@ export class FakeControlPlane {
       const connection = this.connections;
       socket.on('agent.hello', (hello: AgentHello, ack: (r: unknown) => void) => {
         this.hellos.push(hello);
-        ack({ resend: hello.running.map((r) => ({ executionId: r.executionId, fromSeq: this.contiguous(r.executionId) })) });
+        this.onHello(hello, ack, socket);
+        this.notify();
+      });
+      socket.on('execution.spawned', (msg: ExecutionSpawned, ack: (r: unknown) => void) => {
+        this.spawned.push({ executionId: msg.executionId, connection });
+        this.onSpawned(msg, ack, socket);
         this.notify();
       });
       socket.on('execution.output', (batch: OutputBatch, ack: (r: unknown) => void) => {

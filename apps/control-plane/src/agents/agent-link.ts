@@ -1,4 +1,4 @@
-import { AgentEvents, type AgentToServerEvents, type ServerToAgentEvents, type StartExecution, StartReply } from '@app/protocol';
+import { AGENT_EVENTS, AgentEvents, type AgentToServerEvents, type ServerToAgentEvents, type StartExecution } from '@app/protocol';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Namespace } from 'socket.io';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
@@ -16,6 +16,8 @@ export interface AgentSocketData {
   serverId: string;
   workspaceId: string;
   agent: AgentInfo;
+  /** The protocol version the agent announced in its handshake (one of SUPPORTED_PROTOCOL_VERSIONS). */
+  protocolVersion: number;
   /** The hello exchange is done: the socket is in the ready room and may get work. */
   ready: boolean;
 }
@@ -91,6 +93,21 @@ export class AgentLink {
     return [...new Set([...this.nsp.sockets.values()].map((s) => s.data.serverId).filter(Boolean))];
   }
 
+  /**
+   * The protocol version of the server's connected agent (on any node), null when none is
+   * connected. From 2, a start ack means "accepted", not "running": `execution.spawned` says that.
+   */
+  async protocolVersion(serverId: string): Promise<number | null> {
+    if (!this.nsp) return null;
+    const room = this.nsp.adapter.rooms.get(serverRoom(serverId));
+    for (const id of room ?? []) {
+      const local = this.nsp.sockets.get(id);
+      if (local) return local.data.protocolVersion;
+    }
+    const [remote] = await this.nsp.in(serverRoom(serverId)).fetchSockets();
+    return remote?.data.protocolVersion ?? null;
+  }
+
   disconnect(serverId: string): void {
     this.nsp?.in(serverRoom(serverId)).disconnectSockets(true);
   }
@@ -128,16 +145,12 @@ export class AgentLink {
 function startOutcome(err: Error | null, replies: unknown[]): StartOutcome {
   let refused: string | null = null;
   for (const reply of replies) {
-    const r = StartReply.safeParse(reply);
-    if (r.success && r.data.accepted) return { kind: 'accepted' };
-    if (r.success && !r.data.accepted) refused = r.data.reason;
-    else refused ??= describeReply(reply);
+    const r = AGENT_EVENTS[AgentEvents.start].reply.safeParse(reply);
+    if (!r.success) refused ??= 'malformed answer to execution.start';
+    else if ('error' in r.data) refused ??= `${r.data.error.code}: ${r.data.error.message.slice(0, 500)}`;
+    else if (r.data.accepted) return { kind: 'accepted' };
+    else refused = r.data.reason;
   }
   if (refused !== null) return { kind: 'refused', reason: refused };
   return err ? { kind: 'no-answer' } : { kind: 'nobody' };
-}
-
-function describeReply(reply: unknown): string {
-  const message = (reply as { error?: { message?: unknown } } | null)?.error?.message;
-  return typeof message === 'string' ? message.slice(0, 500) : 'malformed answer to execution.start';
 }

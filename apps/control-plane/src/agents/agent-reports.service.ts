@@ -1,13 +1,15 @@
 import {
-  AgentHello,
+  type AgentHello,
   type ErrorReply,
   ExecutionFinished,
+  type ExecutionSpawned,
   type FinishedReply,
   type HelloReply,
   isTerminal,
   type OutputAck,
-  OutputBatch,
-  parseMessage,
+  type OutputBatch,
+  protocolError,
+  type SpawnedReply,
 } from '@app/protocol';
 import { Injectable, Logger } from '@nestjs/common';
 import { ExecutionEvents } from '../executions/execution-events.js';
@@ -17,8 +19,6 @@ import { AgentLink } from './agent-link.js';
 import { ReportThrottle } from './report-throttle.js';
 import { SerialCoalescer } from '../common/serial-coalescer.js';
 
-/** execution_output.seq is a PostgreSQL integer. */
-const MAX_SEQ = 2_147_483_647;
 /** What one output statement may carry when batches are merged (each batch: at most 256 chunks, 8 MiB). */
 const MAX_BATCHES_PER_STATEMENT = 16;
 const MAX_BYTES_PER_STATEMENT = 16 * 1024 * 1024;
@@ -37,7 +37,7 @@ interface PendingBatch {
   bytes: number;
 }
 
-const refuse = (code: string, message: string): ErrorReply => ({ error: { code, message } });
+const refuse = protocolError;
 const unknownExecution = (id: string) => refuse('UNKNOWN_EXECUTION', `execution ${id} was not dispatched to this server`);
 const isRefusal = (reply: object) => 'error' in reply;
 
@@ -48,8 +48,9 @@ export interface HelloOutcome {
 }
 
 /**
- * What an agent reports: output batches, finished reports, and the hello after each connect.
- * Every payload is validated here; an agent may only report on executions dispatched to its own
+ * What an agent reports: output batches, spawned and finished reports, and the hello after each
+ * connect. Payloads arrive parsed with the protocol's schemas by the gateway (malformed ones are
+ * counted here as refusals); an agent may only report on executions dispatched to its own
  * server (anything else is refused and changes nothing). Thrown errors mean "could not store
  * now" (the gateway then drops the connection so the agent resends after its next hello).
  * What one agent's reports may cost is bounded (ReportThrottle): a flood is cut off.
@@ -71,7 +72,7 @@ export class AgentReports {
     private readonly repo: ExecutionRepository,
     private readonly output: ExecutionOutputStore,
     private readonly events: ExecutionEvents,
-    link: AgentLink,
+    private readonly link: AgentLink,
   ) {
     this.throttle = new ReportThrottle((serverId, why) => {
       this.logger.warn({ serverId, why }, 'cutting off an agent whose reports exceed the limits');
@@ -83,14 +84,16 @@ export class AgentReports {
    * Stores a batch idempotently and acks it only once it is committed. Undefined (no answer) when
    * the agent was cut off before its turn.
    */
-  storeOutput(serverId: string, payload: unknown): Promise<OutputAck | undefined> {
-    return this.throttle.run(serverId, () => this.storeOutputNow(serverId, payload), isRefusal);
+  storeOutput(serverId: string, batch: OutputBatch): Promise<OutputAck | undefined> {
+    return this.throttle.run(serverId, () => this.storeOutputNow(serverId, batch), isRefusal);
   }
 
-  private async storeOutputNow(serverId: string, payload: unknown): Promise<OutputAck> {
-    const parsed = parseMessage(OutputBatch, payload);
-    if (!parsed.ok) return parsed.error;
-    const batch = parsed.value;
+  /** A malformed message: answered with its refusal, which counts against the agent like any other. */
+  refuseMalformed(serverId: string, refusal: ErrorReply): Promise<ErrorReply | undefined> {
+    return this.throttle.run(serverId, () => Promise.resolve(refusal), () => true);
+  }
+
+  private async storeOutputNow(serverId: string, batch: OutputBatch): Promise<OutputAck> {
     const chunks: StoredChunk[] = batch.chunks.map((c) => ({
       seq: c.seq,
       stream: c.stream,
@@ -98,7 +101,6 @@ export class AgentReports {
     }));
     let bytes = 0;
     for (let i = 0; i < chunks.length; i++) {
-      if (chunks[i]!.seq > MAX_SEQ) return refuse('INVALID_PAYLOAD', `chunks.${i}.seq: larger than ${MAX_SEQ}`);
       if (i > 0 && chunks[i]!.seq <= chunks[i - 1]!.seq) return refuse('INVALID_PAYLOAD', `chunks.${i}.seq: not in increasing order`);
       bytes += chunks[i]!.data.length;
     }
@@ -127,16 +129,29 @@ export class AgentReports {
     return acks();
   }
 
-  finished(serverId: string, payload: unknown): Promise<FinishedReply | undefined> {
-    return this.throttle.run(
-      serverId,
-      async () => {
-        const parsed = parseMessage(ExecutionFinished, payload);
-        if (!parsed.ok) return parsed.error;
-        return this.recordFinished(serverId, parsed.value);
-      },
-      isRefusal,
-    );
+  finished(serverId: string, report: ExecutionFinished): Promise<FinishedReply | undefined> {
+    return this.throttle.run(serverId, () => this.recordFinished(serverId, report), isRefusal);
+  }
+
+  /**
+   * The agent spawned the run's process (protocol 2): `dispatched` becomes `running`. Acked as
+   * well when the run is already running or over, so the agent stops resending it.
+   */
+  spawned(serverId: string, report: ExecutionSpawned): Promise<SpawnedReply | undefined> {
+    return this.throttle.run(serverId, () => this.recordSpawned(serverId, report.executionId), isRefusal);
+  }
+
+  private async recordSpawned(serverId: string, executionId: string): Promise<SpawnedReply> {
+    const r = await this.repo.markSpawned(executionId, serverId);
+    if (r) {
+      // A cancel asked for before the spawn may have reached the agent before its start did.
+      if (r.cancelRequested) this.link.cancel(serverId, executionId);
+      return { ok: true };
+    }
+    const [e] = await this.repo.ofServer(serverId, [executionId]);
+    if (!e) return unknownExecution(executionId);
+    if (e.status === 'queued') return refuse('NOT_DISPATCHED', `execution ${executionId} is queued, not dispatched`);
+    return { ok: true };
   }
 
   /**
@@ -145,7 +160,6 @@ export class AgentReports {
    * ended keeps its status (the report is acked so the agent stops resending it).
    */
   private async recordFinished(serverId: string, report: ExecutionFinished): Promise<FinishedReply> {
-    if (report.lastSeq > MAX_SEQ) return refuse('INVALID_PAYLOAD', `lastSeq: larger than ${MAX_SEQ}`);
     switch (await this.repo.complete(serverId, report, true)) {
       case 'unknown':
         return unknownExecution(report.executionId);
@@ -162,15 +176,12 @@ export class AgentReports {
    * output, which certainly never ran: back to `queued` while its delivery deadline holds.
    * The reply tells the agent, per execution it holds, the first seq not stored here.
    */
-  async hello(serverId: string, payload: unknown): Promise<HelloOutcome> {
-    const outcome = await this.throttle.run(serverId, () => this.helloNow(serverId, payload), (o) => isRefusal(o.reply));
+  async hello(serverId: string, hello: AgentHello): Promise<HelloOutcome> {
+    const outcome = await this.throttle.run(serverId, () => this.helloNow(serverId, hello), (o) => isRefusal(o.reply));
     return outcome ?? { reply: refuse('CUT_OFF', 'this agent sent more than the control plane accepts; reconnect later'), cancel: [] };
   }
 
-  private async helloNow(serverId: string, payload: unknown): Promise<HelloOutcome> {
-    const parsed = parseMessage(AgentHello, payload);
-    if (!parsed.ok) return { reply: parsed.error, cancel: [] };
-    const hello = parsed.value;
+  private async helloNow(serverId: string, hello: AgentHello): Promise<HelloOutcome> {
 
     for (const report of hello.finished) {
       const r = await this.recordFinished(serverId, report);

@@ -1,9 +1,16 @@
 import {
+  AGENT_EVENTS,
   AGENT_NAMESPACE,
   AgentEvents,
   AgentHandshake,
+  type AgentHello,
+  type AgentReply,
+  type AgentReportEvent,
+  type AgentRequest,
+  connectRefusal,
   type ErrorReply,
   MAX_MESSAGE_BYTES,
+  parseMessage,
   SUPPORTED_PROTOCOL_VERSIONS,
 } from '@app/protocol';
 import { type BeforeApplicationShutdown, Logger, type OnModuleDestroy } from '@nestjs/common';
@@ -48,7 +55,7 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
         (error) => next(error ?? undefined),
         (err: unknown) => {
           this.logger.error({ err }, 'agent handshake failed');
-          next(new Error('the control plane could not check the token; retry later'));
+          next(connectRefusal('UNAVAILABLE', 'the control plane could not check the token; retry later'));
         },
       );
     });
@@ -77,18 +84,20 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
   /** Null when the agent may connect; else the error its `connect_error` carries. */
   private async authenticate(socket: AgentSocket): Promise<Error | null> {
     // The server may allow long-polling for other namespaces; agents must use WebSocket only.
-    if (socket.conn.transport.name !== 'websocket') return new Error('websocket transport required');
+    if (socket.conn.transport.name !== 'websocket') return connectRefusal('WEBSOCKET_REQUIRED', 'websocket transport required');
     const auth: unknown = socket.handshake.auth;
     const version = (auth as { protocolVersion?: unknown } | null)?.protocolVersion;
     if (typeof version !== 'number' || !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
-      return new Error(`unsupported protocol version ${String(version)}; supported: ${SUPPORTED}`);
+      return connectRefusal('UNSUPPORTED_PROTOCOL_VERSION', `unsupported protocol version ${String(version)}; supported: ${SUPPORTED}`, {
+        supportedVersions: [...SUPPORTED_PROTOCOL_VERSIONS],
+      });
     }
     const parsed = AgentHandshake.safeParse(auth);
-    if (!parsed.success) return new Error('unauthorized');
+    if (!parsed.success) return connectRefusal('UNAUTHORIZED', 'unauthorized');
     const server = await this.servers.findByAgentToken(parsed.data.token);
-    if (!server) return new Error('unauthorized');
+    if (!server) return connectRefusal('UNAUTHORIZED', 'unauthorized');
     const { hostname, platform, agentVersion, protocolVersion } = parsed.data;
-    socket.data = { serverId: server.id, workspaceId: server.workspaceId, agent: { hostname, platform, agentVersion, protocolVersion }, ready: false };
+    socket.data = { serverId: server.id, workspaceId: server.workspaceId, agent: { hostname, platform, agentVersion, protocolVersion }, protocolVersion, ready: false };
     return null;
   }
 
@@ -116,29 +125,46 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
    */
   private listen(socket: AgentSocket): void {
     const gate = new InflightGate(socket);
-    const on = (event: string, handle: (payload: unknown) => Promise<unknown>) => {
-      socket.on(event, (...args: unknown[]) => {
-        const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (reply: unknown) => void) : null;
+    const { serverId } = socket.data;
+    /**
+     * One report event: its payload parsed with the event's schema, then the handler; a malformed
+     * payload gets the INVALID_PAYLOAD refusal (counted against the agent), never the handler.
+     */
+    const on = <E extends AgentReportEvent>(event: E, handle: (payload: AgentRequest<E>) => Promise<AgentReply<E> | undefined>) => {
+      const schema = AGENT_EVENTS[event].request;
+      // Every report's reply schema includes the refusal (ErrorReply); spelled out for the compiler.
+      type Reply = AgentReply<E> | ErrorReply;
+      socket.on(event as string, (...args: unknown[]) => {
+        const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as (reply: Reply) => void) : null;
         // One payload argument; anything else is malformed and refused by the schema.
         const payload = args.length === 1 ? args[0] : args;
         const bytes = gate.enter(payload);
-        void this.guarded(socket, event, () => handle(payload)).then((reply) => {
+        void this.guarded<Reply>(socket, event, () => {
+          const parsed = parseMessage(schema, payload);
+          return parsed.ok ? handle(parsed.value as AgentRequest<E>) : this.reports.refuseMalformed(serverId, parsed.error);
+        }).then((reply) => {
           gate.leave(bytes);
           if (reply !== undefined && ack) ack(reply);
         });
       });
     };
     socket.on('disconnect', (reason, description) =>
-      this.logger.log({ serverId: socket.data.serverId, socketId: socket.id, reason, description: describeCause(description) }, 'agent disconnected'),
+      this.logger.log({ serverId, socketId: socket.id, reason, description: describeCause(description) }, 'agent disconnected'),
     );
-    on(AgentEvents.hello, (payload) => this.onHello(socket, payload));
-    on(AgentEvents.output, (payload) => this.reports.storeOutput(socket.data.serverId, payload));
-    on(AgentEvents.finished, (payload) => this.reports.finished(socket.data.serverId, payload));
+    // One handler per report event of the table: a report added to the table and not handled here does not compile.
+    const handlers: { [E in AgentReportEvent]: (payload: AgentRequest<E>) => Promise<AgentReply<E> | undefined> } = {
+      [AgentEvents.hello]: (hello) => this.onHello(socket, hello),
+      [AgentEvents.output]: (batch) => this.reports.storeOutput(serverId, batch),
+      [AgentEvents.finished]: (report) => this.reports.finished(serverId, report),
+      [AgentEvents.spawned]: (report) => this.reports.spawned(serverId, report),
+    };
+    const register = <E extends AgentReportEvent>(event: E) => on(event, handlers[event]);
+    for (const event of Object.keys(handlers) as AgentReportEvent[]) register(event);
   }
 
-  private async onHello(socket: AgentSocket, payload: unknown) {
+  private async onHello(socket: AgentSocket, hello: AgentHello): Promise<AgentReply<'agent.hello'> | undefined> {
     const { serverId } = socket.data;
-    const outcome = await this.reports.hello(serverId, payload);
+    const outcome = await this.reports.hello(serverId, hello);
     if ('error' in outcome.reply) return outcome.reply;
     if (!socket.connected) return undefined;
     socket.data.ready = true;
@@ -155,11 +181,11 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
    * answered: the connection is dropped instead, and the agent resends everything unacked after
    * its next hello. Refusing it would make the agent give up on it.
    */
-  private async guarded(socket: AgentSocket, event: string, fn: () => Promise<unknown>): Promise<unknown> {
+  private async guarded<R extends object>(socket: AgentSocket, event: string, fn: () => Promise<R | undefined>): Promise<R | undefined> {
     try {
       const reply = await fn();
-      if (reply && typeof reply === 'object' && 'error' in reply) {
-        this.logger.warn({ serverId: socket.data.serverId, event, error: (reply as ErrorReply).error }, 'refused an agent message');
+      if (reply && 'error' in reply) {
+        this.logger.warn({ serverId: socket.data.serverId, event, error: reply.error }, 'refused an agent message');
       }
       return reply;
     } catch (err) {

@@ -1,12 +1,15 @@
 import {
   DashboardEvents,
-  type ErrorReply,
   type ExecutionStatus,
   type ExecutionStatusEvent,
   isTerminal,
   parseMessage,
+  protocolError,
+  type ProtocolErrorCode,
   SubscribeExecution,
   type SubscribeReply,
+  UnsubscribeExecution,
+  type UnsubscribeReply,
 } from '@app/protocol';
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
@@ -22,7 +25,7 @@ import { OutputSubscription } from './output-subscription.js';
 import { Semaphore } from './semaphore.js';
 import { MAX_SUBSCRIPTIONS, Viewer, type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer.js';
 
-const refuse = (code: string, message: string): SubscribeReply => ({ ok: false, error: { code, message } });
+const refuse = (code: ProtocolErrorCode, message: string): SubscribeReply => ({ ok: false, ...protocolError(code, message) });
 const NOT_FOUND = refuse('NOT_FOUND', 'Execution not found');
 
 /**
@@ -106,7 +109,7 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
    */
   async subscribe(socket: ViewerSocket, payload: unknown): Promise<SubscribeReply> {
     const parsed = parseMessage(SubscribeExecution, payload);
-    if (!parsed.ok) return { ok: false, ...(parsed.error as ErrorReply) };
+    if (!parsed.ok) return { ok: false, ...parsed.error };
     const viewer = this.viewer(socket);
     if (!viewer.takeSubscribeToken()) return refuse('RATE_LIMITED', 'Too many subscribe requests; slow down');
     const { executionId } = parsed.value;
@@ -155,9 +158,10 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     return { ok: true };
   }
 
-  unsubscribe(socket: ViewerSocket, payload: unknown): { ok: boolean } {
-    const executionId = (payload as { executionId?: unknown } | null)?.executionId;
-    if (typeof executionId !== 'string') return { ok: false };
+  unsubscribe(socket: ViewerSocket, payload: unknown): UnsubscribeReply {
+    const parsed = UnsubscribeExecution.safeParse(payload);
+    if (!parsed.success) return { ok: false };
+    const { executionId } = parsed.data;
     const sub = this.byViewer.get(socket.id)?.get(executionId);
     sub?.close();
     return { ok: true };

@@ -1,4 +1,4 @@
-import { DASHBOARD_NAMESPACE, DashboardEvents, MAX_MESSAGE_BYTES, type SubscribeReply } from '@app/protocol';
+import { connectRefusal, DASHBOARD_NAMESPACE, DashboardEvents, MAX_MESSAGE_BYTES, protocolError, type SubscribeReply } from '@app/protocol';
 import { Inject, Logger } from '@nestjs/common';
 import {
   Ack,
@@ -53,22 +53,22 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
   afterInit(nsp: ViewerNamespace): void {
     nsp.use((socket, next) => {
       const apiKey = (socket.handshake.auth as { apiKey?: unknown } | undefined)?.apiKey;
-      if (typeof apiKey !== 'string' || apiKey.length === 0 || apiKey.length > 512) return next(new Error('unauthorized'));
-      if (this.waitingLookups >= MAX_WAITING_LOOKUPS) return next(new Error('busy; retry later'));
+      if (typeof apiKey !== 'string' || apiKey.length === 0 || apiKey.length > 512) return next(connectRefusal('UNAUTHORIZED', 'unauthorized'));
+      if (this.waitingLookups >= MAX_WAITING_LOOKUPS) return next(connectRefusal('UNAVAILABLE', 'busy; retry later'));
       this.waitingLookups++;
       this.lookups
         .run(() => this.apiKeys.authenticate(apiKey))
         .finally(() => this.waitingLookups--)
         .then(
           (auth) => {
-            if (!auth) return next(new Error('unauthorized'));
-            if (!this.holdPlace(auth.keyId, socket)) return next(new Error('too many connections for this API key'));
+            if (!auth) return next(connectRefusal('UNAUTHORIZED', 'unauthorized'));
+            if (!this.holdPlace(auth.keyId, socket)) return next(connectRefusal('TOO_MANY_CONNECTIONS', 'too many connections for this API key'));
             socket.data = { workspaceId: auth.workspaceId, keyId: auth.keyId, role: auth.role };
             next();
           },
           (err: unknown) => {
             this.logger.error({ err }, 'viewer handshake failed');
-            next(new Error('the control plane could not check the key; retry later'));
+            next(connectRefusal('UNAVAILABLE', 'the control plane could not check the key; retry later'));
           },
         );
     });
@@ -113,7 +113,7 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
     };
     this.feed.subscribe(socket, payload).then(reply, (err: unknown) => {
       this.logger.error({ err, socketId: socket.id }, 'subscribe failed');
-      reply({ ok: false, error: { code: 'INTERNAL_ERROR', message: 'The feed could not subscribe; retry' } });
+      reply({ ok: false, ...protocolError('INTERNAL_ERROR', 'The feed could not subscribe; retry') });
     });
   }
 

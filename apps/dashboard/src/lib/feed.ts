@@ -1,5 +1,6 @@
 import { io, type Socket } from 'socket.io-client';
 import { DASHBOARD_NAMESPACE } from '@app/protocol/constants.js';
+import type { ConnectRefusal } from '@app/protocol/errors.js';
 import type { ServerToViewerEvents, ViewerToServerEvents } from '@app/protocol/events.js';
 
 export type FeedSocket = Socket<ServerToViewerEvents, ViewerToServerEvents>;
@@ -15,7 +16,8 @@ export class DashboardFeed {
     this.socket = io(DASHBOARD_NAMESPACE, { auth: { apiKey }, transports: ['websocket'] });
     this.socket.on('connect', () => this.set('live'));
     this.socket.on('disconnect', () => this.set('offline'));
-    this.socket.on('connect_error', (err) => this.set(/unauthori[sz]ed/i.test(err.message) ? 'refused' : 'offline'));
+    // The refusal's code, never its words: a bad key is final, anything else is worth a retry.
+    this.socket.on('connect_error', (err: Error & { data?: Partial<ConnectRefusal> }) => this.set(err.data?.code === 'UNAUTHORIZED' ? 'refused' : 'offline'));
   }
 
   get current(): FeedState {

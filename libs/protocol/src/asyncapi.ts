@@ -1,0 +1,212 @@
+import { z } from 'zod';
+import { AGENT_NAMESPACE, DASHBOARD_NAMESPACE, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_SEQ, PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from './constants.js';
+import { ConnectRefusal, ErrorReply, PROTOCOL_ERRORS, ProtocolErrorCode } from './errors.js';
+import { AGENT_EVENTS, DASHBOARD_EVENTS, type EventSpec } from './event-table.js';
+import { AgentHandshake, ViewerHandshake } from './messages.js';
+
+type Json = Record<string, unknown>;
+
+interface Namespace {
+  /** The channel's key in the document. */
+  key: 'agent' | 'dashboard';
+  address: string;
+  /** Who talks to the control plane on it. */
+  peer: 'agent' | 'viewer';
+  security: string;
+  handshake: z.ZodType;
+  table: Record<string, EventSpec>;
+  description: string;
+}
+
+const NAMESPACES: Namespace[] = [
+  {
+    key: 'agent',
+    address: AGENT_NAMESPACE,
+    peer: 'agent',
+    security: 'agentToken',
+    handshake: AgentHandshake,
+    table: AGENT_EVENTS,
+    description: [
+      'The agent installed on each server connects out to this namespace and keeps the connection. One live connection per server: a newer one replaces the older.',
+      'After every (re)connect the agent sends `agent.hello` first; the control plane sends no work before answering it.',
+      'Lossless output: `seq` starts at 0 per execution and has no gaps; the agent keeps every chunk until an `execution.output` ack covers it and resends what is unacked after a reconnect (from the `fromSeq` the hello reply names); the control plane stores `(execution, seq)` idempotently and makes a run terminal from `execution.finished` only when it holds every chunk up to `lastSeq`.',
+      'Reports are also kept until acknowledged and resent after a reconnect: `execution.spawned` (protocol 2) and `execution.finished` (also listed in the hello).',
+    ].join('\n\n'),
+  },
+  {
+    key: 'dashboard',
+    address: DASHBOARD_NAMESPACE,
+    peer: 'viewer',
+    security: 'viewerApiKey',
+    handshake: ViewerHandshake,
+    table: DASHBOARD_EVENTS,
+    description: [
+      'The live feed for viewers (the dashboard, or a third-party viewer). A viewer sees only its own workspace.',
+      '`execution.status`, `execution.created` and `server.status` of the workspace come to every viewer; `execution.output` only for the executions it subscribed to, in seq order, with no gap and no duplicate (a viewer also drops any seq it already holds).',
+    ].join('\n\n'),
+  },
+];
+
+/** Named schemas shared by several messages; everything else is inlined. */
+const SHARED: Record<string, z.ZodType> = { ErrorReply, ProtocolErrorCode, ConnectRefusal, AgentHandshake, ViewerHandshake };
+
+/**
+ * The AsyncAPI 3.0 document of `/agent` and `/dashboard`, generated from the event tables, from the
+ * point of view of the control plane (it receives what agents and viewers send, and sends the rest).
+ * `npm run docs:asyncapi` writes it to docs/asyncapi.json; the control plane serves it at
+ * /api/docs/asyncapi.json.
+ */
+export function asyncApiDocument(): Json {
+  const schemas: Json = {};
+  const messages: Json = {};
+  const channels: Json = {};
+  const operations: Json = {};
+
+  for (const schema of Object.values(SHARED)) convert(schema, schemas);
+  // The codes with what each means, where a reader of the schema looks.
+  schemas.ProtocolErrorCode = {
+    type: 'string',
+    enum: Object.keys(PROTOCOL_ERRORS),
+    description: ['A stable refusal code; act on it, never on the message.', ...Object.entries(PROTOCOL_ERRORS).map(([code, what]) => `- \`${code}\`: ${what}`)].join('\n'),
+  };
+
+  for (const ns of NAMESPACES) {
+    const channelMessages: Json = {};
+    for (const [event, spec] of Object.entries(ns.table)) {
+      const id = `${ns.key}.${event}`;
+      const fromPeer = spec.from !== 'control-plane';
+      messages[id] = {
+        name: event,
+        title: event,
+        summary: spec.summary,
+        contentType: 'application/json',
+        payload: convert(spec.request, schemas),
+        'x-sender': spec.from,
+        'x-since-protocol-version': spec.since,
+      };
+      channelMessages[event] = { $ref: `#/components/messages/${id}` };
+      const operation: Json = {
+        action: fromPeer ? 'receive' : 'send',
+        channel: { $ref: `#/channels/${ns.key}` },
+        summary: `${fromPeer ? `${capitalise(ns.peer)} -> control plane` : `Control plane -> ${ns.peer}`}: ${event}`,
+        description: spec.summary,
+        security: [{ $ref: `#/components/securitySchemes/${ns.security}` }],
+        messages: [{ $ref: `#/channels/${ns.key}/messages/${event}` }],
+      };
+      if (spec.reply) {
+        messages[`${id}.reply`] = {
+          name: `${event} ack`,
+          title: `${event} acknowledgement`,
+          summary: `The socket.io acknowledgement of \`${event}\`, sent by the ${fromPeer ? 'control plane' : ns.peer}.`,
+          contentType: 'application/json',
+          payload: convert(spec.reply, schemas),
+          'x-since-protocol-version': spec.since,
+        };
+        channelMessages[`${event}.reply`] = { $ref: `#/components/messages/${id}.reply` };
+        operation.reply = {
+          channel: { $ref: `#/channels/${ns.key}` },
+          messages: [{ $ref: `#/channels/${ns.key}/messages/${event}.reply` }],
+        };
+      }
+      operations[id] = operation;
+    }
+    channels[ns.key] = {
+      address: ns.address,
+      title: `socket.io namespace ${ns.address}`,
+      description: ns.description,
+      messages: channelMessages,
+      'x-handshake-auth': convert(ns.handshake, schemas),
+    };
+  }
+
+  return {
+    asyncapi: '3.0.0',
+    info: {
+      title: 'Devpilot agent and viewer protocols',
+      version: String(PROTOCOL_VERSION),
+      description: INFO,
+      license: { name: 'MIT' },
+    },
+    defaultContentType: 'application/json',
+    servers: {
+      controlPlane: {
+        host: 'localhost:3000',
+        protocol: 'ws',
+        pathname: '/socket.io',
+        description:
+          'The control plane (its DEVPILOT_PUBLIC_URL; `wss` behind TLS). socket.io 4 over WebSocket only (no long-polling), engine path `/socket.io/`; the channel address is the socket.io namespace.',
+        security: NAMESPACES.map((ns) => ({ $ref: `#/components/securitySchemes/${ns.security}` })),
+      },
+    },
+    channels,
+    operations,
+    components: {
+      schemas,
+      messages,
+      securitySchemes: {
+        agentToken: {
+          type: 'httpApiKey',
+          in: 'query',
+          name: 'token',
+          description:
+            'The server’s agent token, sent in the socket.io handshake `auth` object (`auth.token`, with `protocolVersion`; see the channel’s `x-handshake-auth`), not in the URL. Refused at connection with `connect_error` `data.code` `UNAUTHORIZED`.',
+        },
+        viewerApiKey: {
+          type: 'httpApiKey',
+          in: 'query',
+          name: 'apiKey',
+          description: 'An API key of the workspace (owner or viewer), sent in the socket.io handshake `auth` object (`auth.apiKey`), not in the URL.',
+        },
+      },
+    },
+  };
+}
+
+const INFO = [
+  'How an agent (`/agent`) and a viewer (`/dashboard`) talk to the Devpilot control plane, enough to write either without reading the source.',
+  '',
+  '**Transport.** socket.io 4 over WebSocket only. Each event is one socket.io event whose single argument is the payload; when the event has a reply, the sender passes an acknowledgement callback and the reply is its single argument. Binary fields (`data`) are socket.io binary attachments. Every payload is validated on the receiving side: a malformed one gets a refusal, never a crash. Messages larger than ' +
+    `${MAX_MESSAGE_BYTES} bytes close the connection; an output chunk holds at most ${MAX_CHUNK_BYTES} bytes, a batch at most ${MAX_CHUNKS_PER_BATCH} chunks; every seq is an integer from 0 to ${MAX_SEQ}.`,
+  '',
+  '**Handshake.** The socket.io `auth` object: `{token, protocolVersion, agentVersion, hostname, platform}` on `/agent`, `{apiKey}` on `/dashboard` (channel field `x-handshake-auth`). A refused connection gets a `connect_error` whose `message` is for a person and whose `data` is `ConnectRefusal` `{code, supportedVersions?}`: `UNAUTHORIZED` and `UNSUPPORTED_PROTOCOL_VERSION` are final (retrying cannot help), the others are worth a retry with backoff.',
+  '',
+  '**Refusals.** A refused message is acknowledged with `ErrorReply` `{error: {code, message}}` (on `/dashboard`: `{ok: false, error}`); the codes are listed in `ProtocolErrorCode`.',
+  '',
+  `**Protocol versions.** This document describes version ${PROTOCOL_VERSION}; the control plane accepts ${SUPPORTED_PROTOCOL_VERSIONS.join(' and ')}. ` +
+    'Version 2 added `execution.spawned`: an agent acknowledges `execution.start` when it accepts the run (runs beyond its concurrency wait in its queue) and reports `execution.spawned` once the process exists; the execution is `dispatched` until then and `running` (with its start time) from then on. A version 1 agent never sends it. Each message names the version that introduced it (`x-since-protocol-version`).',
+].join('\n');
+
+function capitalise(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+/**
+ * JSON Schema (draft-07, as AsyncAPI's schema format) of what is sent on the wire. Named schemas go
+ * to `schemas` and are referenced from `#/components/schemas`.
+ */
+function convert(schema: z.ZodType, schemas: Json): Json {
+  const root = z.toJSONSchema(schema, { target: 'draft-07', io: 'input', unrepresentable: 'any' }) as Json & { definitions?: Json };
+  for (const [name, def] of Object.entries(root.definitions ?? {})) schemas[name] ??= tidy(def);
+  delete root.definitions;
+  delete root.$schema;
+  return tidy(root) as Json;
+}
+
+/** References pointed at the components, and the binary fields shown as such. */
+function tidy(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(tidy);
+  if (!node || typeof node !== 'object') return node;
+  const out: Json = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k === '$ref' && typeof v === 'string') out[k] = v.replace('#/definitions/', '#/components/schemas/');
+    else out[k] = tidy(v);
+  }
+  // Bytes: an instanceof check z.toJSONSchema cannot express; its metadata says what it is.
+  if (out.format === 'binary') delete out.anyOf;
+  return out;
+}
+
+/** The document as committed in docs/asyncapi.json. */
+export function serialiseAsyncApi(doc: Json): string {
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}
