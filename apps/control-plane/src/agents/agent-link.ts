@@ -93,21 +93,6 @@ export class AgentLink {
     return [...new Set([...this.nsp.sockets.values()].map((s) => s.data.serverId).filter(Boolean))];
   }
 
-  /**
-   * The protocol version of the server's connected agent (on any node), null when none is
-   * connected. From 2, a start ack means "accepted", not "running": `execution.spawned` says that.
-   */
-  async protocolVersion(serverId: string): Promise<number | null> {
-    if (!this.nsp) return null;
-    const room = this.nsp.adapter.rooms.get(serverRoom(serverId));
-    for (const id of room ?? []) {
-      const local = this.nsp.sockets.get(id);
-      if (local) return local.data.protocolVersion;
-    }
-    const [remote] = await this.nsp.in(serverRoom(serverId)).fetchSockets();
-    return remote?.data.protocolVersion ?? null;
-  }
-
   disconnect(serverId: string): void {
     this.nsp?.in(serverRoom(serverId)).disconnectSockets(true);
   }
