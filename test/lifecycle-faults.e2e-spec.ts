@@ -76,6 +76,28 @@ afterAll(async () => {
   for (const f of tmpFiles) await rm(f, { force: true });
 });
 
+describe('running means spawned (protocol 2)', () => {
+  it("keeps a run the agent accepted into its own queue dispatched, with no start time, until its process is spawned", async () => {
+    const server = await createServer(api, 'l-queue');
+    agents.push(await startAgent({ url: cp.url, token: server.agentToken, concurrency: 1 }));
+    await waitFor('online', async () => (await serverStatus(server.id)) === 'online', 30_000);
+    const pidFile = tmpFile('pid');
+    const first = await run(api, (await createScript(api, `echo $$ > '${pidFile}'; echo started; sleep 3`)).id, server.id);
+    await started(first.executionId, pidFile);
+    const second = await run(api, (await createScript(api, 'echo second')).id, server.id);
+    // The agent has accepted it (its answer is recorded), but it waits behind the first.
+    await waitFor('the agent accepted the second start', async () => {
+      const [row] = await db.query<{ accepted_at: Date | null }>(`SELECT accepted_at FROM execution WHERE id = $1`, [second.executionId]);
+      return row?.accepted_at ? true : undefined;
+    });
+    const queued = await getExecution(api, second.executionId);
+    expect(queued.status).toBe('dispatched');
+    expect(queued.startedAt).toBeNull();
+    const done = await waitForStatus(api, second.executionId, 'succeeded');
+    expect(Date.parse(done.startedAt)).toBeGreaterThan(Date.parse((await getExecution(api, first.executionId)).finishedAt) - 1000);
+  });
+});
+
 describe('no run left open for ever', () => {
   it('marks a run lost, with its reason, when its agent was SIGKILLed and never comes back', async () => {
     const server = await createServer(api, 'l-killed');
