@@ -6,5 +6,7 @@ export class ScriptVersion {
   @PrimaryColumn('uuid', { name: 'script_id' }) scriptId!: string;
   @PrimaryColumn('int') version!: number;
   @Column('text') content!: string;
+  /** Names of the secrets this version's runs get as environment variables. */
+  @Column('text', { array: true, default: () => "'{}'" }) secrets!: string[];
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
 }

@@ -1,7 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
-import { notFound } from '../common/app-exception.js';
+import { HttpStatus } from '@nestjs/common';
+import { AppException, notFound } from '../common/app-exception.js';
+import { secretNameProblem } from '../secrets/secret-names.js';
 import { newestFirst, type Page, toPage } from '../common/pagination.js';
 import type { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
 import { ScriptVersion } from './script-version.entity.js';
@@ -16,6 +18,8 @@ export interface ScriptView {
   maxOutputBytes: number;
   version: number;
   content?: string;
+  /** Secrets its runs get (with the content: a change is the next version). */
+  secrets?: string[];
   createdAt: Date;
   updatedAt: Date;
 }
@@ -29,6 +33,7 @@ export class ScriptsService {
   ) {}
 
   async create(workspaceId: string, dto: CreateScriptDto): Promise<ScriptView> {
+    const secrets = checkSecretNames(dto.secrets ?? []);
     return this.db.transaction(async (tx) => {
       const script = await tx.getRepository(Script).save(
         tx.getRepository(Script).create({
@@ -41,8 +46,8 @@ export class ScriptsService {
           currentVersion: 1,
         }),
       );
-      await tx.getRepository(ScriptVersion).insert({ scriptId: script.id, version: 1, content: dto.content });
-      return toView(script, dto.content);
+      await tx.getRepository(ScriptVersion).insert({ scriptId: script.id, version: 1, content: dto.content, secrets });
+      return toView(script, { content: dto.content, secrets });
     });
   }
 
@@ -64,28 +69,28 @@ export class ScriptsService {
   async get(workspaceId: string, id: string): Promise<ScriptView> {
     const script = await this.find(workspaceId, id);
     const v = await this.versions.findOneOrFail({ where: { scriptId: id, version: script.currentVersion } });
-    return toView(script, v.content);
+    return toView(script, v);
   }
 
-  /** Applies a change; a different `content` becomes the next version, atomically. */
+  /** Applies a change; a different `content` or `secrets` becomes the next version, atomically. */
   async update(workspaceId: string, id: string, dto: UpdateScriptDto): Promise<ScriptView> {
+    const newSecrets = dto.secrets === undefined ? undefined : checkSecretNames(dto.secrets);
     return this.db.transaction(async (tx) => {
       const repo = tx.getRepository(Script);
       const script = await repo.findOne({ where: { id, workspaceId }, lock: { mode: 'pessimistic_write' } });
       if (!script) throw notFound('Script');
       const current = await tx.getRepository(ScriptVersion).findOneOrFail({ where: { scriptId: id, version: script.currentVersion } });
-      let content = current.content;
-      if (dto.content !== undefined && dto.content !== current.content) {
+      const next = { content: dto.content ?? current.content, secrets: newSecrets ?? current.secrets };
+      if (next.content !== current.content || next.secrets.join('\n') !== current.secrets.join('\n')) {
         script.currentVersion += 1;
-        content = dto.content;
-        await tx.getRepository(ScriptVersion).insert({ scriptId: id, version: script.currentVersion, content });
+        await tx.getRepository(ScriptVersion).insert({ scriptId: id, version: script.currentVersion, ...next });
       }
       if (dto.name !== undefined) script.name = dto.name;
       if (dto.description !== undefined) script.description = dto.description;
       if (dto.interpreter !== undefined) script.interpreter = dto.interpreter;
       if (dto.timeoutSeconds !== undefined) script.timeoutSeconds = dto.timeoutSeconds;
       if (dto.maxOutputBytes !== undefined) script.maxOutputBytes = dto.maxOutputBytes;
-      return toView(await repo.save(script), content);
+      return toView(await repo.save(script), next);
     });
   }
 
@@ -105,15 +110,28 @@ export class ScriptsService {
     return { items: rows.map((r) => ({ ...r, bytes: Number(r.bytes) })), nextCursor: null };
   }
 
-  async getVersion(workspaceId: string, id: string, version: number): Promise<{ scriptId: string; version: number; content: string; createdAt: Date }> {
+  async getVersion(
+    workspaceId: string,
+    id: string,
+    version: number,
+  ): Promise<{ scriptId: string; version: number; content: string; secrets: string[]; createdAt: Date }> {
     await this.find(workspaceId, id);
     const v = await this.versions.findOne({ where: { scriptId: id, version } });
     if (!v) throw notFound('Script version');
-    return { scriptId: id, version: v.version, content: v.content, createdAt: v.createdAt };
+    return { scriptId: id, version: v.version, content: v.content, secrets: v.secrets, createdAt: v.createdAt };
   }
 }
 
-function toView(s: Script, content?: string): ScriptView {
+/** Declared secret names, checked like secrets' own names (a reserved name could never be defined). */
+function checkSecretNames(names: string[]): string[] {
+  for (const n of names) {
+    const problem = secretNameProblem(n);
+    if (problem) throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', `secrets: ${n} ${problem}`);
+  }
+  return names;
+}
+
+function toView(s: Script, v?: { content: string; secrets: string[] }): ScriptView {
   return {
     id: s.id,
     name: s.name,
@@ -122,7 +140,7 @@ function toView(s: Script, content?: string): ScriptView {
     timeoutSeconds: s.timeoutSeconds,
     maxOutputBytes: s.maxOutputBytes,
     version: s.currentVersion,
-    ...(content === undefined ? {} : { content }),
+    ...(v === undefined ? {} : { content: v.content, secrets: v.secrets }),
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
   };

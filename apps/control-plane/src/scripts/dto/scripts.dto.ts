@@ -1,6 +1,7 @@
 import { INTERPRETERS, type Interpreter, MAX_SCRIPT_CONTENT } from '@app/protocol';
 import { ApiProperty, ApiPropertyOptional, PartialType } from '@nestjs/swagger';
-import { IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { MAX_SECRETS_PER_SCRIPT } from '../../secrets/secret-names.js';
 
 export const MAX_OUTPUT_BYTES_LIMIT = 1024 * 1024 * 1024;
 
@@ -41,6 +42,18 @@ export class CreateScriptDto {
   @IsString()
   @MaxLength(2000)
   description?: string;
+
+  @ApiPropertyOptional({
+    type: [String],
+    example: ['DB_PASSWORD'],
+    description: 'Names of the secrets its runs get as environment variables (versioned with the content)',
+  })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(MAX_SECRETS_PER_SCRIPT)
+  @ArrayUnique({ message: 'secrets must not name a secret twice' })
+  @IsString({ each: true })
+  secrets?: string[];
 }
 
 /** Every field optional; a changed `content` creates the next version. */

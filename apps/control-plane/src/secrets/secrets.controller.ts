@@ -1,0 +1,43 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Auth, type AuthContext } from '../common/auth/auth-context.js';
+import { ListQueryDto } from '../common/list-query.dto.js';
+import { uuidPipe } from '../common/uuid.pipe.js';
+import { CreateSecretDto, UpdateSecretDto } from './dto/secrets.dto.js';
+import { ScriptSecretsService } from './secrets.service.js';
+
+@ApiTags('secrets')
+@ApiBearerAuth()
+@Controller('secrets')
+export class SecretsController {
+  constructor(private readonly secrets: ScriptSecretsService) {}
+
+  @Post()
+  @ApiOperation({ summary: 'A script secret for the workspace or one server; the value is never returned' })
+  create(@Auth() auth: AuthContext, @Body() dto: CreateSecretDto) {
+    return this.secrets.create(auth.workspaceId, dto);
+  }
+
+  @Get()
+  @ApiOperation({ summary: 'Secret names, scopes and dates (never values)' })
+  list(@Auth() auth: AuthContext, @Query() q: ListQueryDto) {
+    return this.secrets.list(auth.workspaceId, q.limit, q.cursor);
+  }
+
+  @Get(':id')
+  get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
+    return this.secrets.get(auth.workspaceId, id);
+  }
+
+  @Put(':id')
+  @ApiOperation({ summary: 'A new value (runs not yet started get it)' })
+  update(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Body() dto: UpdateSecretDto) {
+    return this.secrets.update(auth.workspaceId, id, dto.value);
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  async delete(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string): Promise<void> {
+    await this.secrets.delete(auth.workspaceId, id);
+  }
+}
