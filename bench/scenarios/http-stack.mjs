@@ -13,6 +13,7 @@ import { openStack } from '../lib/session.mjs';
 import { signedCall } from '../lib/sign.mjs';
 import { scriptWebhook, createServer, TRIGGER_PATH } from '../lib/stack.mjs';
 import { cpuSnapshot, freePort, ManagedProcess, median, waitFor } from '../lib/util.mjs';
+import { CONTROL_PLANE_NODE_FLAGS } from '../../scripts/control-plane-node-flags.mjs';
 
 const STUB = path.join(ROOT, 'bench/procs/http-stack-server.mjs');
 const SECRET = randomBytes(32).toString('hex');
@@ -36,11 +37,11 @@ function fastifyDir() {
   return { dir, why: null };
 }
 
-/** One stub server process: the app's HTTP stack on `framework` with a request-log variant. */
+/** One stub server process (with the control plane's Node flags): the app's HTTP stack on `framework` with a request-log variant. */
 async function startStub(ctx, framework, logging, statics, fastify) {
   const port = await freePort();
   const label = `stub-${framework}-${logging}-${statics}`;
-  const proc = new ManagedProcess(label, process.execPath, [STUB, String(port), framework, logging, statics], {
+  const proc = new ManagedProcess(label, process.execPath, [...CONTROL_PLANE_NODE_FLAGS, STUB, String(port), framework, logging, statics], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, HTTP_STACK_DIST: DIST, HTTP_STACK_FASTIFY: fastify ?? '', HTTP_STACK_SECRET: SECRET },
   });
   try {
