@@ -13,7 +13,9 @@ import { printTable } from './lib/report.mjs';
 import { ensureBuilt } from './lib/stack.mjs';
 import { envInt, liveProcesses, nowMs } from './lib/util.mjs';
 
-const SCENARIOS = ['trigger', 'first-byte', 'exec-rate', 'throughput', 'agents', 'fanout', 'prune'];
+const SCENARIOS = ['trigger', 'first-byte', 'exec-rate', 'throughput', 'agents', 'fanout', 'prune', 'http-stack'];
+/** A plain `npm run bench`: the targets. http-stack measured a decision (README) and runs when named. */
+const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'http-stack');
 
 const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -42,7 +44,7 @@ async function main() {
   }
   const unknown = args.filter((a) => !SCENARIOS.includes(a));
   if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.join(', ')}`);
-  const chosen = args.length ? SCENARIOS.filter((s) => args.includes(s)) : SCENARIOS;
+  const chosen = args.length ? SCENARIOS.filter((s) => args.includes(s)) : DEFAULT_SCENARIOS;
 
   raiseOpenFiles();
   ensureBuilt(log);
@@ -106,6 +108,7 @@ async function main() {
       log(`profile ${path.basename(p.file)}: ${p.windowMs} ms under load, ${p.idlePct}% idle; of the busy ${p.busyMs} ms:`);
       for (const f of p.topSelf.slice(0, 10)) log(`   ${String(f.pct).padStart(5)}%  ${f.frame}`);
       log(`   by package: ${p.byPackage.map((x) => `${x.pkg} ${x.pct}%`).join(', ')}`);
+      log(`   by layer: ${p.byLayer.map((x) => `${x.layer} ${x.pct}%`).join(', ')}`);
     }
   }
 

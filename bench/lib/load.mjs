@@ -5,21 +5,21 @@ import { quantile } from './util.mjs';
 const MAX_SAMPLES = 2_000_000;
 
 /**
- * POSTs `body` with `headers` to `url` on `connections` connections, for `durationS` seconds or
- * `amount` requests. `okStatus` is what counts as success. `onBody(status, body)` sees each response.
+ * POSTs (or `method`s) `body` with `headers` to `url` on `connections` connections, for `durationS`
+ * seconds or `amount` requests. `okStatus` is what counts as success. `onBody(status, body)` sees each response.
  */
-export async function fire({ url, body, headers, connections, durationS, amount, okStatus, onBody, timeoutS = 30 }) {
+export async function fire({ url, method = 'POST', body, headers, connections, durationS, amount, okStatus, onBody, timeoutS = 30 }) {
   const latencies = [];
   const opts = {
     url,
-    method: 'POST',
+    method,
     body,
     headers,
     connections,
     pipelining: 1,
     timeout: timeoutS,
     ...(amount ? { amount } : { duration: durationS }),
-    ...(onBody ? { requests: [{ method: 'POST', body, headers, onResponse: (status, b) => onBody(status, b) }] } : {}),
+    ...(onBody ? { requests: [{ method, body, headers, onResponse: (status, b) => onBody(status, b) }] } : {}),
   };
   const start = performance.now();
   let lastResponse = start;

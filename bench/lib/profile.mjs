@@ -41,7 +41,31 @@ export function summariseProfile(file, windows = [], top = 15) {
     windowed: windows.length > 0,
     topSelf: [...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([frame, us]) => ({ frame, pct: pct(us) })),
     byPackage: [...pkgs].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([pkg, us]) => ({ pkg, pct: pct(us) })),
+    byLayer: byLayer(pkgs, pct),
   };
+}
+
+/** Packages that make up each layer of a request; everything else is `other`. */
+const LAYERS = {
+  // What moving to another HTTP framework would replace (Express 5, its middleware, Nest's adapter).
+  'Express and its middleware': ['express', 'router', 'body-parser', 'raw-body', 'serve-static', 'send', 'finalhandler', 'proxy-addr', 'forwarded', 'type-is', 'content-type', 'qs', 'on-finished', 'path-to-regexp', '@nestjs/platform-express', 'iconv-lite', 'media-typer', 'mime-types', 'mime-db', 'depd', 'accepts', 'negotiator', 'cookie', 'cookie-signature', 'etag', 'fresh', 'parseurl', 'encodeurl', 'escape-html', 'statuses', 'http-errors', 'content-disposition', 'vary', 'range-parser', 'merge-descriptors', 'setprototypeof', 'unpipe', 'bytes', 'destroy', 'ee-first', 'side-channel', 'side-channel-list', 'side-channel-map', 'side-channel-weakmap', 'object-inspect', 'call-bound', 'get-intrinsic', 'es-errors', 'function-bind', 'is-promise', 'once', 'debug', 'ms'],
+  'Nest routing, pipes, validation': ['@nestjs/core', '@nestjs/common', 'class-validator', 'class-transformer', 'rxjs', 'validator', 'libphonenumber-js', 'tslib'],
+  'request logs (pino)': ['pino', 'pino-http', 'nestjs-pino', 'pino-std-serializers', 'sonic-boom', 'fast-redact', '@pinojs/redact', 'safe-stable-stringify', 'quick-format-unescaped', 'fast-safe-stringify', 'thread-stream'],
+  'database client': ['pg', 'pg-protocol', 'pg-pool', 'pg-types', 'pg-connection-string', 'postgres-array', 'postgres-bytea', 'postgres-date', 'postgres-interval', 'typeorm', 'reflect-metadata'],
+  'Node HTTP and sockets': ['node:_http_server', 'node:_http_outgoing', 'node:_http_incoming', 'node:_http_common', 'node:net', 'node:stream', 'node:events', 'node:internal', 'node:buffer', 'node:crypto', 'node:timers', 'node:async_hooks', 'node:url', 'node:string_decoder', 'node:util'],
+  'our control plane': ['(our control plane)'],
+  'V8 (gc, native, compiler)': ['(gc)', '(program: native/V8)', '(native)'],
+};
+const LAYER_OF = new Map(Object.entries(LAYERS).flatMap(([layer, pkgs]) => pkgs.map((p) => [p, layer])));
+
+function byLayer(pkgs, pct) {
+  const layers = new Map();
+  for (const [pkg, us] of pkgs) {
+    if (pkg === '(idle)') continue;
+    const layer = LAYER_OF.get(pkg) ?? 'other';
+    layers.set(layer, (layers.get(layer) ?? 0) + us);
+  }
+  return [...layers].sort((a, b) => b[1] - a[1]).map(([layer, us]) => ({ layer, pct: pct(us) }));
 }
 
 function shortUrl(url) {
