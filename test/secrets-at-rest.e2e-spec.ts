@@ -3,9 +3,7 @@
 // no webhook token, API key, agent token or HMAC secret is found in plain text (nor hex or base64
 // of it) in the control plane's logs, the agent's logs or a dump of the database.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import { type AgentProcess, startAgent } from './support/agent.js';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createScript, createServer, run, waitForTerminal } from './support/executions.js';
@@ -13,10 +11,9 @@ import { recordFigure } from './support/figures.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { waitFor } from './support/processes.js';
+import { dumpDatabase, forms } from './support/secret-scan.js';
 import { ViewerClient } from './support/viewer.js';
 import { callTrigger, createWebhook, hmacHex, triggerWith } from './support/webhook-fixtures.js';
-
-const execFileAsync = promisify(execFile);
 
 let db: TestDatabase;
 let cp: ControlPlane;
@@ -39,29 +36,6 @@ afterAll(async () => {
   await cp?.stop();
   await db?.drop();
 });
-
-/** The database as text: pg_dump when its version can read the server, else every table as JSON rows. */
-async function dumpDatabase(): Promise<{ how: string; text: string }> {
-  try {
-    const { stdout } = await execFileAsync('pg_dump', ['--data-only', '--no-owner', db.url], { maxBuffer: 512 * 1024 * 1024 });
-    return { how: 'pg_dump', text: stdout };
-  } catch (e) {
-    const why = String((e as { stderr?: string }).stderr ?? e).split('\n')[0];
-    const tables = await db.query<{ name: string }>(`SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`);
-    const parts: string[] = [];
-    for (const { name } of tables) {
-      const rows = await db.query<{ row: string }>(`SELECT row_to_json(t)::text AS row FROM ${name} t`);
-      parts.push(`-- ${name}\n${rows.map((r) => r.row).join('\n')}`);
-    }
-    return { how: `SELECT of ${tables.length} tables (pg_dump: ${why})`, text: parts.join('\n') };
-  }
-}
-
-/** The forms a leaked secret could take in a log or a dump. */
-function forms(value: string): string[] {
-  const bytes = Buffer.from(value, 'utf8');
-  return [value, bytes.toString('hex'), bytes.toString('base64').replace(/=+$/, ''), bytes.toString('base64url').replace(/=+$/, '')];
-}
 
 describe('secrets after a run of representative activity', () => {
   it('are in no log and nowhere in the database', async () => {
@@ -136,7 +110,7 @@ describe('secrets after a run of representative activity', () => {
     // Wrong keys on the API: logged as refusals, not as keys.
     expect((await new Api(cp.url, secrets.find((s) => s.kind === 'revoked API key')!.value).get('/api/v1/me')).status).toBe(401);
 
-    const dump = await dumpDatabase();
+    const dump = await dumpDatabase(db);
     const places = {
       'control plane logs': cp.proc.logs,
       'agent logs': agents.map((a) => a.proc.logs).join('\n'),

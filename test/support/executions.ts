@@ -12,7 +12,7 @@ export async function createServer(api: Api, name: string): Promise<{ id: string
 export async function createScript(
   api: Api,
   content: string,
-  opts: { name?: string; interpreter?: string; timeoutSeconds?: number; maxOutputBytes?: number } = {},
+  opts: { name?: string; interpreter?: string; timeoutSeconds?: number; maxOutputBytes?: number; secrets?: string[] } = {},
 ): Promise<{ id: string }> {
   const r = await api.post('/api/v1/scripts', { name: opts.name ?? `script-${Math.random().toString(36).slice(2, 10)}`, content, ...opts });
   if (r.status !== 201) throw new Error(`create script: ${r.status} ${JSON.stringify(r.body)}`);

@@ -12,6 +12,7 @@ import { HealthModule } from './health/health.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { RetentionModule } from './retention/retention.module.js';
 import { ScriptsModule } from './scripts/scripts.module.js';
+import { SecretsModule } from './secrets/secrets.module.js';
 import { ServersModule } from './servers/servers.module.js';
 import { WebhooksModule } from './webhooks/webhooks.module.js';
 import { WorkspacesModule } from './workspaces/workspaces.module.js';
@@ -30,6 +31,7 @@ export class AppModule {
         WorkspacesModule,
         ServersModule,
         ScriptsModule,
+        SecretsModule,
         ExecutionsModule,
         AgentsModule,
         WebhooksModule,

@@ -4,6 +4,7 @@ import type { Subscription } from 'rxjs';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ExecutionEvents } from '../executions/execution-events.js';
 import { ExecutionRepository } from '../executions/execution.repository.js';
+import { StartCommands } from '../executions/start-commands.js';
 import type { Execution } from '../executions/execution.entity.js';
 import type { ClaimedExecution } from '../executions/run-commands.js';
 import { AgentLink } from './agent-link.js';
@@ -33,6 +34,7 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly events: ExecutionEvents,
     private readonly repo: ExecutionRepository,
+    private readonly commands: StartCommands,
     private readonly link: AgentLink,
     private readonly presence: AgentPresence,
   ) {}
@@ -77,7 +79,7 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
           for (;;) {
             const claimed = await this.repo.claimQueued(serverId, CLAIM_BATCH);
             // Emitted in order on one socket; the acks are handled as they come.
-            for (const c of claimed) void this.send(c);
+            for (const c of await this.commands.build(claimed)) void this.send(c);
             if (claimed.length < CLAIM_BATCH) break;
           }
         } while (pass.again);
@@ -139,7 +141,9 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
       // sweep) cost 4,000 statements a second with 10,000 agents connected.
       for (const w of await this.repo.serversWithWork(ready, unansweredAfterMs)) {
         if (w.queued) await this.dispatchQueued(w.serverId);
-        if (w.unanswered) for (const c of await this.repo.takeUnanswered(w.serverId, unansweredAfterMs, CLAIM_BATCH)) void this.send(c, true);
+        if (w.unanswered) {
+          for (const c of await this.commands.build(await this.repo.takeUnanswered(w.serverId, unansweredAfterMs, CLAIM_BATCH))) void this.send(c, true);
+        }
       }
       for (const gone of await this.repo.giveUpIncomplete(ready, this.config.reportGraceSeconds)) {
         this.logger.warn({ executionId: gone.id, serverId: gone.serverId }, 'the agent reported this run finished but never sent all of its output; marked lost');

@@ -14,7 +14,7 @@ import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ExecutionEvents, type StatusChanged } from './execution-events.js';
 import type { StoredChunk } from './execution-output.service.js';
 import { type ExecutionRow, VIEW_SELECT } from './execution-view.js';
-import { type ClaimedExecution, type ClaimRow, claimed, outcome } from './run-commands.js';
+import { type ClaimRow, outcome } from './run-commands.js';
 import { preparedRows, rows } from './sql.js';
 
 /** A status change as the statements return it. */
@@ -128,7 +128,7 @@ export class ExecutionRepository {
          RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at,
                    deliver_by, timeout_seconds
        )${after}
-       SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content
+       SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets
        FROM e
        JOIN script s ON s.id = e.script_id
        JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version`;
@@ -151,7 +151,7 @@ export class ExecutionRepository {
    * Claims up to `limit` queued executions of a server, oldest first, still inside their delivery
    * deadline: `queued` -> `dispatched` atomically (SKIP LOCKED: concurrent claimers take others).
    */
-  async claimQueued(serverId: string, limit: number): Promise<ClaimedExecution[]> {
+  async claimQueued(serverId: string, limit: number): Promise<ClaimRow[]> {
     const found = await this.withStart(
       `UPDATE execution x SET status = 'dispatched', dispatched_at = now()
        WHERE ${guard('dispatched')} AND x.id IN (
@@ -161,7 +161,7 @@ export class ExecutionRepository {
       [serverId, limit],
     );
     this.emit(found.map((r) => ({ ...r, status: 'dispatched' as const, exit_code: null })));
-    return found.map(claimed);
+    return found;
   }
 
   /**
@@ -169,8 +169,8 @@ export class ExecutionRepository {
    * while their agent is connected: taken for one more start (the agent accepts a repeated start
    * of the same id once only). dispatched_at moves on, so one node resends at a time.
    */
-  async takeUnanswered(serverId: string, olderThanMs: number, limit: number): Promise<ClaimedExecution[]> {
-    const found = await this.withStart(
+  takeUnanswered(serverId: string, olderThanMs: number, limit: number): Promise<ClaimRow[]> {
+    return this.withStart(
       `UPDATE execution x SET dispatched_at = now()
        WHERE x.status = 'dispatched' AND x.id IN (
          SELECT id FROM execution
@@ -179,7 +179,6 @@ export class ExecutionRepository {
          ORDER BY queued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
       [serverId, limit, olderThanMs / 1000],
     );
-    return found.map(claimed);
   }
 
   /** Runs an UPDATE of executions and returns each with what its start command needs. */
@@ -190,7 +189,7 @@ export class ExecutionRepository {
          RETURNING x.id, x.workspace_id, x.server_id, x.script_id, x.script_version, x.webhook_id, x.trigger, x.queued_at,
                    x.timeout_seconds)
        SELECT c.id, c.workspace_id, c.server_id, c.script_id, c.script_version, c.webhook_id, c.trigger,
-              COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content
+              COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets
        FROM c
        JOIN script s ON s.id = c.script_id
        JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version

@@ -4,6 +4,8 @@ import { ExecutionEvents } from './execution-events.js';
 import { ExecutionFeed } from './execution-feed.js';
 import { AgentLinkModule } from '../agents/agent-link.module.js';
 import { ExecutionRepository } from './execution.repository.js';
+import { SecretsModule } from '../secrets/secrets.module.js';
+import { StartCommands } from './start-commands.js';
 import { ExecutionOutputStore } from './execution-output.service.js';
 import { ExecutionOutput } from './execution-output.entity.js';
 import { Execution } from './execution.entity.js';
@@ -11,9 +13,9 @@ import { ExecutionsController } from './executions.controller.js';
 import { ExecutionsService } from './executions.service.js';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput]), AgentLinkModule],
+  imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput]), AgentLinkModule, SecretsModule],
   controllers: [ExecutionsController],
-  providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed],
-  exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore],
+  providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed, StartCommands],
+  exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, StartCommands],
 })
 export class ExecutionsModule {}

@@ -7,7 +7,7 @@ import { ExecutionEvents } from './execution-events.js';
 import { type CreatedRow, ExecutionRepository, type NewExecution } from './execution.repository.js';
 import { Execution } from './execution.entity.js';
 import { decodeExecutionCursor, type ExecutionView, toPageOfExecutions, toView } from './execution-view.js';
-import { startCommand } from './run-commands.js';
+import { StartCommands } from './start-commands.js';
 
 export interface ExecutionFilters {
   scriptId?: string;
@@ -30,6 +30,7 @@ export class ExecutionsService {
     private readonly repo: ExecutionRepository,
     private readonly events: ExecutionEvents,
     private readonly link: AgentLink,
+    private readonly commands: StartCommands,
   ) {}
 
   /**
@@ -40,7 +41,9 @@ export class ExecutionsService {
    */
   async create(spec: NewExecution, serverId: string): Promise<CreatedRow | null> {
     const row = await this.repo.create(spec, this.link.hasLocalReadyAgent(serverId));
-    if (row) this.events.created.next(toCreated(row));
+    if (!row) return null;
+    const [claimed] = row.status === 'dispatched' ? await this.commands.build([row]) : [];
+    this.events.created.next(toCreated(row, claimed?.start ?? null));
     return row;
   }
 
@@ -110,7 +113,7 @@ export class ExecutionsService {
 }
 
 /** What ExecutionEvents.created carries: the new row, and its start command when it was created `dispatched`. */
-function toCreated(r: CreatedRow): Execution & { start: StartExecution | null } {
+function toCreated(r: CreatedRow, start: StartExecution | null): Execution & { start: StartExecution | null } {
   return Object.assign(new Execution(), {
     id: r.id,
     workspaceId: r.workspace_id,
@@ -122,6 +125,6 @@ function toCreated(r: CreatedRow): Execution & { start: StartExecution | null } 
     status: r.status,
     queuedAt: r.queued_at,
     deliverBy: r.deliver_by,
-    start: r.status === 'dispatched' ? startCommand(r) : null,
+    start,
   });
 }

@@ -13,6 +13,8 @@ export interface ClaimRow {
   timeout_seconds: number;
   max_output_bytes: string;
   content: string;
+  /** The secrets its script version declares. */
+  secrets: string[];
 }
 
 /** A claimed execution (`dispatched`) with what its agent needs to run it. */
@@ -32,8 +34,10 @@ export function outcome(r: ExecutionFinished): { status: ExecutionStatus; error:
   return { status: 'failed', error: r.exitCode === null && r.signal ? `killed by ${r.signal}` : null };
 }
 
-export function startCommand(r: ClaimRow): StartExecution {
+/** The start command of a claimed run, with its secrets' values (the agent masks them in the output). */
+export function startCommand(r: ClaimRow, secrets: Record<string, string> = {}): StartExecution {
   const env: Record<string, string> = {
+    ...secrets,
     DEVPILOT_EXECUTION_ID: r.id,
     DEVPILOT_SCRIPT_ID: r.script_id,
     DEVPILOT_SCRIPT_VERSION: String(r.script_version),
@@ -46,11 +50,9 @@ export function startCommand(r: ClaimRow): StartExecution {
     interpreter: r.interpreter,
     content: r.content,
     env,
+    ...(Object.keys(secrets).length ? { maskEnv: Object.keys(secrets) } : {}),
     timeoutMs: r.timeout_seconds * 1000,
     maxOutputBytes: Number(r.max_output_bytes),
   };
 }
 
-export function claimed(r: ClaimRow): ClaimedExecution {
-  return { id: r.id, workspaceId: r.workspace_id, serverId: r.server_id, start: startCommand(r) };
-}
