@@ -14,6 +14,8 @@ import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { waitFor } from './support/processes.js';
 import { dumpDatabase, filesText, forms } from './support/secret-scan.js';
 import { ViewerClient } from './support/viewer.js';
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
 
 let db: TestDatabase;
 let cp: ControlPlane;
@@ -149,5 +151,44 @@ describe('script secrets', () => {
       for (const v of [workspaceValue, serverValue, 'first-value-123']) for (const f of forms(v)) if (text.includes(f)) found.push(`${v} in ${place}`);
     }
     expect(found).toEqual([]);
+  });
+
+  it('are set up in the dashboard: a write-only value, picked by the script editor, warned about where missing', async () => {
+    if (!existsSync('/usr/bin/chromium')) throw new Error('/usr/bin/chromium is missing: apt-get install -y chromium (.ci/run does)');
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+    });
+    try {
+      const page = await browser.newPage();
+      page.setDefaultTimeout(20_000);
+      await page.goto(cp.url);
+      await page.getByTestId('signin-api-key').fill(cp.adminKey);
+      await page.getByTestId('signin-submit').click();
+      await page.getByTestId('nav-secrets').click();
+      await page.getByTestId('secret-list').waitFor();
+      const value = `ui-${randomBytes(10).toString('hex')}`;
+      await page.getByTestId('secret-name-input').fill('UI_KEY');
+      await page.getByTestId('secret-value-input').fill(value);
+      await page.getByTestId('secret-create-submit').click();
+      await page.getByTestId('secret-name').filter({ hasText: 'UI_KEY' }).waitFor();
+      expect(await page.locator('body').innerText()).not.toContain(value);
+      expect((await api.get('/api/v1/secrets')).body.items.some((x: { name: string }) => x.name === 'UI_KEY')).toBe(true);
+
+      // The editor offers the names; picking one and saving makes a new version; a server without it is warned about.
+      const script = await createScript(api, 'echo "$UI_KEY"');
+      await page.goto(`${cp.url}/scripts/${script.id}`);
+      await page.getByTestId('script-secret-UI_KEY').check();
+      await page.getByTestId('script-save').click();
+      await page.getByTestId('script-saved').waitFor();
+      expect((await api.get(`/api/v1/scripts/${script.id}`)).body).toMatchObject({ secrets: ['UI_KEY'], version: 2 });
+      await api.post('/api/v1/secrets', { name: 'ONLY_SPECIAL', value: 'special-only-value', serverId: special.id });
+      await api.patch(`/api/v1/scripts/${script.id}`, { secrets: ['ONLY_SPECIAL', 'UI_KEY'] });
+      await page.reload();
+      await page.getByTestId('run-server-select').selectOption({ label: `${(await api.get(`/api/v1/servers/${plain.id}`)).body.name} (online)` });
+      await expect(page.getByTestId('secrets-missing').first().innerText()).resolves.toMatch(/ONLY_SPECIAL/);
+    } finally {
+      await browser.close();
+    }
   });
 });

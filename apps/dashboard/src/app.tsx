@@ -18,6 +18,7 @@ import { ExecutionPage } from './views/execution-page.js';
 import { ExecutionsView } from './views/executions.js';
 import { ScriptView } from './views/script.js';
 import { ScriptsView } from './views/scripts.js';
+import { SecretsView } from './views/secrets.js';
 import { ServersView } from './views/servers.js';
 import { SignIn } from './views/sign-in.js';
 
@@ -101,6 +102,7 @@ const NAV = [
   { href: '/executions', label: 'Executions', testid: 'nav-executions' },
   { href: '/scripts', label: 'Scripts', testid: 'nav-scripts' },
   { href: '/servers', label: 'Servers', testid: 'nav-servers' },
+  { href: '/secrets', label: 'Secrets', testid: 'nav-secrets' },
 ];
 
 function Shell() {
@@ -164,6 +166,7 @@ function Routes({ path }: { path: string }) {
   let m: Record<string, string> | null;
   if (path === '/') return <Home />;
   if (match('/servers', path)) return <ServersView />;
+  if (match('/secrets', path)) return <SecretsView />;
   if (match('/scripts', path)) return <ScriptsView />;
   if ((m = match('/scripts/:id', path))) return <ScriptView id={m.id!} tab="editor" />;
   if ((m = match('/scripts/:id/versions', path))) return <ScriptView id={m.id!} tab="versions" />;

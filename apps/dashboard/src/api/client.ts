@@ -5,6 +5,7 @@ import type {
   Page,
   RunAccepted,
   Script,
+  Secret,
   ScriptVersion,
   Server,
   ServerWithToken,
@@ -127,6 +128,11 @@ export class ApiClient {
   listExecutions = (query: Query) => this.request<Page<Execution>>('GET', '/executions', undefined, query);
   getExecution = (id: string) => this.request<Execution>('GET', `/executions/${id}`);
   cancelExecution = (id: string) => this.request<Execution>('POST', `/executions/${id}/cancel`);
+
+  listSecrets = () => this.request<Page<Secret>>('GET', '/secrets', undefined, { limit: 200 });
+  createSecret = (body: { name: string; value: string; serverId?: string }) => this.request<Secret>('POST', '/secrets', body);
+  replaceSecret = (id: string, value: string) => this.request<Secret>('PUT', `/secrets/${id}`, { value });
+  deleteSecret = (id: string) => this.request<void>('DELETE', `/secrets/${id}`);
 
   getWorkspace = () => this.request<WorkspaceSettings>('GET', '/workspaces/current');
 }

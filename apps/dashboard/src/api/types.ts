@@ -50,8 +50,20 @@ export interface Script {
   version?: number;
   currentVersion?: number;
   content?: string;
+  /** Secrets its runs get as environment variables (versioned with the content). */
+  secrets?: string[];
   createdAt?: string;
   updatedAt?: string;
+}
+
+/** A script secret as every route shows it: never its value. */
+export interface Secret {
+  id: string;
+  name: string;
+  /** Null: the whole workspace; else one server (its value wins). */
+  serverId: string | null;
+  createdAt: string;
+  updatedAt: string;
 }
 
 export interface ScriptVersion {

@@ -5,6 +5,7 @@ import type { Script } from '../api/types.js';
 import { CodeEditor } from '../components/code-editor.js';
 import { confirmAction, toast } from '../components/overlays.js';
 import { ErrorNotice, Field, Loading, PageHeader } from '../components/ui.js';
+import { namesFor } from './secrets.js';
 import { formatBytes } from '../lib/format.js';
 import { Link, navigate } from '../lib/router.js';
 import { toApiError, useResource, useSession } from '../lib/session.js';
@@ -58,7 +59,7 @@ export function ScriptView({ id, tab }: { id: string; tab: ScriptTab }) {
           </>
         }
         sub={s.description || undefined}
-        actions={isOwner && <RunNow scriptId={s.id} />}
+        actions={isOwner && <RunNow scriptId={s.id} declared={s.secrets ?? []} />}
       />
       <nav class="tabs" role="tablist">
         <Link href={`/scripts/${s.id}`} class={tab === 'editor' ? 'active' : ''} data-testid="tab-editor">
@@ -84,9 +85,10 @@ export function ScriptView({ id, tab }: { id: string; tab: ScriptTab }) {
   );
 }
 
-function RunNow({ scriptId }: { scriptId: string }) {
+function RunNow({ scriptId, declared }: { scriptId: string; declared: string[] }) {
   const { api } = useSession();
   const servers = useResource(() => api.listServers(), [api]);
+  const secrets = useResource(() => api.listSecrets(), [api]);
   const [serverId, setServerId] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
@@ -125,8 +127,54 @@ function RunNow({ scriptId }: { scriptId: string }) {
           {busy ? 'Starting…' : '▶ Run now'}
         </button>
       </form>
+      {serverId && secrets.data && <MissingSecrets declared={declared} defined={namesFor(secrets.data.items, serverId)} where="this server" />}
       <ErrorNotice error={error} title="Could not run" />
     </div>
+  );
+}
+
+/** Names a script declares that runs on a server could not get: such a run fails before it starts. */
+function MissingSecrets({ declared, defined, where }: { declared: string[]; defined: Set<string>; where: string }) {
+  const missing = declared.filter((n) => !defined.has(n));
+  if (missing.length === 0) return null;
+  return (
+    <p class="notice notice-warn small" data-testid="secrets-missing">
+      Not defined for {where}: <span class="mono">{missing.join(', ')}</span>. A run there fails before it starts.
+    </p>
+  );
+}
+
+/** Which secrets the script's runs get: picked from the names defined, with a warning per webhook server lacking one. */
+function SecretsField({ scriptId, value, readOnly, onChange }: { scriptId: string; value: string[]; readOnly: boolean; onChange: (v: string[]) => void }) {
+  const { api } = useSession();
+  const secrets = useResource(() => api.listSecrets(), [api]);
+  const webhooks = useResource(() => api.listWebhooks(scriptId), [api, scriptId]);
+  const servers = useResource(() => api.listServers(), [api]);
+  const all = secrets.data?.items ?? [];
+  const names = [...new Set([...all.map((s) => s.name), ...value])].sort();
+  const targets = [...new Set((webhooks.data?.items ?? []).map((w) => w.serverId))];
+  const serverName = (id: string) => servers.data?.items.find((s) => s.id === id)?.name ?? id.slice(0, 8);
+  return (
+    <Field label="Secrets" hint={names.length ? 'Its runs get these as environment variables; changing them creates a new version.' : 'No secrets yet: add them on the Secrets page.'}>
+      <div class="secret-picks" data-testid="script-secrets">
+        {names.map((n) => (
+          <label key={n}>
+            <input
+              type="checkbox"
+              checked={value.includes(n)}
+              disabled={readOnly}
+              onChange={(e) => onChange(e.currentTarget.checked ? [...value, n].sort() : value.filter((x) => x !== n))}
+              data-testid={`script-secret-${n}`}
+            />
+            {n}
+          </label>
+        ))}
+      </div>
+      {secrets.data &&
+        targets.map((serverId) => (
+          <MissingSecrets key={serverId} declared={value} defined={namesFor(all, serverId)} where={`server ${serverName(serverId)} (a webhook of this script runs there)`} />
+        ))}
+    </Field>
   );
 }
 
@@ -145,6 +193,7 @@ function ScriptEditor({ script, onSaved, onDelete }: { script: Script; onSaved: 
   if (draft.timeoutSeconds !== script.timeoutSeconds) changes.timeoutSeconds = draft.timeoutSeconds;
   if (draft.maxOutputBytes !== script.maxOutputBytes) changes.maxOutputBytes = draft.maxOutputBytes;
   if (draft.content !== (script.content ?? '')) changes.content = draft.content;
+  if ((draft.secrets ?? []).join() !== (script.secrets ?? []).join()) changes.secrets = draft.secrets ?? [];
   const dirty = Object.keys(changes).length > 0;
   const readOnly = !isOwner;
 
@@ -202,6 +251,7 @@ function ScriptEditor({ script, onSaved, onDelete }: { script: Script; onSaved: 
           <input type="number" min={0} value={draft.maxOutputBytes} readOnly={readOnly} onInput={(e) => set('maxOutputBytes', e.currentTarget.valueAsNumber)} data-testid="script-edit-max-output" />
         </Field>
       </div>
+      <SecretsField scriptId={script.id} value={draft.secrets ?? []} readOnly={readOnly} onChange={(v) => set('secrets', v)} />
       <Field label="Content" hint={isOwner ? 'Tab indents, Shift+Tab dedents, Esc then Tab leaves the editor, Ctrl+S saves. A content change creates a new version.' : undefined}>
         <CodeEditor value={draft.content} onChange={(v) => set('content', v)} interpreter={draft.interpreter} readOnly={readOnly} testid="script-edit-content" onSave={save} />
       </Field>
