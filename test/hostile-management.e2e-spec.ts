@@ -167,6 +167,19 @@ describe('hostile input on the management API', () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it('answers prototype names and out-of-range numbers in path parameters with 400 or 404, never 500, without a key', async () => {
+    const anonymous = new Api(cp.url);
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const r = await anonymous.get(`/agent/${name}`);
+      expect([name, r.status, r.body.code]).toEqual([name, 404, 'NOT_FOUND']);
+    }
+    for (const version of ['2147483648', '99999999999999999999', '0', '-1', '1.5', 'x']) {
+      const r = await owner.get(`/api/v1/scripts/${scriptId}/versions/${version}`);
+      expect([version, r.status, r.body.code]).toEqual([version, 400, 'VALIDATION_ERROR']);
+    }
+    expect((await owner.get(`/api/v1/scripts/${scriptId}/versions/2147483647`)).status).toBe(404);
+  });
+
   it('answers hostile cursors with 400, never 500', async () => {
     const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
     const cursors = [

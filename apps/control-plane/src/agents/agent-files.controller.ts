@@ -18,7 +18,8 @@ const TYPES: Record<string, string> = {
 export class AgentFilesController {
   @Get(':file')
   download(@Param('file') file: string, @Res() res: Response): void {
-    const type = TYPES[file];
+    // Own keys only: `constructor`, `__proto__` and the like are names of nothing here.
+    const type = Object.hasOwn(TYPES, file) ? TYPES[file] : undefined;
     const found = type ? findAgentFile(file) : null;
     if (!type || !found) {
       throw new AppException(HttpStatus.NOT_FOUND, 'NOT_FOUND', type ? `${file} is not built on this control plane (npm run build:agent)` : 'Not found');

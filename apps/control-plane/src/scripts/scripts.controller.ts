@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, ParseIntPipe, Patch, Post, Query } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, Patch, Post, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AppException } from '../common/app-exception.js';
 import { Auth, type AuthContext } from '../common/auth/auth-context.js';
@@ -7,9 +7,17 @@ import { uuidPipe } from '../common/uuid.pipe.js';
 import { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
 import { ScriptsService } from './scripts.service.js';
 
-const versionPipe = new ParseIntPipe({
-  exceptionFactory: () => new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', 'version must be an integer'),
-});
+/** A version number as stored (a PostgreSQL integer): anything else is a 400, never a database error. */
+const versionPipe = {
+  transform(value: unknown): number {
+    // The global pipe may have turned the text into a number already (the parameter is typed number).
+    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d{1,10}$/.test(value) ? Number(value) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > 2_147_483_647) {
+      throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', 'version must be an integer from 1 to 2147483647');
+    }
+    return n;
+  },
+};
 
 @ApiTags('scripts')
 @ApiBearerAuth()
