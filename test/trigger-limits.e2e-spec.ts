@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
-import { createWebhook, serverAndScript, triggerWith } from './support/webhook-fixtures.js';
+import { callTrigger, createWebhook, hmacHex, serverAndScript, triggerWith } from './support/webhook-fixtures.js';
 
 /**
  * The trigger behind a trusted proxy (127.0.0.1 is the proxy: its X-Forwarded-For is believed,
@@ -59,7 +59,7 @@ describe('a trusted proxy', () => {
 });
 
 describe('429 for an address that keeps sending bad tokens', () => {
-  it('refuses the address before any lookup, with Retry-After; other addresses and valid calls before it are unaffected', async () => {
+  it('refuses the address its further bad tokens, with Retry-After, and never a valid token from it or another address', async () => {
     const w = await createWebhook(owner, scriptId, { serverId });
     const attacker = { 'x-forwarded-for': '198.51.100.66' };
     // Valid calls never count towards the limit.
@@ -71,12 +71,32 @@ describe('429 for an address that keeps sending bad tokens', () => {
     const retryAfter = Number(limited.headers.get('retry-after'));
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
-    // Blocked means blocked, even with a good token (no lookup is done for this address).
-    expect((await triggerWith(proxy, w.token, attacker)).status).toBe(429);
-    // Someone else is not.
+    // A valid token from the same address (a shared NAT, an alerting provider's egress) still gets in.
+    expect((await triggerWith(proxy, w.token, attacker)).status).toBe(202);
+    expect((await triggerWith(proxy, unknownToken(), attacker)).status).toBe(429);
+    // Someone else is not limited at all.
     expect((await triggerWith(proxy, w.token, { 'x-forwarded-for': '198.51.100.67' })).status).toBe(202);
     expect((await triggerWith(direct, w.token)).status).toBe(202);
-    expect((await owner.get(`/api/v1/webhooks/${w.id}`)).body.callCount).toBe(10);
+    expect((await owner.get(`/api/v1/webhooks/${w.id}`)).body.callCount).toBe(11);
+  });
+
+  it('limits bad signatures per address and webhook: the holder of a token cannot lock the real sender out', async () => {
+    const secret = 'limits-secret-0123456789';
+    const w = await createWebhook(owner, scriptId, { serverId, hmacSecret: secret });
+    const body = JSON.stringify({ token: w.token });
+    const signed = (sig: string, from: string) =>
+      callTrigger(proxy, body, { 'content-type': 'application/json', 'x-webhook-signature': sig, 'x-forwarded-for': from });
+    const forger = '198.51.100.90';
+    for (let i = 0; i < 5; i++) expect((await signed('0'.repeat(64), forger)).status).toBe(401);
+    const limited = await signed('0'.repeat(64), forger);
+    expect([limited.status, limited.body.code]).toEqual([429, 'RATE_LIMITED']);
+    // The real sender, elsewhere, and even a valid signature from the forger's address, pass.
+    expect((await signed(hmacHex(secret, body), '198.51.100.91')).status).toBe(202);
+    expect((await signed(hmacHex(secret, body), forger)).status).toBe(202);
+    // Another webhook from the same address is not limited by this one's failures.
+    const other = await createWebhook(owner, scriptId, { serverId, hmacSecret: secret });
+    const otherBody = JSON.stringify({ token: other.token });
+    expect((await callTrigger(proxy, otherBody, { 'content-type': 'application/json', 'x-webhook-signature': '0'.repeat(64), 'x-forwarded-for': forger })).status).toBe(401);
   });
 
   it('counts IPv6 callers per /64', async () => {

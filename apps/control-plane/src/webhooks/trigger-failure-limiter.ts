@@ -2,8 +2,9 @@ import ipaddr from 'ipaddr.js';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 
 /**
- * Counts invalid tokens per caller address. After `points` failures within `windowSeconds`, the
- * address is refused (429) for `windowSeconds` before any token lookup. Valid calls never count.
+ * Counts failures per key: a caller address (invalid tokens), or an address and a webhook
+ * (invalid signatures). After `points` failures within `windowSeconds`, further failures of that
+ * key are answered 429 for `windowSeconds`; a call that passes its checks is never refused for it.
  * IPv6 callers are counted per /64, the block one host usually controls. In-process memory: with
  * several control-plane nodes each one counts on its own.
  */
@@ -36,7 +37,13 @@ export class TriggerFailureLimiter {
   }
 }
 
-function keyOf(ip: string): string {
+function keyOf(key: string): string {
+  const [ip = key, rest] = key.split('|', 2);
+  const address = addressKey(ip);
+  return rest === undefined ? address : `${address}|${rest}`;
+}
+
+function addressKey(ip: string): string {
   if (!ipaddr.isValid(ip)) return ip;
   const a = ipaddr.process(ip);
   if (a.kind() === 'ipv4') return a.toString();

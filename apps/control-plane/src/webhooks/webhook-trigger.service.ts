@@ -30,8 +30,11 @@ export interface TriggerCall {
 
 /** 429: carries how long the caller should wait (the Retry-After header). */
 export class RateLimitedException extends AppException {
-  constructor(readonly retryAfterSeconds: number) {
-    super(HttpStatus.TOO_MANY_REQUESTS, 'RATE_LIMITED', `Too many invalid tokens from this address; retry in ${retryAfterSeconds} s`);
+  constructor(
+    readonly retryAfterSeconds: number,
+    what = 'invalid tokens from this address',
+  ) {
+    super(HttpStatus.TOO_MANY_REQUESTS, 'RATE_LIMITED', `Too many ${what}; retry in ${retryAfterSeconds} s`);
   }
 }
 
@@ -60,6 +63,7 @@ const MATCH_CACHE_MAX = 10_000;
 @Injectable()
 export class WebhookTriggerService {
   private readonly failures: TriggerFailureLimiter;
+  private readonly signatureFailures: TriggerFailureLimiter;
   private readonly allowlists = new AllowlistCache();
   /** Webhooks by token hash (hex), as last looked up; the accept statement verifies what matters. */
   private readonly matches = new Map<string, Match>();
@@ -74,6 +78,7 @@ export class WebhookTriggerService {
     private readonly deliveries: DeliveryLog,
   ) {
     this.failures = new TriggerFailureLimiter(config.triggerFailureLimit.points, config.triggerFailureLimit.windowSeconds);
+    this.signatureFailures = new TriggerFailureLimiter(config.triggerFailureLimit.points, config.triggerFailureLimit.windowSeconds);
   }
 
   /** One call, counted by its result code; the accepted ones' latency observed. */
@@ -103,12 +108,6 @@ export class WebhookTriggerService {
     const token = readToken(call.body, call.headers['content-type']);
     if (typeof token !== 'string') throw reject(null, HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', token.message, token.reason);
 
-    const wait = await this.failures.blockedFor(sourceIp);
-    if (wait > 0) {
-      this.deliveries.record(record(null, HttpStatus.TOO_MANY_REQUESTS, 'RATE_LIMITED', 'too many invalid tokens from this address'));
-      throw new RateLimitedException(wait);
-    }
-
     const tokenHash = TOKEN_SHAPE.test(token) ? sha256(token) : null;
     const key = tokenHash?.toString('hex');
     // A webhook seen before skips the lookup: the accept statement itself checks that it is still
@@ -126,12 +125,29 @@ export class WebhookTriggerService {
     for (let attempt = 1; !accepted; attempt++) {
       const webhook = tokenHash ? await this.lookup(tokenHash) : null;
       if (!webhook?.active) {
+        // Only refused tokens count, and only they are refused for it: a valid token from the
+        // same address (a shared NAT, a SaaS egress) is never locked out by someone's guessing.
+        const wait = await this.failures.blockedFor(sourceIp);
+        if (wait > 0) {
+          this.deliveries.record(record(null, HttpStatus.TOO_MANY_REQUESTS, 'RATE_LIMITED', 'too many invalid tokens from this address'));
+          throw new RateLimitedException(wait);
+        }
         await this.failures.failed(sourceIp);
         const reason = webhook ? 'webhook is paused' : 'unknown or deleted token';
         throw reject(webhook, HttpStatus.NOT_FOUND, 'INVALID_TOKEN', INVALID_TOKEN, reason);
       }
 
       const denied = this.denial(webhook, call, sourceIp);
+      if (denied?.code === 'INVALID_SIGNATURE') {
+        // Per address and webhook: someone holding the token cannot lock the real sender out.
+        const key = `${sourceIp}|${webhook.id}`;
+        const wait = await this.signatureFailures.blockedFor(key);
+        if (wait > 0) {
+          this.deliveries.record(record(webhook, HttpStatus.TOO_MANY_REQUESTS, 'RATE_LIMITED', 'too many invalid signatures from this address'));
+          throw new RateLimitedException(wait, 'invalid signatures from this address for this webhook');
+        }
+        await this.signatureFailures.failed(key);
+      }
       if (denied) throw reject(webhook, denied.status, denied.code, denied.message, denied.reason);
 
       const execution = await this.acceptRecorded(webhook, sourceIp, userAgent, record);
