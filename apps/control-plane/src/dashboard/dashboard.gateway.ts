@@ -1,5 +1,5 @@
 import { connectRefusal, DASHBOARD_NAMESPACE, DashboardEvents, MAX_MESSAGE_BYTES, protocolError, type SubscribeReply } from '@app/protocol';
-import { Inject, Logger } from '@nestjs/common';
+import { Logger, type OnModuleDestroy } from '@nestjs/common';
 import {
   Ack,
   ConnectedSocket,
@@ -10,12 +10,14 @@ import {
   SubscribeMessage,
   WebSocketGateway,
 } from '@nestjs/websockets';
-import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ApiKeysService } from '../workspaces/api-keys.service.js';
 import { LiveConnections } from '../metrics/live-connections.js';
+import { ApiKeyEvents } from '../workspaces/api-key-events.js';
+import { KeyConnections } from '../workspaces/key-connections.js';
+import type { Subscription } from 'rxjs';
 import { DashboardFeed } from './dashboard-feed.service.js';
 import { Semaphore } from './semaphore.js';
-import { type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer.js';
+import { keyRoom, type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer.js';
 
 /**
  * The `/dashboard` namespace: viewers (browsers) authenticate with an API key at the handshake
@@ -32,7 +34,7 @@ const HANDSHAKE_LOOKUPS = 4;
 const MAX_WAITING_LOOKUPS = 1000;
 
 @WebSocketGateway({ namespace: DASHBOARD_NAMESPACE, transports: ['websocket', 'polling'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
-export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect {
+export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, OnModuleDestroy {
   private readonly logger = new Logger(DashboardGateway.name);
   /**
    * Key lookups at the handshake, at most a few at once: a flood of connections (bad keys or
@@ -40,15 +42,15 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
    */
   private readonly lookups = new Semaphore(HANDSHAKE_LOOKUPS);
   private waitingLookups = 0;
-  /** Open sockets per API key id, bounded by viewerConnectionsPerKey. */
-  private readonly byKey = new Map<string, Set<string>>();
 
   constructor(
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly apiKeys: ApiKeysService,
     private readonly feed: DashboardFeed,
     private readonly live: LiveConnections,
+    private readonly keyEvents: ApiKeyEvents,
+    private readonly connections: KeyConnections,
   ) {}
+  private revoked?: Subscription;
 
   afterInit(nsp: ViewerNamespace): void {
     nsp.use((socket, next) => {
@@ -73,6 +75,12 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
         );
     });
     this.feed.attach(nsp);
+    // A deleted key's sockets go at once, on whichever node holds them (a room per key).
+    this.revoked = this.keyEvents.revoked.subscribe(({ keyId }) => nsp.in(keyRoom(keyId)).disconnectSockets(true));
+  }
+
+  onModuleDestroy(): void {
+    this.revoked?.unsubscribe();
   }
 
   /**
@@ -80,14 +88,8 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
    * client left before the handshake completed) closes. False when the key has none left.
    */
   private holdPlace(keyId: string, socket: ViewerSocket): boolean {
-    const sockets = this.byKey.get(keyId) ?? new Set<string>();
-    if (sockets.size >= this.config.viewerConnectionsPerKey) return false;
-    sockets.add(socket.id);
-    this.byKey.set(keyId, sockets);
-    const release = () => {
-      sockets.delete(socket.id);
-      if (sockets.size === 0 && this.byKey.get(keyId) === sockets) this.byKey.delete(keyId);
-    };
+    const release = this.connections.hold(keyId, () => socket.disconnect(true));
+    if (!release) return false;
     socket.once('disconnect', release);
     socket.conn.once('close', release);
     return true;
@@ -96,7 +98,7 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
   handleConnection(socket: ViewerSocket): void {
     const { workspaceId } = socket.data ?? {};
     if (!workspaceId) return void socket.disconnect(true);
-    void socket.join(workspaceRoom(workspaceId));
+    void socket.join([workspaceRoom(workspaceId), keyRoom(socket.data.keyId)]);
     this.live.viewers++;
     socket.once('disconnect', () => this.live.viewers--);
     this.feed.connected(socket);

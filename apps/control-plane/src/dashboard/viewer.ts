@@ -20,6 +20,8 @@ export type ViewerNamespace = Namespace<ViewerToServerEvents, ServerToViewerEven
 
 /** Every viewer socket of a workspace: statuses, new executions and server presence go here. */
 export const workspaceRoom = (workspaceId: string) => `workspace:${workspaceId}`;
+/** Every socket of one API key: closed together when the key is deleted. */
+export const keyRoom = (keyId: string) => `key:${keyId}`;
 
 /**
  * Output bytes a viewer may have waiting in its socket before it counts as behind. An agent batch

@@ -6,6 +6,7 @@ import { Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { uuidPipe } from '../common/uuid.pipe.js';
 import { ListExecutionsQueryDto, OutputQueryDto, RunScriptDto } from './dto/executions.dto.js';
 import { LiveConnections } from '../metrics/live-connections.js';
+import { KeyConnections } from '../workspaces/key-connections.js';
 import { ExecutionFeed } from './execution-feed.js';
 import { ExecutionsService } from './executions.service.js';
 
@@ -17,6 +18,7 @@ export class ExecutionsController {
     private readonly executions: ExecutionsService,
     private readonly feed: ExecutionFeed,
     private readonly live: LiveConnections,
+    private readonly connections: KeyConnections,
   ) {}
 
   @Post('scripts/:id/executions')
@@ -58,11 +60,15 @@ export class ExecutionsController {
   ) {
     const after = parseLastEventId(lastEventId ?? lastEventIdQuery);
     await this.executions.withOutput(auth.workspaceId, id);
+    // A stream counts against its key's connections like a feed socket, and ends when the key is deleted.
+    const release = this.connections.hold(auth.keyId, () => res.destroy());
+    if (!release) throw new AppException(HttpStatus.TOO_MANY_REQUESTS, 'TOO_MANY_CONNECTIONS', 'Too many open streams and feed connections for this API key');
     this.live.sseStreams++;
     try {
       await this.feed.writeEvents(res, auth.workspaceId, id, after);
     } finally {
       this.live.sseStreams--;
+      release();
     }
   }
 

@@ -5,6 +5,7 @@ import { ExecutionFeed } from './execution-feed.js';
 import { AgentLinkModule } from '../agents/agent-link.module.js';
 import { ExecutionRepository } from './execution.repository.js';
 import { SecretsModule } from '../secrets/secrets.module.js';
+import { WorkspacesModule } from '../workspaces/workspaces.module.js';
 import { StartCommands } from './start-commands.js';
 import { ExecutionOutputStore } from './execution-output.service.js';
 import { ExecutionOutput } from './execution-output.entity.js';
@@ -13,7 +14,7 @@ import { ExecutionsController } from './executions.controller.js';
 import { ExecutionsService } from './executions.service.js';
 
 @Module({
-  imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput]), AgentLinkModule, SecretsModule],
+  imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput]), AgentLinkModule, SecretsModule, WorkspacesModule],
   controllers: [ExecutionsController],
   providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed, StartCommands],
   exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, StartCommands],

@@ -5,6 +5,7 @@ import { AppException, notFound } from '../common/app-exception.js';
 import type { AuthContext } from '../common/auth/auth-context.js';
 import { newApiKey, sha256 } from '../common/tokens.js';
 import { ApiKey, type ApiKeyRole } from './api-key.entity.js';
+import { ApiKeyEvents } from './api-key-events.js';
 
 export interface ApiKeyView {
   id: string;
@@ -21,7 +22,10 @@ const LAST_USED_RESOLUTION = "interval '1 minute'";
 
 @Injectable()
 export class ApiKeysService {
-  constructor(@InjectRepository(ApiKey) private readonly keys: Repository<ApiKey>) {}
+  constructor(
+    @InjectRepository(ApiKey) private readonly keys: Repository<ApiKey>,
+    private readonly events: ApiKeyEvents,
+  ) {}
 
   /** Looks a key up by its SHA-256: the lookup compares hashes, never the secret itself. */
   async authenticate(key: string): Promise<AuthContext | null> {
@@ -71,6 +75,7 @@ export class ApiKeysService {
     if (row.isAdmin) throw new AppException(HttpStatus.CONFLICT, 'CONFLICT', 'The instance admin key cannot be deleted');
     if (row.id === auth.keyId) throw new AppException(HttpStatus.CONFLICT, 'CONFLICT', 'A key cannot delete itself; use another owner key');
     await this.keys.delete({ id: row.id });
+    this.events.revoked.next({ keyId: row.id });
   }
 
   async hasAdminKey(key: string): Promise<boolean> {
