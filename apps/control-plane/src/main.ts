@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from './config/app-config.js';
 import { EmbeddedPostgres } from './database/embedded-postgres.js';
 import { runMigrations } from './database/migrate.js';
 import { createHttpApp } from './http-app.js';
+import { describeListenAddress } from './common/proxy-trust.js';
 
 // Before Nest (and its pino logger) exists, the same JSON lines from a plain pino instance.
 const log = pino({ base: { pid: process.pid, context: 'Main' }, level: process.env.DEVPILOT_LOG_LEVEL || 'info' });
@@ -44,8 +45,7 @@ async function main(): Promise<void> {
     await embedded?.stop();
     throw e;
   }
-  const url = await app.getUrl();
-  log.info(`listening on ${url}`);
+  log.info(`listening on ${describeListenAddress(app.getHttpServer().address())}`);
   process.stdout.write(
     `\nDevpilot is running: dashboard ${config.publicUrl}/ , API docs ${config.publicUrl}/api/docs\n` +
       `Database: ${embedded ? `embedded PostgreSQL in ${embedded.clusterDir}` : 'DATABASE_URL'}. ` +
