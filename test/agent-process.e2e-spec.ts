@@ -105,13 +105,17 @@ describe('script files of an agent that was killed', () => {
     const script = await createScript(api, 'echo started; sleep 20');
     const { executionId } = await run(api, script.id, server.id);
     await waitForStatus(api, executionId, 'running');
-    const folder = path.join(tmpDir, readdirSync(tmpDir).find((n) => n.startsWith(`devpilot-agent-${first.proc.child.pid}-`))!);
-    const [scriptFile] = readdirSync(folder);
-    expect(statSync(path.join(folder, scriptFile!)).mode & 0o777).toBe(0o600);
+    // The script file is written just before the spawn, which `running` may precede.
+    const { folder, scriptFile } = await waitFor('the script file of the first agent', () => {
+      const name = readdirSync(tmpDir).find((n) => n.startsWith(`devpilot-agent-${first.proc.child.pid}-`));
+      const file = name && readdirSync(path.join(tmpDir, name))[0];
+      return file ? { folder: path.join(tmpDir, name), scriptFile: file } : undefined;
+    });
+    expect(statSync(path.join(folder, scriptFile)).mode & 0o777).toBe(0o600);
 
     first.proc.child.kill('SIGKILL');
     await first.proc.exited;
-    expect(existsSync(path.join(folder, scriptFile!))).toBe(true); // nothing ran to remove it
+    expect(existsSync(path.join(folder, scriptFile))).toBe(true); // nothing ran to remove it
 
     const second = await startAgent({ url: cp.url, token: server.agentToken, env });
     try {
