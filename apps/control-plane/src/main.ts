@@ -9,8 +9,14 @@ import { describeListenAddress } from './common/proxy-trust.js';
 // Before Nest (and its pino logger) exists, the same JSON lines from a plain pino instance.
 const log = pino({ base: { pid: process.pid, context: 'Main' }, level: process.env.DEVPILOT_LOG_LEVEL || 'info' });
 
+/** The oldest Node.js major the control plane supports (NestJS 12 and nestjs-pino require it). */
+const NODE_FLOOR = 22;
+
 async function main(): Promise<void> {
   const config = loadConfig();
+  if (Number(process.versions.node.split('.')[0]) < NODE_FLOOR) {
+    log.warn(`Node.js ${process.versions.node} is older than ${NODE_FLOOR}, the supported floor: NestJS 12 and nestjs-pino require ${NODE_FLOOR}+; use Node.js ${NODE_FLOOR} LTS`);
+  }
   const embedded = config.databaseUrl ? null : new EmbeddedPostgres({ dataDir: config.dataDir, log: (m) => log.info(m) });
   let stopping = false;
   let app: Awaited<ReturnType<typeof createHttpApp>> | null = null;
