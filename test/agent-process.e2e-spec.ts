@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AGENT_BUNDLE, startAgent } from './support/agent.js';
+import { AGENT_BUNDLE, type AgentProcess, startAgent } from './support/agent.js';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createScript, createServer, getOutput, run, waitForStatus, waitForTerminal } from './support/executions.js';
 import { Api } from './support/http.js';
@@ -18,6 +18,7 @@ let db: TestDatabase;
 let cp: ControlPlane;
 let api: Api;
 let tmp: string;
+const started: AgentProcess[] = [];
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -27,6 +28,15 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // Whatever a failed test left: agents, and scripts orphaned by the killed one (own process groups).
+  for (const a of started) if (a.proc.running) a.proc.child.kill('SIGKILL');
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (tmp && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(tmp)) process.kill(-Number(pid), 'SIGKILL');
+    } catch {
+      // Gone while /proc was read, or not a group leader.
+    }
+  }
   await cp?.stop();
   await db?.drop();
   if (tmp) await rm(tmp, { recursive: true, force: true });
@@ -101,6 +111,7 @@ describe('script files of an agent that was killed', () => {
     await writeFile(path.join(live, `script-${process.pid}-1.sh`), 'echo secret', { mode: 0o600 });
 
     const first = await startAgent({ url: cp.url, token: server.agentToken, env });
+    started.push(first);
     await serverOnline(server.id);
     const script = await createScript(api, 'echo started; sleep 20');
     const { executionId } = await run(api, script.id, server.id);
@@ -118,22 +129,10 @@ describe('script files of an agent that was killed', () => {
     expect(existsSync(path.join(folder, scriptFile))).toBe(true); // nothing ran to remove it
 
     const second = await startAgent({ url: cp.url, token: server.agentToken, env });
-    try {
-      await waitFor('the new agent to clean up', () => second.proc.logs.includes('removed script files left by agents that were killed'), 30_000);
-      expect(existsSync(folder)).toBe(false);
-      expect(existsSync(path.join(live, `script-${process.pid}-1.sh`))).toBe(true);
-    } finally {
-      await second.stop();
-      // The killed agent's script is an orphan leading its own process group: end the group.
-      try {
-        const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
-        for (const pid of pids) {
-          const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-          if (cmd.includes(folder)) process.kill(-Number(pid), 'SIGKILL');
-        }
-      } catch {
-        // Processes come and go while /proc is read.
-      }
-    }
+    started.push(second);
+    await waitFor('the new agent to clean up', () => second.proc.logs.includes('removed script files left by agents that were killed'), 30_000);
+    expect(existsSync(folder)).toBe(false);
+    expect(existsSync(path.join(live, `script-${process.pid}-1.sh`))).toBe(true);
+    await second.stop();
   });
 });
