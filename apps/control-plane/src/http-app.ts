@@ -8,7 +8,7 @@ import { dashboardDir, dashboardMiddleware } from './dashboard/dashboard-static.
 import { DevpilotIoAdapter } from './common/socket-io.adapter.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
 import { QuietRoutesLogger } from './common/logging.js';
-import { trustProxyWarnings, untrustedForwardingDetector } from './common/proxy-trust.js';
+import { trustProxyWarnings, untrustedForwardingDetector, untrustedForwardingWarning } from './common/proxy-trust.js';
 import { validationPipe } from './common/validation.js';
 import type { AppConfig } from './config/app-config.js';
 
@@ -29,13 +29,7 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
   const isTrusted = (app.getHttpAdapter().getInstance() as express.Express).get('trust proxy fn') as (address: string, hop: number) => boolean;
   const detectUntrusted = untrustedForwardingDetector(
     (address) => isTrusted(address, 0),
-    (peer) =>
-      logger.warn(
-        `a request came with X-Forwarded-For from ${peer}, which DEVPILOT_TRUST_PROXY does not list: the header is ignored ` +
-          `and every caller through that proxy has its address (${peer}). If ${peer} is your reverse proxy, set DEVPILOT_TRUST_PROXY=${peer}. ` +
-          'Said once.',
-        'TrustProxy',
-      ),
+    (peer) => logger.warn(untrustedForwardingWarning(peer), 'TrustProxy'),
   );
   app.use((req: express.Request, _res: express.Response, next: express.NextFunction) => {
     detectUntrusted(req);

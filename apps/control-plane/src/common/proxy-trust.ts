@@ -61,3 +61,11 @@ export function untrustedForwardingDetector(
     warn(peer);
   };
 }
+
+export function untrustedForwardingWarning(peer: string): string {
+  return (
+    `a request came with X-Forwarded-For from ${peer}, which DEVPILOT_TRUST_PROXY does not list: the header is ignored ` +
+    `and every caller through that proxy has its address (${peer}). If ${peer} is your reverse proxy, set DEVPILOT_TRUST_PROXY=${peer}. ` +
+    'Said once.'
+  );
+}
