@@ -1,15 +1,13 @@
 #!/usr/bin/env node
 // `npm start`: build when the sources are newer than the build, then run the control plane with
-// the local agent on (DEVPILOT_LOCAL_AGENT=false turns it off). Signals are passed on, so Ctrl-C
-// stops everything cleanly, the embedded PostgreSQL included.
-import { spawn, spawnSync } from 'node:child_process';
+// the local agent on (DEVPILOT_LOCAL_AGENT=false turns it off). Signals are passed on, so Ctrl-C,
+// or SIGTERM/SIGINT to this process (npm's script runs it with `exec`, so npm's forwarded signal
+// lands here), stops everything cleanly, the embedded PostgreSQL included.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { CONTROL_PLANE_NODE_FLAGS } from './control-plane-node-flags.mjs';
+import { CONTROL_PLANE_MAIN, ROOT as root, runControlPlane, runForwardingSignals } from './run-control-plane.mjs';
 
-const root = path.resolve(import.meta.dirname, '..');
-const main = path.join(root, 'dist/apps/control-plane/apps/control-plane/src/main.js');
-const outputs = [main, path.join(root, 'dist/agent/devpilot-agent.cjs'), path.join(root, 'dist/dashboard/index.html')];
+const outputs = [CONTROL_PLANE_MAIN, path.join(root, 'dist/agent/devpilot-agent.cjs'), path.join(root, 'dist/dashboard/index.html')];
 
 function newestSource(dir) {
   let newest = 0;
@@ -33,16 +31,11 @@ function needsBuild() {
 
 if (needsBuild()) {
   console.log('Building (first start, or the sources changed)...');
-  const r = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
-  if (r.status !== 0) process.exit(r.status ?? 1);
+  // Signals reach the build too: a stop during the first build must not leave it running.
+  const status = await runForwardingSignals('npm', ['run', 'build', '--silent'], { cwd: root });
+  if (status !== 0) process.exit(status);
 }
 
 const env = { ...process.env };
 if (!env.DEVPILOT_LOCAL_AGENT) env.DEVPILOT_LOCAL_AGENT = 'true';
-const child = spawn(process.execPath, [...CONTROL_PLANE_NODE_FLAGS, main], { cwd: process.cwd(), env, stdio: 'inherit' });
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    if (child.exitCode === null) child.kill(sig);
-  });
-}
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+await runControlPlane(env);

@@ -15,10 +15,10 @@ describe('npm start on the embedded default', () => {
   let port: number;
   let proc: ManagedProcess | undefined;
 
-  const start = async () => {
-    const env = { ...process.env, PORT: String(port), DEVPILOT_DATA_DIR: dataDir, DATABASE_URL: '', TEST_DATABASE_URL: '', DEVPILOT_ADMIN_API_KEY: '' };
+  const start = async (command = ['npm', 'start', '--silent'], extraEnv: NodeJS.ProcessEnv = {}) => {
+    const env = { ...process.env, PORT: String(port), DEVPILOT_DATA_DIR: dataDir, DATABASE_URL: '', TEST_DATABASE_URL: '', DEVPILOT_ADMIN_API_KEY: '', ...extraEnv };
     // Its own process group, so the test can send SIGINT to all of it, as a terminal's Ctrl-C does.
-    proc = new ManagedProcess(spawn('npm', ['start', '--silent'], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }));
+    proc = new ManagedProcess(spawn(command[0]!, command.slice(1), { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }));
     const p = proc;
     await waitFor('GET /health = 200', async () => {
       if (!p.running) throw new Error(`npm start exited:\n${p.logs}`);
@@ -103,5 +103,45 @@ describe('npm start on the embedded default', () => {
     expect(await ctrlC()).toBe('stopped');
     await expectNothingLeft();
     expect(proc!.logs).toContain('SIGINT: shutting down');
+  });
+
+  /** What a service manager or `kill <pid>` does: the signal goes to the started process only. */
+  const signalStartedProcess = async (signal: NodeJS.Signals) => {
+    const p = proc!;
+    process.kill(p.child.pid!, signal);
+    const timer = setTimeout(() => process.kill(-p.child.pid!, 'SIGKILL'), 30_000);
+    const r = await p.exited;
+    clearTimeout(timer);
+    return r;
+  };
+
+  it('SIGTERM or SIGINT to the npm start process alone stops everything it started', async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'devpilot-newuser-'));
+    port = await freePort();
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      await start();
+      // The local agent is up: there is a grandchild to lose.
+      await waitFor('the local agent', () => pgrep('-g', String(proc!.child.pid), '-f', 'devpilot-agent.cjs'), 30_000);
+      const r = await signalStartedProcess(signal);
+      // npm re-raises the signal its script died of, or exits 0 after a clean stop.
+      expect(r.code === 0 || r.signal === signal).toBe(true);
+      await expectNothingLeft();
+      expect(proc!.logs).toContain(`${signal}: shutting down`);
+    }
+    // The start banner is not buried under Nest's route table, and names the real listening address.
+    expect(proc!.logs).not.toContain('"context":"RoutesResolver"');
+    expect(proc!.logs).not.toContain('"context":"RouterExplorer"');
+    expect(proc!.logs).toContain(`listening on 0.0.0.0:${port} (all IPv4 interfaces)`);
+  });
+
+  it('the devpilot command runs the control plane in the foreground and SIGTERM stops all of it', async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'devpilot-bin-'));
+    port = await freePort();
+    // A dangerous trust setting: every loopback address trusted while listening on all interfaces.
+    await start([process.execPath, 'scripts/devpilot.mjs'], { DEVPILOT_LOCAL_AGENT: 'true', DEVPILOT_TRUST_PROXY: 'loopback' });
+    await waitFor('the local agent', () => pgrep('-g', String(proc!.child.pid), '-f', 'devpilot-agent.cjs'), 30_000);
+    expect(proc!.logs).toContain('DEVPILOT_TRUST_PROXY=loopback trusts every address in loopback while HOST=0.0.0.0');
+    expect(await signalStartedProcess('SIGTERM')).toEqual({ code: 0, signal: null });
+    await expectNothingLeft();
   });
 });

@@ -1,20 +1,57 @@
 #!/bin/sh
 # Installs the Devpilot agent as a systemd service.
-#   curl -fsSL URL/agent/install.sh | sudo sh -s -- --url URL --token TOKEN
-# URL and TOKEN may also come from DEVPILOT_URL and DEVPILOT_AGENT_TOKEN.
+#   curl -fsSL URL/agent/install.sh | sudo sh -s -- --url URL --token TOKEN [--ca-file PEM]
+# URL, TOKEN and PEM may also come from DEVPILOT_URL, DEVPILOT_AGENT_TOKEN and DEVPILOT_CA_FILE.
+# DEVPILOT_INSTALL_ROOT puts every installed file under another root (tests, image builds).
 set -eu
 
 URL="${DEVPILOT_URL:-}"
 TOKEN="${DEVPILOT_AGENT_TOKEN:-}"
-INSTALL_DIR=/opt/devpilot-agent
-ENV_FILE=/etc/devpilot-agent.env
-UNIT_FILE=/etc/systemd/system/devpilot-agent.service
+CA_FILE="${DEVPILOT_CA_FILE:-}"
+ROOT="${DEVPILOT_INSTALL_ROOT:-}"
+INSTALL_DIR="$ROOT/opt/devpilot-agent"
+ENV_FILE="$ROOT/etc/devpilot-agent.env"
+# The CA as the agent sees it: readable by the agent user (a CA certificate is public).
+INSTALLED_CA="$ROOT/etc/devpilot-agent/ca.pem"
+UNIT_FILE="$ROOT/etc/systemd/system/devpilot-agent.service"
 AGENT_USER=devpilot-agent
+USAGE="usage: install.sh --url URL --token TOKEN [--ca-file PEM] (or DEVPILOT_URL, DEVPILOT_AGENT_TOKEN, DEVPILOT_CA_FILE)"
 
 fail() {
   echo "devpilot-agent install: $*" >&2
   exit 1
 }
+
+# Writes the env file, keeping every line the operator added (HTTPS_PROXY=..., comments): only the
+# settings this script owns are replaced. A CA set by an earlier run stays unless a new one is given.
+write_env_file() {
+  mkdir -p "$(dirname "$ENV_FILE")"
+  OWNED='DEVPILOT_URL|DEVPILOT_AGENT_TOKEN'
+  [ -z "$CA_FILE" ] || OWNED="$OWNED|DEVPILOT_CA_FILE"
+  # The token is a secret: the file is root's, mode 0600 (systemd reads it before dropping to the user).
+  (
+    umask 077
+    if [ -f "$ENV_FILE" ]; then grep -Ev "^[[:space:]]*($OWNED)=" "$ENV_FILE" || true; fi > "$ENV_FILE.tmp"
+    printf 'DEVPILOT_URL=%s\nDEVPILOT_AGENT_TOKEN=%s\n' "$URL" "$TOKEN" >> "$ENV_FILE.tmp"
+    [ -z "$CA_FILE" ] || printf 'DEVPILOT_CA_FILE=%s\n' "${INSTALLED_CA#"$ROOT"}" >> "$ENV_FILE.tmp"
+  )
+  chmod 0600 "$ENV_FILE.tmp"
+  mv "$ENV_FILE.tmp" "$ENV_FILE"
+}
+
+# curl trusting the given CA too (the control plane behind a private CA).
+fetch() {
+  if [ -n "$CA_FILE" ]; then curl --cacert "$CA_FILE" -fsSL "$@"; else curl -fsSL "$@"; fi
+}
+
+install_ca_file() {
+  [ -n "$CA_FILE" ] || return 0
+  mkdir -p "$(dirname "$INSTALLED_CA")"
+  install -m 0644 "$CA_FILE" "$INSTALLED_CA"
+}
+
+# Sourced with DEVPILOT_INSTALL_FUNCTIONS_ONLY=1 (the tests): define the steps, run nothing.
+[ "${DEVPILOT_INSTALL_FUNCTIONS_ONLY:-}" != 1 ] || return 0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -22,8 +59,10 @@ while [ $# -gt 0 ]; do
     --url=*) URL="${1#--url=}"; shift ;;
     --token) [ $# -ge 2 ] || fail "--token needs a value"; TOKEN="$2"; shift 2 ;;
     --token=*) TOKEN="${1#--token=}"; shift ;;
-    -h|--help) echo "usage: install.sh --url URL --token TOKEN (or DEVPILOT_URL, DEVPILOT_AGENT_TOKEN)"; exit 0 ;;
-    *) fail "unknown argument: $1 (usage: install.sh --url URL --token TOKEN)" ;;
+    --ca-file) [ $# -ge 2 ] || fail "--ca-file needs a value"; CA_FILE="$2"; shift 2 ;;
+    --ca-file=*) CA_FILE="${1#--ca-file=}"; shift ;;
+    -h|--help) echo "$USAGE"; exit 0 ;;
+    *) fail "unknown argument: $1 ($USAGE)" ;;
   esac
 done
 
@@ -33,11 +72,15 @@ URL="${URL%/}"
 case "$URL" in http://*|https://*) ;; *) fail "--url must start with http:// or https://" ;; esac
 case "$TOKEN" in *"
 "*) fail "the token must be one line" ;; esac
+if [ -n "$CA_FILE" ]; then
+  [ -r "$CA_FILE" ] || fail "cannot read the CA file $CA_FILE"
+  grep -q -- '-----BEGIN CERTIFICATE-----' "$CA_FILE" || fail "$CA_FILE holds no PEM certificate"
+fi
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (pipe into: sudo sh -s -- --url URL --token TOKEN)"
 if ! command -v systemctl >/dev/null 2>&1 || [ ! -d /run/systemd/system ]; then
   fail "systemd is not running on this machine; run the agent by hand instead:
-  curl -fsSLO $URL/agent/devpilot-agent.cjs && DEVPILOT_URL=$URL DEVPILOT_AGENT_TOKEN=<token> node devpilot-agent.cjs"
+  curl -fsSLO $URL/agent/devpilot-agent.cjs && DEVPILOT_URL=$URL DEVPILOT_AGENT_TOKEN=<token> node devpilot-agent.cjs${CA_FILE:+ --ca-file $CA_FILE}"
 fi
 command -v curl >/dev/null 2>&1 || fail "curl not found; install it (e.g. apt-get install curl) and run this again"
 
@@ -56,8 +99,8 @@ fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 echo "Downloading the agent from $URL/agent/ ..."
-curl -fsSL "$URL/agent/devpilot-agent.cjs" -o "$TMP/devpilot-agent.cjs" || fail "could not download $URL/agent/devpilot-agent.cjs"
-curl -fsSL "$URL/agent/devpilot-agent.service" -o "$TMP/devpilot-agent.service" || fail "could not download $URL/agent/devpilot-agent.service"
+fetch "$URL/agent/devpilot-agent.cjs" -o "$TMP/devpilot-agent.cjs" || fail "could not download $URL/agent/devpilot-agent.cjs"
+fetch "$URL/agent/devpilot-agent.service" -o "$TMP/devpilot-agent.service" || fail "could not download $URL/agent/devpilot-agent.service"
 node "$TMP/devpilot-agent.cjs" --version >/dev/null || fail "the downloaded agent does not run with $(node --version)"
 
 if ! id "$AGENT_USER" >/dev/null 2>&1; then
@@ -75,11 +118,8 @@ mkdir -p "$INSTALL_DIR"
 install -m 0755 "$TMP/devpilot-agent.cjs" "$INSTALL_DIR/devpilot-agent.cjs"
 install -m 0644 "$TMP/devpilot-agent.service" "$UNIT_FILE"
 
-# The token is a secret: the file is root's, mode 0600 (systemd reads it before dropping to the user).
-umask 077
-printf 'DEVPILOT_URL=%s\nDEVPILOT_AGENT_TOKEN=%s\n' "$URL" "$TOKEN" > "$ENV_FILE.tmp"
-chmod 0600 "$ENV_FILE.tmp"
-mv "$ENV_FILE.tmp" "$ENV_FILE"
+install_ca_file
+write_env_file
 
 systemctl daemon-reload
 systemctl enable devpilot-agent.service >/dev/null

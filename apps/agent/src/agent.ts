@@ -22,6 +22,8 @@ export interface AgentOptions {
   concurrency: number;
   killGraceMs: number;
   shutdownGraceMs: number;
+  /** PEM CA certificates trusted in addition to the system's. */
+  ca?: string;
   logger?: Logger;
   agentVersion?: string;
   /** On shutdown, how long to wait for the last output and reports to be acked. */
@@ -72,6 +74,7 @@ export class Agent {
       {
         url: opts.url,
         token: opts.token,
+        ca: opts.ca,
         agentVersion: opts.agentVersion ?? AGENT_VERSION,
         logger: this.log.child('AgentConnection'),
         reconnectDelayMs: opts.reconnectDelayMs,

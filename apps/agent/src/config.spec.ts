@@ -1,5 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
-import { ConfigError, parseCli } from './config.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, parseCli, readCaFile } from './config.js';
 
 describe('parseCli', () => {
   it('takes url and token from flags, with defaults for the rest', () => {
@@ -49,5 +52,31 @@ describe('parseCli', () => {
   ])('refuses %j with a clear message', (argv, message) => {
     expect(() => parseCli(argv, {})).toThrow(ConfigError);
     expect(() => parseCli(argv, {})).toThrow(message);
+  });
+
+  it('takes a CA file from --ca-file or DEVPILOT_CA_FILE', () => {
+    const base = { DEVPILOT_URL: 'https://x', DEVPILOT_AGENT_TOKEN: 't' };
+    const fromFlag = parseCli(['--ca-file', '/etc/ca.pem'], { ...base, DEVPILOT_CA_FILE: '/other.pem' });
+    expect(fromFlag.kind === 'run' && fromFlag.config.caFile).toBe('/etc/ca.pem');
+    const fromEnv = parseCli([], { ...base, DEVPILOT_CA_FILE: '/env.pem' });
+    expect(fromEnv.kind === 'run' && fromEnv.config.caFile).toBe('/env.pem');
+    const none = parseCli([], { ...base, DEVPILOT_CA_FILE: '' });
+    expect(none.kind === 'run' && 'caFile' in none.config).toBe(false);
+  });
+});
+
+describe('readCaFile', () => {
+  it('returns the PEM text, and refuses a missing file or one without a certificate', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'agent-ca-'));
+    try {
+      const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+      writeFileSync(join(dir, 'ca.pem'), pem);
+      writeFileSync(join(dir, 'key.pem'), '-----BEGIN PRIVATE KEY-----\n');
+      expect(readCaFile(join(dir, 'ca.pem'))).toBe(pem);
+      expect(() => readCaFile(join(dir, 'key.pem'))).toThrow('holds no PEM certificate');
+      expect(() => readCaFile(join(dir, 'missing.pem'))).toThrow(`cannot read the CA file ${join(dir, 'missing.pem')}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

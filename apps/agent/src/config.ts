@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isLogLevel, type LogLevel } from './logger.js';
 
@@ -11,6 +12,8 @@ export interface AgentConfig {
   /** How long running scripts may go on after SIGTERM/SIGINT on the agent. */
   shutdownGraceMs: number;
   logLevel: LogLevel;
+  /** A PEM file of CA certificates trusted in addition to the system's (a private CA). */
+  caFile?: string;
 }
 
 export type CliCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: AgentConfig };
@@ -34,6 +37,8 @@ Options:
   --concurrency N      scripts run at once, more wait in order (default ${DEFAULT_CONCURRENCY})
                                                                         (env DEVPILOT_AGENT_CONCURRENCY)
   --log-level LEVEL    debug, info, warn or error (default info)      (env DEVPILOT_AGENT_LOG_LEVEL)
+  --ca-file PEM        also trust the CA certificates in this PEM file, for a control plane
+                       behind a private CA                              (env DEVPILOT_CA_FILE)
   -h, --help           show this help
   -v, --version        print the agent version
 
@@ -56,6 +61,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliCommand {
         token: { type: 'string' },
         concurrency: { type: 'string' },
         'log-level': { type: 'string' },
+        'ca-file': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -75,17 +81,31 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliCommand {
   const logLevel = values['log-level'] || nonEmpty(env.DEVPILOT_AGENT_LOG_LEVEL) || 'info';
   if (!isLogLevel(logLevel)) throw new ConfigError(`invalid log level "${logLevel}"`);
 
+  const caFile = values['ca-file'] || nonEmpty(env.DEVPILOT_CA_FILE);
   return {
     kind: 'run',
     config: {
       url,
       token,
+      ...(caFile ? { caFile } : {}),
       concurrency: integer('--concurrency', values.concurrency || nonEmpty(env.DEVPILOT_AGENT_CONCURRENCY), DEFAULT_CONCURRENCY, 1, 1024),
       killGraceMs: integer('DEVPILOT_AGENT_KILL_GRACE_MS', nonEmpty(env.DEVPILOT_AGENT_KILL_GRACE_MS), DEFAULT_KILL_GRACE_MS, 0, 3_600_000),
       shutdownGraceMs: integer('DEVPILOT_AGENT_SHUTDOWN_GRACE_MS', nonEmpty(env.DEVPILOT_AGENT_SHUTDOWN_GRACE_MS), DEFAULT_SHUTDOWN_GRACE_MS, 0, 86_400_000),
       logLevel,
     },
   };
+}
+
+/** The PEM text of a CA file, checked to hold at least one certificate. */
+export function readCaFile(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read the CA file ${file}: ${(err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`the CA file ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  return pem;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

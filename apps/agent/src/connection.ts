@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { rootCertificates } from 'node:tls';
 import { io, type Socket } from 'socket.io-client';
 import {
   AGENT_EVENTS,
@@ -18,6 +19,8 @@ import type { Logger } from './logger.js';
 export interface ConnectionOptions {
   url: string;
   token: string;
+  /** PEM CA certificates trusted in addition to the system's (a control plane behind a private CA). */
+  ca?: string;
   agentVersion: string;
   logger: Logger;
   /** First reconnect delay and its cap; each wait is randomized by +-50%. */
@@ -76,6 +79,8 @@ export class AgentConnection {
       reconnectionDelay: opts.reconnectDelayMs ?? 1_000,
       reconnectionDelayMax: opts.reconnectDelayMaxMs ?? 30_000,
       randomizationFactor: 0.5,
+      // Passed to the WebSocket's TLS connection: `ca` replaces Node's list, so the system roots stay in it.
+      ...(opts.ca ? { ca: [...rootCertificates, opts.ca] } : {}),
       auth: {
         token: opts.token,
         protocolVersion: PROTOCOL_VERSION,
@@ -157,7 +162,7 @@ export class AgentConnection {
         this.safely('refused', () => this.handlers.refused(err.message, refusal));
         return;
       }
-      this.log.warn('cannot connect', { error: err.message });
+      this.log.warn('cannot connect', { error: err.message, ...connectFailure(err) });
       // Not `active`: refused by a server middleware (not a network error), so no automatic retry.
       if (!s.active) this.scheduleReconnect();
     });
@@ -189,6 +194,28 @@ export class AgentConnection {
       this.log.error('handler failed', { event: what, err });
     }
   }
+}
+
+/**
+ * What lies under socket.io's bare "websocket error": the TLS or network error of the attempt
+ * (`unable to verify the first certificate`, `SELF_SIGNED_CERT_IN_CHAIN`, `ECONNREFUSED`), which is
+ * what an operator needs to fix it.
+ */
+export function connectFailure(err: Error): { reason?: string; code?: string; hint?: string } {
+  const description: unknown = (err as Error & { description?: unknown }).description;
+  const cause = errorOf(description) ?? errorOf((description as { error?: unknown } | undefined)?.error);
+  if (!cause) return {};
+  const code = typeof cause.code === 'string' ? cause.code : undefined;
+  const tls = code !== undefined && (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code) || code.startsWith('ERR_TLS'));
+  return {
+    reason: cause.message,
+    ...(code ? { code } : {}),
+    ...(tls ? { hint: 'the control plane certificate is not trusted: give its CA with --ca-file <pem> (or DEVPILOT_CA_FILE)' } : {}),
+  };
+}
+
+function errorOf(value: unknown): (Error & { code?: unknown }) | undefined {
+  return value instanceof Error ? value : undefined;
 }
 
 function replyFn(ack: unknown): AckFn {

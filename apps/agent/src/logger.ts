@@ -16,11 +16,32 @@ export function isLogLevel(value: string): value is LogLevel {
   return value in RANK;
 }
 
-export function createLogger(
-  name: string,
-  level: LogLevel = 'info',
-  write: (line: string) => void = (line) => process.stderr.write(line),
-): Logger {
+let stderrOpen = true;
+
+/**
+ * Writes to stderr until it fails, then drops everything. A closed stderr (`agent 2>&1 | head`, a
+ * log collector gone) makes every write fail with EPIPE; unhandled, each failure is an uncaught
+ * exception whose log line fails again, and the agent spins at 100% CPU instead of running scripts.
+ */
+export function writeStderr(line: string): void {
+  if (!stderrOpen) return;
+  if (process.stderr.destroyed) {
+    stderrOpen = false;
+    return;
+  }
+  process.stderr.write(line);
+}
+
+/** Installs the error handlers that make a closed stdout/stderr silence the agent, not crash or spin it. */
+export function tolerateClosedOutput(): void {
+  process.stderr.on('error', () => {
+    stderrOpen = false;
+  });
+  // The agent writes to stdout only for --help and --version; a closed stdout must not throw either.
+  process.stdout.on('error', () => undefined);
+}
+
+export function createLogger(name: string, level: LogLevel = 'info', write: (line: string) => void = writeStderr): Logger {
   const log = (at: LogLevel, msg: string, fields?: LogFields): void => {
     if (RANK[at] < RANK[level]) return;
     const entry = { time: new Date().toISOString(), level: at, logger: name, msg, ...fields };

@@ -1,16 +1,20 @@
 import { Agent, type AgentExit } from './agent.js';
-import { ConfigError, parseCli, USAGE } from './config.js';
-import { createLogger } from './logger.js';
+import { ConfigError, parseCli, readCaFile, USAGE } from './config.js';
+import { createLogger, tolerateClosedOutput, writeStderr } from './logger.js';
+import { removeDeadAgentsScripts } from './temp-files.js';
 import { AGENT_VERSION } from './version.js';
 
 // The CLI only: parse the command line, start the agent, map its end to an exit code.
 function main(): void {
+  tolerateClosedOutput();
   let command;
+  let ca: string | undefined;
   try {
     command = parseCli(process.argv.slice(2), process.env);
+    if (command.kind === 'run' && command.config.caFile) ca = readCaFile(command.config.caFile);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`devpilot-agent: ${err.message}\n\n${USAGE}`);
+    writeStderr(`devpilot-agent: ${err.message}\n\n${USAGE}`);
     process.exit(2);
   }
   if (command.kind === 'help') return void process.stdout.write(USAGE);
@@ -21,7 +25,10 @@ function main(): void {
   process.on('unhandledRejection', (err) => log.error('unhandled rejection', { err }));
   process.on('uncaughtException', (err) => log.error('uncaught exception', { err }));
 
-  const agent = new Agent({ ...config, logger: log });
+  const removed = removeDeadAgentsScripts();
+  if (removed.length) log.info('removed script files left by agents that were killed', { folders: removed });
+
+  const agent = new Agent({ ...config, ca, logger: log });
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals += 1;
@@ -36,10 +43,10 @@ function main(): void {
   process.on('SIGINT', onSignal);
 
   void agent.exited.then((exit) => {
-    if (exit.code === 2) process.stderr.write(`devpilot-agent: ${refusalHelp(exit)}\n`);
+    if (exit.code === 2) writeStderr(`devpilot-agent: ${refusalHelp(exit)}\n`);
     process.exit(exit.code);
   });
-  log.info('starting', { version: AGENT_VERSION, url: config.url, concurrency: config.concurrency });
+  log.info('starting', { version: AGENT_VERSION, url: config.url, concurrency: config.concurrency, caFile: config.caFile });
   agent.start();
 }
 

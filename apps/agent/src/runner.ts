@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import type { Interpreter, OutputStream, StartExecution } from '@app/protocol';
 import { silentLogger, type Logger } from './logger.js';
+import { scriptsDirPrefix } from './temp-files.js';
 
 /** How a script run ended, in the words of `execution.finished`. */
 export interface RunResult {
@@ -44,11 +45,12 @@ let scriptsDir: Promise<string> | null = null;
 /**
  * One private folder (0700) per agent process for the script files, made on first use and removed
  * when the process exits: a folder per run cost a mkdtemp, a chmod and a recursive rm each time.
+ * Its name carries the agent's pid, so a later agent can tell it was left by a dead one.
  * Each script file is 0600, named after its execution, and removed when its run ends.
  */
 function privateScriptsDir(): Promise<string> {
   scriptsDir ??= (async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'devpilot-'));
+    const dir = await mkdtemp(join(tmpdir(), scriptsDirPrefix(process.pid)));
     await chmod(dir, 0o700);
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     return dir;

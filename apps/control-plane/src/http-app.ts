@@ -8,6 +8,8 @@ import { AppModule } from './app.module.js';
 import { dashboardDir, dashboardMiddleware } from './dashboard/dashboard-static.js';
 import { DevpilotIoAdapter } from './common/socket-io.adapter.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
+import { QuietRoutesLogger } from './common/logging.js';
+import { trustProxyWarnings, untrustedForwardingDetector, untrustedForwardingWarning } from './common/proxy-trust.js';
 import { validationPipe } from './common/validation.js';
 import type { AppConfig } from './config/app-config.js';
 
@@ -19,10 +21,21 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
     bufferLogs: true,
     bodyParser: false,
   });
-  app.useLogger(app.get(Logger));
+  const logger = app.get(Logger);
+  app.useLogger(new QuietRoutesLogger(logger));
   app.useWebSocketAdapter(new DevpilotIoAdapter(app));
   // X-Forwarded-For is believed only from the configured proxies; otherwise req.ip is the socket's.
   app.set('trust proxy', config.trustProxy.length ? config.trustProxy : false);
+  for (const warning of trustProxyWarnings(config.host, config.trustProxy)) logger.warn(warning, 'TrustProxy');
+  const isTrusted = (app.getHttpAdapter().getInstance() as express.Express).get('trust proxy fn') as (address: string, hop: number) => boolean;
+  const detectUntrusted = untrustedForwardingDetector(
+    (address) => isTrusted(address, 0),
+    (peer) => logger.warn(untrustedForwardingWarning(peer), 'TrustProxy'),
+  );
+  app.use((req: express.Request, _res: express.Response, next: express.NextFunction) => {
+    detectUntrusted(req);
+    next();
+  });
   app.disable('x-powered-by');
   app.use(
     express.json({
@@ -35,7 +48,7 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
   );
   const dashboard = dashboardDir();
   if (dashboard) app.use(...dashboardMiddleware(dashboard));
-  else app.get(Logger).warn('the dashboard is not built (npm run build:dashboard): serving the API only');
+  else logger.warn('the dashboard is not built (npm run build:dashboard): serving the API only');
   // agent/:file: the agent bundle, unit and install script, at the URL the install command uses.
   app.setGlobalPrefix(API_PREFIX, { exclude: ['health', 'health/live', 'metrics', 'agent/:file'] });
   app.useGlobalPipes(validationPipe());

@@ -4,12 +4,19 @@ import { ConfigError, loadConfig } from './config/app-config.js';
 import { EmbeddedPostgres } from './database/embedded-postgres.js';
 import { runMigrations } from './database/migrate.js';
 import { createHttpApp } from './http-app.js';
+import { describeListenAddress } from './common/proxy-trust.js';
 
 // Before Nest (and its pino logger) exists, the same JSON lines from a plain pino instance.
 const log = pino({ base: { pid: process.pid, context: 'Main' }, level: process.env.DEVPILOT_LOG_LEVEL || 'info' });
 
+/** The oldest Node.js major the control plane supports (NestJS 12 and nestjs-pino require it). */
+const NODE_FLOOR = 22;
+
 async function main(): Promise<void> {
   const config = loadConfig();
+  if (Number(process.versions.node.split('.')[0]) < NODE_FLOOR) {
+    log.warn(`Node.js ${process.versions.node} is older than ${NODE_FLOOR}, the supported floor: NestJS 12 and nestjs-pino require ${NODE_FLOOR}+; use Node.js ${NODE_FLOOR} LTS`);
+  }
   const embedded = config.databaseUrl ? null : new EmbeddedPostgres({ dataDir: config.dataDir, log: (m) => log.info(m) });
   let stopping = false;
   let app: Awaited<ReturnType<typeof createHttpApp>> | null = null;
@@ -44,8 +51,7 @@ async function main(): Promise<void> {
     await embedded?.stop();
     throw e;
   }
-  const url = await app.getUrl();
-  log.info(`listening on ${url}`);
+  log.info(`listening on ${describeListenAddress(app.getHttpServer().address())}`);
   process.stdout.write(
     `\nDevpilot is running: dashboard ${config.publicUrl}/ , API docs ${config.publicUrl}/api/docs\n` +
       `Database: ${embedded ? `embedded PostgreSQL in ${embedded.clusterDir}` : 'DATABASE_URL'}. ` +

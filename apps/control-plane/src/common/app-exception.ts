@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'UNAUTHORIZED'
   | 'FORBIDDEN'
   | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
   | 'CONFLICT'
   | 'IMMUTABLE_FIELD'
   | 'INVALID_TOKEN'

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LoggerService } from '@nestjs/common';
 import type { Params } from 'nestjs-pino';
 import type { AppConfig } from '../config/app-config.js';
 
@@ -54,11 +55,14 @@ export function loggerParams(config: AppConfig): Params {
       },
       // Only what helps debugging: never headers (authorization, signatures) or bodies (tokens).
       serializers: {
-        req: (req: { id: string; method: string; url: string; remoteAddress?: string }) => ({
+        // remoteAddress is the peer (the proxy, behind one); clientAddress is the caller as resolved
+        // through DEVPILOT_TRUST_PROXY, the address IP allowlists and rate limits see.
+        req: (req: { id: string; method: string; url: string; remoteAddress?: string; raw?: { ip?: string } }) => ({
           id: req.id,
           method: req.method,
           url: loggableUrl(req.url),
           remoteAddress: req.remoteAddress,
+          clientAddress: req.raw?.ip,
         }),
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
       },
@@ -67,4 +71,37 @@ export function loggerParams(config: AppConfig): Params {
       autoLogging: { ignore: (req) => req.url === '/health/live' },
     },
   };
+}
+
+/** Nest's per-route startup lines (about 75 of them) would scroll the start banner away: debug only. */
+const ROUTE_MAPPING_CONTEXTS = new Set(['RoutesResolver', 'RouterExplorer']);
+
+/** The application logger, with Nest's route-mapping lines moved to debug. */
+export class QuietRoutesLogger implements LoggerService {
+  constructor(private readonly inner: LoggerService) {}
+
+  log(message: unknown, ...rest: unknown[]): void {
+    if (ROUTE_MAPPING_CONTEXTS.has(rest.at(-1) as string)) this.inner.debug?.(message, ...rest);
+    else this.inner.log(message, ...rest);
+  }
+
+  error(message: unknown, ...rest: unknown[]): void {
+    this.inner.error(message, ...rest);
+  }
+
+  warn(message: unknown, ...rest: unknown[]): void {
+    this.inner.warn(message, ...rest);
+  }
+
+  debug(message: unknown, ...rest: unknown[]): void {
+    this.inner.debug?.(message, ...rest);
+  }
+
+  verbose(message: unknown, ...rest: unknown[]): void {
+    this.inner.verbose?.(message, ...rest);
+  }
+
+  fatal(message: unknown, ...rest: unknown[]): void {
+    (this.inner.fatal ?? this.inner.error).call(this.inner, message, ...rest);
+  }
 }

@@ -1,6 +1,7 @@
-import { Controller, HttpCode, Post, type RawBodyRequest, Req, Res } from '@nestjs/common';
-import { ApiBody, ApiHeader, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { All, Controller, HttpCode, HttpStatus, Post, type RawBodyRequest, Req, Res } from '@nestjs/common';
+import { ApiBody, ApiExcludeEndpoint, ApiHeader, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
+import { AppException } from '../common/app-exception.js';
 import { Public } from '../common/auth/auth-context.js';
 import type { Accepted } from '../executions/executions.service.js';
 import { RateLimitedException, WebhookTriggerService } from './webhook-trigger.service.js';
@@ -29,5 +30,15 @@ export class TriggerController {
       if (e instanceof RateLimitedException) res.setHeader('Retry-After', String(e.retryAfterSeconds));
       throw e;
     }
+  }
+
+  // A browser opening the URL sends GET: say which method the endpoint takes rather than asking
+  // for an API key it does not need. Declared after the POST route, so it only sees the others.
+  @All('script_execute')
+  @Public()
+  @ApiExcludeEndpoint()
+  methodNotAllowed(@Res({ passthrough: true }) res: Response): never {
+    res.setHeader('Allow', 'POST');
+    throw new AppException(HttpStatus.METHOD_NOT_ALLOWED, 'METHOD_NOT_ALLOWED', 'This endpoint takes POST with a JSON body {"token": "..."}');
   }
 }
