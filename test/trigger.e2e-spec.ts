@@ -32,7 +32,8 @@ const callCount = async (id: string) => (await owner.get(`/api/v1/webhooks/${id}
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ databaseUrl: db.url, env: { HOST: '::' } });
+  // At debug, so the trigger's own request lines (debug since the delivery log is the record) are there to search.
+  cp = await startControlPlane({ databaseUrl: db.url, env: { HOST: '::', DEVPILOT_LOG_LEVEL: 'debug' } });
   owner = new Api(cp.url, cp.adminKey);
   v4 = `http://127.0.0.1:${cp.port}`;
   v6 = `http://[::1]:${cp.port}`;

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'RATE_LIMITED'
+  | 'OVERLOADED'
   | 'TOO_MANY_CONNECTIONS'
   | 'INVALID_STATE'
   | 'OUTPUT_EXPIRED'
@@ -39,5 +40,26 @@ export class AppException extends HttpException {
     super({ statusCode: status, code, message } satisfies ErrorBody, status);
   }
 }
+
+/** An error the caller may retry later: answered with `Retry-After`. */
+export class RetryLaterException extends AppException {
+  constructor(
+    status: HttpStatus,
+    code: ErrorCode,
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(status, code, message);
+  }
+}
+
+/** 503: the server's backlog is at DEVPILOT_MAX_QUEUED_PER_SERVER; nothing was written. */
+export const overloaded = (limit: number) =>
+  new RetryLaterException(
+    HttpStatus.SERVICE_UNAVAILABLE,
+    'OVERLOADED',
+    `${limit} runs already wait for this server; nothing was queued, retry later`,
+    30,
+  );
 
 export const notFound = (what: string) => new AppException(HttpStatus.NOT_FOUND, 'NOT_FOUND', `${what} not found`);

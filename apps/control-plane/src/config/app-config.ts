@@ -76,6 +76,7 @@ const EnvSchema = z.object({
   DEVPILOT_PRUNE_INTERVAL_SECONDS: int(60, 1, 24 * 3600),
   DEVPILOT_WORKSPACE_OUTPUT_QUOTA_BYTES: z.preprocess(emptyAsUnset, z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(10 * 1024 ** 3)),
   DEVPILOT_METRICS_TOKEN: z.preprocess(emptyAsUnset, z.string().min(16, 'must be at least 16 characters').max(512).optional()),
+  DEVPILOT_MAX_QUEUED_PER_SERVER: int(10_000, 1, 10_000_000),
   DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
   DEVPILOT_VIEWER_CONNECTIONS_PER_KEY: int(500, 1, 100_000),
   DEVPILOT_TRIGGER_FAILURE_LIMIT: z.preprocess(
@@ -126,6 +127,8 @@ export interface AppConfig {
   workspaceOutputQuotaBytes: number;
   /** Bearer token of GET /metrics; null: /metrics is off. */
   metricsToken: string | null;
+  /** Runs waiting for one server beyond which new calls answer 503 OVERLOADED (a bounded backlog). */
+  maxQueuedPerServer: number;
   dbPoolSize: number;
   /** Dashboard connections one API key may hold at once (each browser tab is one). */
   viewerConnectionsPerKey: number;
@@ -167,6 +170,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     pruneIntervalSeconds: e.DEVPILOT_PRUNE_INTERVAL_SECONDS,
     workspaceOutputQuotaBytes: e.DEVPILOT_WORKSPACE_OUTPUT_QUOTA_BYTES,
     metricsToken: e.DEVPILOT_METRICS_TOKEN ?? null,
+    maxQueuedPerServer: e.DEVPILOT_MAX_QUEUED_PER_SERVER,
     dbPoolSize: e.DEVPILOT_DB_POOL_SIZE,
     viewerConnectionsPerKey: e.DEVPILOT_VIEWER_CONNECTIONS_PER_KEY,
     triggerFailureLimit: parseFailureLimit(e.DEVPILOT_TRIGGER_FAILURE_LIMIT),

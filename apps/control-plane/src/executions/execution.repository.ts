@@ -93,27 +93,38 @@ export class ExecutionRepository {
    * the webhook is still active with the allowed IPs the call was checked against) and the
    * delivery row. With `dispatchNow` (this node holds the server's ready agent) and nothing older
    * queued for the server, it is created already claimed (`dispatched`) with its content.
-   * Null when the webhook no longer matches or the script/server is gone.
+   * `overloaded` when DEVPILOT_MAX_QUEUED_PER_SERVER runs already wait for the server (nothing is
+   * written, the call counter included); null when the webhook no longer matches or the
+   * script/server is gone.
    */
-  async create(spec: NewExecution, dispatchNow: boolean): Promise<CreatedRow | null> {
-    const params: unknown[] = [dispatchNow, this.config.deliveryDeadlineMs / 1000];
+  async create(spec: NewExecution, dispatchNow: boolean): Promise<CreatedRow | 'overloaded' | null> {
+    const params: unknown[] = [dispatchNow, this.config.deliveryDeadlineMs / 1000, this.config.maxQueuedPerServer];
+    let target: string;
     let source: string;
     let after = '';
     if (spec.trigger === 'webhook') {
       params.push(spec.webhookId, spec.allowedIps, spec.sourceIp, spec.userAgent?.slice(0, 512) ?? null);
+      target = `SELECT workspace_id, script_id, server_id, id AS webhook_id FROM webhook WHERE id = $4 AND active AND allowed_ips = $5::text[]`;
+      // The counter moves only for a call that is accepted, and only while the webhook still matches.
       source = `UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
-         WHERE id = $3 AND active AND allowed_ips = $4::text[]
+         WHERE id = $4 AND active AND allowed_ips = $5::text[] AND EXISTS (SELECT 1 FROM room)
          RETURNING workspace_id, script_id, server_id, id AS webhook_id`;
       after = `, delivery AS (
          INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
-         SELECT e.webhook_id, e.workspace_id, $5, 202, 'ACCEPTED', 'accepted', e.id, $6 FROM e)`;
+         SELECT e.webhook_id, e.workspace_id, $6, 202, 'ACCEPTED', 'accepted', e.id, $7 FROM e)`;
     } else {
       params.push(spec.workspaceId, spec.scriptId, spec.serverId);
-      source = `SELECT sc.workspace_id, sc.id AS script_id, sv.id AS server_id, NULL::uuid AS webhook_id
-         FROM script sc JOIN server sv ON sv.id = $5 AND sv.workspace_id = sc.workspace_id
-         WHERE sc.id = $4 AND sc.workspace_id = $3`;
+      target = `SELECT sc.workspace_id, sc.id AS script_id, sv.id AS server_id, NULL::uuid AS webhook_id
+         FROM script sc JOIN server sv ON sv.id = $6 AND sv.workspace_id = sc.workspace_id
+         WHERE sc.id = $5 AND sc.workspace_id = $4`;
+      source = `SELECT workspace_id, script_id, server_id, webhook_id FROM room`;
     }
-    const sql = `WITH src AS (${source}), e AS (
+    // The backlog bound: runs already waiting for this server, counted up to the bound only (the
+    // usual case, nothing queued, reads one index entry).
+    const sql = `WITH t AS (${target}), b AS (
+         SELECT t.*, (SELECT count(*) FROM (SELECT 1 FROM execution q WHERE q.server_id = t.server_id AND q.status = 'queued' LIMIT $3) z) AS backlog
+         FROM t
+       ), room AS (SELECT * FROM b WHERE backlog < $3), src AS (${source}), e AS (
          INSERT INTO execution (workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
                                 deliver_by, dispatched_at, timeout_seconds)
          SELECT src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, '${spec.trigger}', d.status,
@@ -128,16 +139,20 @@ export class ExecutionRepository {
          RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at,
                    deliver_by, timeout_seconds
        )${after}
-       SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets
-       FROM e
-       JOIN script s ON s.id = e.script_id
-       JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version`;
-    const run = () => preparedRows<CreatedRow>(this.db, sql, params);
+       SELECT x.*, (SELECT bool_or(backlog >= $3) FROM b) AS overloaded
+       FROM (SELECT 1) one LEFT JOIN (
+         SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets
+         FROM e
+         JOIN script s ON s.id = e.script_id
+         JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version
+       ) x ON true`;
+    const run = () => preparedRows<CreatedRow & { overloaded: boolean | null }>(this.db, sql, params);
     try {
       // A script or server being deleted at this moment locks in the other order: one retry.
       const [row] = await run().catch((e: unknown) => (isSerializationFailure(e) ? run() : Promise.reject(e)));
-      if (row?.status === 'dispatched') this.emit([{ ...row, exit_code: null }]);
-      return row ?? null;
+      if (!row?.id) return row?.overloaded ? 'overloaded' : null;
+      if (row.status === 'dispatched') this.emit([{ ...row, exit_code: null }]);
+      return row;
     } catch (e) {
       // The script, server or webhook was deleted while the statement ran.
       if (pgCode(e) === '23503') return null;

@@ -1,7 +1,8 @@
 import { type ExecutionStatus, type StartExecution, type Trigger } from '@app/protocol';
-import { HttpStatus, Injectable } from '@nestjs/common';
+import { HttpStatus, Inject, Injectable } from '@nestjs/common';
 import { AgentLink } from '../agents/agent-link.js';
-import { AppException, notFound } from '../common/app-exception.js';
+import { AppException, notFound, overloaded } from '../common/app-exception.js';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import type { Page } from '../common/pagination.js';
 import { ExecutionEvents } from './execution-events.js';
 import { type CreatedRow, ExecutionRepository, type NewExecution } from './execution.repository.js';
@@ -27,6 +28,7 @@ export interface Accepted {
 @Injectable()
 export class ExecutionsService {
   constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly repo: ExecutionRepository,
     private readonly events: ExecutionEvents,
     private readonly link: AgentLink,
@@ -37,10 +39,12 @@ export class ExecutionsService {
    * The one way an execution comes about, for webhook calls and manual runs alike: one statement
    * records it (created `dispatched` with its start command when this node holds the server's
    * ready agent and nothing older waits, else `queued`), then the dispatcher is told. Null when
-   * the webhook, script or server no longer matches.
+   * the webhook, script or server no longer matches; 503 OVERLOADED when the server's backlog is
+   * at its bound (nothing written).
    */
   async create(spec: NewExecution, serverId: string): Promise<CreatedRow | null> {
     const row = await this.repo.create(spec, this.link.hasLocalReadyAgent(serverId));
+    if (row === 'overloaded') throw overloaded(this.config.maxQueuedPerServer);
     if (!row) return null;
     const [claimed] = row.status === 'dispatched' ? await this.commands.build([row]) : [];
     this.events.created.next(toCreated(row, claimed?.start ?? null));

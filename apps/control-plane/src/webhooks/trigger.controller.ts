@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import { AppException } from '../common/app-exception.js';
 import { Public } from '../common/auth/auth-context.js';
 import type { Accepted } from '../executions/executions.service.js';
-import { RateLimitedException, WebhookTriggerService } from './webhook-trigger.service.js';
+import { WebhookTriggerService } from './webhook-trigger.service.js';
 
 /**
  * The public trigger. The body is read by hand, not through the whitelisting DTO pipe: callers
@@ -23,13 +23,9 @@ export class TriggerController {
   @ApiBody({ schema: { type: 'object', required: ['token'], properties: { token: { type: 'string', minLength: 64, maxLength: 64 } } } })
   @ApiHeader({ name: 'X-Webhook-Signature', required: false, description: 'hex HMAC-SHA256 of the raw body (optionally `sha256=`), when the webhook has a secret' })
   @ApiResponse({ status: 202, description: '{executionId, status, links}' })
-  async trigger(@Req() req: RawBodyRequest<Request>, @Res({ passthrough: true }) res: Response): Promise<Accepted> {
-    try {
-      return await this.triggers.trigger({ body: req.body as unknown, rawBody: req.rawBody, ip: req.ip, headers: req.headers });
-    } catch (e) {
-      if (e instanceof RateLimitedException) res.setHeader('Retry-After', String(e.retryAfterSeconds));
-      throw e;
-    }
+  // A 429 or 503 carries Retry-After (the exception filter sets it).
+  trigger(@Req() req: RawBodyRequest<Request>): Promise<Accepted> {
+    return this.triggers.trigger({ body: req.body as unknown, rawBody: req.rawBody, ip: req.ip, headers: req.headers });
   }
 
   // A browser opening the URL sends GET: say which method the endpoint takes rather than asking

@@ -3,7 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import type { IncomingHttpHeaders } from 'node:http';
 import { DataSource } from 'typeorm';
 import { isDatabaseUnavailable } from '../common/all-exceptions.filter.js';
-import { AppException, type ErrorCode } from '../common/app-exception.js';
+import { AppException, type ErrorCode, RetryLaterException } from '../common/app-exception.js';
 import { SecretsService } from '../common/secrets.service.js';
 import { sha256 } from '../common/tokens.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
@@ -29,12 +29,9 @@ export interface TriggerCall {
 }
 
 /** 429: carries how long the caller should wait (the Retry-After header). */
-export class RateLimitedException extends AppException {
-  constructor(
-    readonly retryAfterSeconds: number,
-    what = 'invalid tokens from this address',
-  ) {
-    super(HttpStatus.TOO_MANY_REQUESTS, 'RATE_LIMITED', `Too many ${what}; retry in ${retryAfterSeconds} s`);
+export class RateLimitedException extends RetryLaterException {
+  constructor(retryAfterSeconds: number, what = 'invalid tokens from this address') {
+    super(HttpStatus.TOO_MANY_REQUESTS, 'RATE_LIMITED', `Too many ${what}; retry in ${retryAfterSeconds} s`, retryAfterSeconds);
   }
 }
 
@@ -194,6 +191,10 @@ export class WebhookTriggerService {
         webhook.server_id,
       );
     } catch (e) {
+      if (e instanceof AppException) {
+        this.deliveries.record(record(webhook, e.getStatus(), e.code, 'the server has too many runs waiting'));
+        throw e;
+      }
       const unavailable = isDatabaseUnavailable(e);
       this.deliveries.record(record(webhook, unavailable ? 503 : 500, unavailable ? 'DATABASE_UNAVAILABLE' : 'INTERNAL_ERROR', 'could not record the execution'));
       throw e;
