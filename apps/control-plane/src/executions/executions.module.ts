@@ -8,11 +8,12 @@ import { ExecutionOutput } from './execution-output.entity.js';
 import { Execution } from './execution.entity.js';
 import { ExecutionsController } from './executions.controller.js';
 import { ExecutionsService } from './executions.service.js';
+import { OutputCursors } from './output-cursors.js';
 
 @Module({
   imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput])],
   controllers: [ExecutionsController],
-  providers: [ExecutionsService, ExecutionEvents, ExecutionLifecycle, ExecutionOutputStore, ExecutionFeed],
-  exports: [ExecutionsService, ExecutionEvents, ExecutionLifecycle, ExecutionOutputStore],
+  providers: [ExecutionsService, ExecutionEvents, ExecutionLifecycle, ExecutionOutputStore, ExecutionFeed, OutputCursors],
+  exports: [ExecutionsService, ExecutionEvents, ExecutionLifecycle, ExecutionOutputStore, OutputCursors],
 })
 export class ExecutionsModule {}
