@@ -43,7 +43,7 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
   private readonly byExecution = new Map<string, Set<OutputSubscription>>();
   private readonly byViewer = new Map<string, Map<string, OutputSubscription>>();
   private readonly subscriptions: Subscription[] = [];
-  /** Backlog reads in flight at once: viewers catching up never take the pool from the agents' writes. */
+  /** Viewers' database reads (backlog pages, idle polls) in flight at once: they never take the pool from the agents' writes. */
   private readonly backlogReads: Semaphore;
 
   constructor(
@@ -121,7 +121,7 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     const cursor = this.cursors.detached(viewer.workspaceId, executionId, afterSeq, {
       // The viewer fetched the status with the page; it hears of changes, and of the end.
       announceInitial: false,
-      page: (read) => this.backlogReads.run(read),
+      limit: (read) => this.backlogReads.run(read),
     });
     const sub = new OutputSubscription(
       executionId,

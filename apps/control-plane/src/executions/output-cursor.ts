@@ -225,7 +225,8 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
 
         this.caughtUp = true;
         const takenBefore = this.taken;
-        const woke = await this.park(this.pollMs, true);
+        // Spread out: many readers subscribed at one moment would otherwise poll together.
+        const woke = await this.park(this.pollMs * (0.75 + Math.random() / 2), true);
         // Chunks went by through takeLive meanwhile: this node has the news, no need to poll.
         if (woke || this.closed || this.taken !== takenBefore) continue;
         yield { kind: 'idle' };

@@ -5,6 +5,8 @@ import { ExecutionOutputStore, OUTPUT_PAGE_ROWS, type StoredChunk } from './exec
 import { ExecutionsService } from './executions.service.js';
 import { type CursorOptions, type CursorSource, OutputCursor } from './output-cursor.js';
 
+type Limit = <T>(read: () => Promise<T>) => Promise<T>;
+
 /**
  * Opens output cursors (see OutputCursor): `for await (const item of outputs.cursor(...))`.
  * `cursor()` feeds each one from this process's events; `detached()` leaves the feeding to the
@@ -55,15 +57,18 @@ export class OutputCursors implements OnModuleInit, OnModuleDestroy {
     return entry.cursor;
   }
 
-  /** A cursor the caller feeds (push, pushStatus, takeLive); `page` may wrap the stored-page read (to limit concurrent reads). */
+  /**
+   * A cursor the caller feeds (push, pushStatus, takeLive). `limit` runs each of its database
+   * reads (pages and status polls), so the caller can bound how many run at once.
+   */
   detached(
     workspaceId: string,
     executionId: string,
     afterSeq: number,
-    options?: CursorOptions & { page?: (read: () => Promise<StoredChunk[]>) => Promise<StoredChunk[]> },
+    options?: CursorOptions & { limit?: Limit },
     onEnd?: (cursor: OutputCursor) => void,
   ): OutputCursor {
-    return new OutputCursor(executionId, afterSeq, this.source(workspaceId, options?.page), options, onEnd);
+    return new OutputCursor(executionId, afterSeq, this.source(workspaceId, options?.limit), options, onEnd);
   }
 
   /** How many event-fed cursors are open (for tests). */
@@ -73,14 +78,15 @@ export class OutputCursors implements OnModuleInit, OnModuleDestroy {
     return n;
   }
 
-  private source(workspaceId: string, wrap?: (read: () => Promise<StoredChunk[]>) => Promise<StoredChunk[]>): CursorSource {
+  private source(workspaceId: string, limit: Limit = (read) => read()): CursorSource {
     return {
       pageRows: OUTPUT_PAGE_ROWS,
-      page: (id, after) => (wrap ? wrap(() => this.store.page(id, after, OUTPUT_PAGE_ROWS)) : this.store.page(id, after, OUTPUT_PAGE_ROWS)),
-      status: async (id) => {
-        const view = await this.executions.get(workspaceId, id);
-        return { status: view.status, exitCode: view.exitCode };
-      },
+      page: (id, after) => limit(() => this.store.page(id, after, OUTPUT_PAGE_ROWS)),
+      status: (id) =>
+        limit(async () => {
+          const view = await this.executions.get(workspaceId, id);
+          return { status: view.status, exitCode: view.exitCode };
+        }),
     };
   }
 }
