@@ -20,11 +20,15 @@ export type CursorItem =
   | ({ kind: 'status' } & CursorStatus)
   | { kind: 'idle' };
 
+/**
+ * The database as a cursor reads it. `poll`: the read is an idle re-read, not a response to news,
+ * so an answer a moment old will do (the source may share it among readers).
+ */
 export interface CursorSource {
   /** Up to `pageRows` stored chunks after `afterSeq`, in seq order. */
-  page(executionId: string, afterSeq: number): Promise<StoredChunk[]>;
+  page(executionId: string, afterSeq: number, poll: boolean): Promise<StoredChunk[]>;
   readonly pageRows: number;
-  status(executionId: string): Promise<CursorStatus>;
+  status(executionId: string, poll: boolean): Promise<CursorStatus>;
 }
 
 export interface CursorOptions {
@@ -173,9 +177,11 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
 
   private async *run(): AsyncGenerator<CursorItem> {
     try {
-      let current = this.initial ?? (await this.source.status(this.executionId));
+      let current = this.initial ?? (await this.source.status(this.executionId, false));
       let announced: ExecutionStatus | null = this.options.announceInitial === false && !isTerminal(current.status) ? current.status : null;
       let mustRead = true;
+      /** The read due is only the idle poll's. */
+      let polling = false;
       let holeWaits = 0;
       while (!this.closed) {
         if (this.newStatus) {
@@ -183,18 +189,21 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
           if (rank(this.newStatus.status) > rank(current.status)) current = this.newStatus;
           this.newStatus = null;
           mustRead = true;
+          polling = false;
         }
         if (this.overflowed) {
           this.overflowed = false;
           this.caughtUp = false;
           mustRead = true;
+          polling = false;
         }
         yield* this.flushHeld();
         let hole = this.held.size > 0;
         const before = this.last;
         if (mustRead || hole) {
           mustRead = false;
-          hole = yield* this.readStored(isTerminal(current.status) && holeWaits > this.gapRetries);
+          hole = yield* this.readStored(isTerminal(current.status) && holeWaits > this.gapRetries, polling && !hole);
+          polling = false;
           yield* this.flushHeld();
           hole ||= this.held.size > 0;
         }
@@ -212,7 +221,7 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
           const woke = await this.park(slow ? this.pollMs : this.gapRetryMs, false);
           this.inHole = false;
           // A hole that lasts: is the run over (then it may never be filled)?
-          if (!woke && slow && !isTerminal(current.status)) this.noteStatus(await this.source.status(this.executionId));
+          if (!woke && slow && !isTerminal(current.status)) this.noteStatus(await this.source.status(this.executionId, true));
           mustRead = true;
           continue;
         }
@@ -231,8 +240,9 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
         if (woke || this.closed || this.taken !== takenBefore) continue;
         yield { kind: 'idle' };
         if (this.closed) return;
-        this.noteStatus(await this.source.status(this.executionId));
+        this.noteStatus(await this.source.status(this.executionId, true));
         mustRead = true;
+        polling = true;
       }
     } finally {
       this.closed = true;
@@ -255,9 +265,9 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
   }
 
   /** Stored chunks after the last delivered, page by page; true when it stopped at a hole. */
-  private async *readStored(skipHoles: boolean): AsyncGenerator<CursorItem, boolean> {
+  private async *readStored(skipHoles: boolean, poll: boolean): AsyncGenerator<CursorItem, boolean> {
     for (;;) {
-      const page = await this.source.page(this.executionId, this.last);
+      const page = await this.source.page(this.executionId, this.last, poll);
       for (const c of page) {
         if (this.closed) return false;
         if (c.seq <= this.last) continue;
