@@ -14,6 +14,8 @@ class FakeStore {
   readonly stored = new Map<number, StoredChunk>();
   status: CursorStatus = { status: 'running', exitCode: null };
   reads = 0;
+  /** The `poll` flag of each page read, in order. */
+  readonly polls: boolean[] = [];
   private gated = false;
   private readonly gates: (() => void)[] = [];
 
@@ -23,9 +25,10 @@ class FakeStore {
     for (const s of seqs) this.store(s);
     this.source = {
       pageRows,
-      page: async (_id, after) => {
+      page: async (_id, after, poll) => {
         if (this.gated) await new Promise<void>((r) => this.gates.push(r));
         this.reads++;
+        this.polls.push(poll);
         return [...this.stored.values()]
           .filter((c) => c.seq > after)
           .sort((a, b) => a.seq - b.seq)
@@ -258,6 +261,22 @@ describe('OutputCursor', () => {
     await r.done;
     expect(r.story()).toEqual([0, 'running', 1, 2, 'succeeded']);
     expect(r.items.some((i) => i.kind === 'idle')).toBe(true);
+  });
+
+  it('idle re-reads are marked as polls (shareable); the read after a status that moved is not', async () => {
+    const db = new FakeStore([0]);
+    const cursor = new OutputCursor(ID, -1, db.source, fast);
+    const r = reader(cursor);
+    await until(() => r.items.filter((i) => i.kind === 'idle').length >= 2);
+    await db.moreReads(1);
+    db.store(1);
+    db.status = { status: 'succeeded', exitCode: 0 };
+    await r.done;
+    expect(r.story()).toEqual([0, 'running', 1, 'succeeded']);
+    // The first read is the backlog's; the ones after idles are polls, until the status moved.
+    expect(db.polls[0]).toBe(false);
+    expect(db.polls.slice(1, -1).every((p) => p)).toBe(true);
+    expect(db.polls.at(-1)).toBe(false);
   });
 
   it('announceInitial: false says nothing of the status it started with, but still ends with the terminal one', async () => {

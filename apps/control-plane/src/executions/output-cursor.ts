@@ -240,9 +240,11 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
         if (woke || this.closed || this.taken !== takenBefore) continue;
         yield { kind: 'idle' };
         if (this.closed) return;
-        this.noteStatus(await this.source.status(this.executionId, true));
+        const polled = await this.source.status(this.executionId, true);
         mustRead = true;
-        polling = true;
+        // A status that moved is news: the output stored before it is read afresh, not shared.
+        polling = rank(polled.status) <= rank(current.status);
+        if (!polling) current = polled;
       }
     } finally {
       this.closed = true;
