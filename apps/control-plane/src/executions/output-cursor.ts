@@ -177,6 +177,7 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
 
   private async *run(): AsyncGenerator<CursorItem> {
     try {
+      if (this.closed) return;
       let current = this.initial ?? (await this.source.status(this.executionId, false));
       let announced: ExecutionStatus | null = this.options.announceInitial === false && !isTerminal(current.status) ? current.status : null;
       let mustRead = true;
