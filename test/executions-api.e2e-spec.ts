@@ -163,10 +163,14 @@ describe('events (SSE)', () => {
   it('sends the backlog, then live output, then the terminal status, and ends', async () => {
     const { a, executionId } = await runningExecution('sse-1');
     await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'before-1\n' }, { seq: 1, stream: 'stderr', data: 'before-2\n' }]);
+    // The first status event comes after the backlog, and the stream listens for live output
+    // before it reads the backlog: output written from then on can only reach it live.
+    let producing: Promise<void> | undefined;
     const reading = readEvents(api, executionId, {
-      onOpen: () => {
-        void (async () => {
-          await sleep(300);
+      onEvent: (e, all) => {
+        if (e.event !== 'status' || producing) return;
+        expect(outputOf(all).seqs).toEqual([0, 1]);
+        producing = (async () => {
           await a.output(executionId, [{ seq: 2, stream: 'stdout', data: 'live-1\n' }]);
           await a.output(executionId, [{ seq: 3, stream: 'stdout', data: 'live-2\n' }]);
           await a.finished(executionId, 3, { exitCode: 3 });
@@ -174,6 +178,8 @@ describe('events (SSE)', () => {
       },
     });
     const r = await reading;
+    expect(producing).toBeDefined();
+    await producing;
     expect(r.status).toBe(200);
     expect(r.contentType).toContain('text/event-stream');
     expect(r.ended).toBe(true);
@@ -194,11 +200,21 @@ describe('events (SSE)', () => {
     const firstOut = outputOf(first.events);
     expect(firstOut.seqs).toEqual([0, 1, 2]);
     const lastId = first.events.filter((e) => e.event === 'output').pop()!.id!;
-    const resumed = readEvents(api, executionId, { lastEventId: lastId });
-    await sleep(300);
-    await a.output(executionId, [{ seq: 6, stream: 'stdout', data: 'line 6\n' }]);
-    await a.finished(executionId, 6, { exitCode: 0 });
-    const second = await resumed;
+    // Live output once the resumed stream has sent its backlog (the status event follows it).
+    let producing: Promise<void> | undefined;
+    const second = await readEvents(api, executionId, {
+      lastEventId: lastId,
+      onEvent: (e, all) => {
+        if (e.event !== 'status' || producing) return;
+        expect(outputOf(all).seqs).toEqual([3, 4, 5]);
+        producing = (async () => {
+          await a.output(executionId, [{ seq: 6, stream: 'stdout', data: 'line 6\n' }]);
+          await a.finished(executionId, 6, { exitCode: 0 });
+        })();
+      },
+    });
+    expect(producing).toBeDefined();
+    await producing;
     expect(outputOf(second.events).seqs).toEqual([3, 4, 5, 6]);
     expect(Buffer.concat([firstOut.bytes, outputOf(second.events).bytes]).toString()).toBe(
       Array.from({ length: 7 }, (_, i) => `line ${i}\n`).join(''),

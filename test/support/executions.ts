@@ -76,7 +76,14 @@ export interface SseEvent {
 export async function readEvents(
   api: Api,
   id: string,
-  opts: { lastEventId?: string; stop?: (e: SseEvent, all: SseEvent[]) => boolean; timeoutMs?: number; onOpen?: () => void } = {},
+  opts: {
+    lastEventId?: string;
+    stop?: (e: SseEvent, all: SseEvent[]) => boolean;
+    timeoutMs?: number;
+    onOpen?: () => void;
+    /** Called with each event as it arrives (before `stop`). */
+    onEvent?: (e: SseEvent, all: SseEvent[]) => void;
+  } = {},
 ): Promise<{ status: number; events: SseEvent[]; ended: boolean; contentType: string | null }> {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), opts.timeoutMs ?? 30_000);
@@ -127,6 +134,7 @@ export async function readEvents(
         if (!any) continue;
         e.data = data.join('\n');
         events.push(e);
+        opts.onEvent?.(e, events);
         if (opts.stop?.(e, events)) {
           ac.abort();
           break outer;

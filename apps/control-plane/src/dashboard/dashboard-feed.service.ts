@@ -2,7 +2,6 @@ import {
   DashboardEvents,
   type ExecutionStatus,
   type ExecutionStatusEvent,
-  isTerminal,
   parseMessage,
   protocolError,
   type ProtocolErrorCode,
@@ -17,8 +16,9 @@ import type { Subscription } from 'rxjs';
 import type { DataSource } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ExecutionEvents, type OutputStored, type StatusChanged } from '../executions/execution-events.js';
-import { ExecutionOutputStore, OUTPUT_PAGE_ROWS, type StoredChunk } from '../executions/execution-output.service.js';
+import type { StoredChunk } from '../executions/execution-output.service.js';
 import type { Execution } from '../executions/execution.entity.js';
+import { OutputCursors } from '../executions/output-cursors.js';
 import { rows } from '../executions/sql.js';
 import { ServerEvents } from '../servers/server-events.js';
 import { OutputSubscription } from './output-subscription.js';
@@ -46,13 +46,13 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
   private readonly byExecution = new Map<string, Set<OutputSubscription>>();
   private readonly byViewer = new Map<string, Map<string, OutputSubscription>>();
   private readonly subscriptions: Subscription[] = [];
-  /** Backlog reads in flight at once: viewers catching up never take the pool from the agents' writes. */
+  /** Viewers' database reads (backlog pages, idle polls) in flight at once: they never take the pool from the agents' writes. */
   private readonly backlogReads: Semaphore;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
     @InjectDataSource() private readonly db: DataSource,
-    private readonly output: ExecutionOutputStore,
+    private readonly cursors: OutputCursors,
     private readonly executionEvents: ExecutionEvents,
     private readonly serverEvents: ServerEvents,
   ) {
@@ -121,11 +121,15 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
       return refuse('TOO_MANY_SUBSCRIPTIONS', `At most ${MAX_SUBSCRIPTIONS} executions can be watched at once per connection`);
     }
 
+    const cursor = this.cursors.detached(viewer.workspaceId, executionId, afterSeq, {
+      // The viewer fetched the status with the page; it hears of changes, and of the end.
+      announceInitial: false,
+      limit: (read) => this.backlogReads.run(read),
+    });
     const sub = new OutputSubscription(
       executionId,
       viewer,
-      afterSeq,
-      { readPage: (id, after) => this.backlogReads.run(() => this.output.page(id, after, OUTPUT_PAGE_ROWS)), pageRows: OUTPUT_PAGE_ROWS },
+      cursor,
       (s) => this.forget(s),
       (s, err) => this.logger.error({ err, executionId: s.executionId, socketId: s.viewer.id }, 'backlog read failed'),
     );
@@ -135,11 +139,11 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     if (!forExecution) this.byExecution.set(executionId, (forExecution = new Set()));
     forExecution.add(sub);
 
-    let status: ExecutionStatus | undefined;
+    let found: { status: ExecutionStatus; exit_code: number | null } | undefined;
     try {
-      [{ status } = { status: undefined }] = await rows<{ status: ExecutionStatus }>(
+      [found] = await rows<{ status: ExecutionStatus; exit_code: number | null }>(
         this.db,
-        `SELECT status FROM execution WHERE id = $1 AND workspace_id = $2`,
+        `SELECT status, exit_code FROM execution WHERE id = $1 AND workspace_id = $2`,
         [executionId, viewer.workspaceId],
       );
     } catch (err) {
@@ -147,14 +151,15 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
       this.logger.error({ err, executionId }, 'subscribe: execution lookup failed');
       return refuse('UNAVAILABLE', 'The feed could not look the execution up; retry');
     }
-    if (!status) {
+    if (!found) {
       sub.close();
       return NOT_FOUND;
     }
     // Unsubscribed, replaced by a newer subscribe or disconnected while it was looked up.
     if (sub.closed || socket.disconnected) return { ok: true };
+    cursor.know({ status: found.status, exitCode: found.exit_code });
     // Started after the ack is on its way, so the viewer sees the ack before the first chunk.
-    setImmediate(() => sub.start(isTerminal(status)));
+    setImmediate(() => sub.start());
     return { ok: true };
   }
 

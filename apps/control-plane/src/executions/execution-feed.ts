@@ -1,16 +1,9 @@
 import { isTerminal, type OutputStream } from '@app/protocol';
 import { Injectable, Logger } from '@nestjs/common';
 import type { Response } from 'express';
-import { merge, type Subscription } from 'rxjs';
-import { ExecutionEvents } from './execution-events.js';
-import { ExecutionOutputStore, type StoredChunk } from './execution-output.service.js';
-import type { ExecutionView } from './execution-view.js';
+import { ExecutionOutputStore } from './execution-output.service.js';
 import { ExecutionsService } from './executions.service.js';
-
-/** Re-reads the database this often while a feed is open: catches what another node stored. */
-const POLL_MS = 2_000;
-/** Live events held for a slow reader; past this it catches up from the database instead. */
-const MAX_PENDING = 1_000;
+import { OutputCursors } from './output-cursors.js';
 
 /**
  * Streams stored output to HTTP clients without holding it in memory: raw bytes
@@ -23,7 +16,7 @@ export class ExecutionFeed {
   constructor(
     private readonly executions: ExecutionsService,
     private readonly output: ExecutionOutputStore,
-    private readonly events: ExecutionEvents,
+    private readonly cursors: OutputCursors,
   ) {}
 
   /** The stored bytes in seq order, page by page, respecting the client's pace. */
@@ -46,35 +39,13 @@ export class ExecutionFeed {
   /**
    * SSE: `output` events (`id:` = seq, data `{seq, stream, data: base64}`) from after
    * `lastEventId`, then live ones, and `status` events (the execution, without an id); ends after
-   * the terminal status. Live events are subscribed before the backlog is read and deduplicated by
-   * seq, so nothing falls in between; a gap (another node stored it, or the reader was slow) is
-   * filled from the database.
+   * the terminal status. The order, holes, duplicates and slow readers are the cursor's business;
+   * this only writes what it yields, at the client's pace.
    */
   async writeEvents(res: Response, workspaceId: string, executionId: string, lastEventId: number): Promise<void> {
-    let last = lastEventId;
-    let closed = false;
-    let wake: (() => void) | null = null;
-    const pending: ({ kind: 'output'; chunk: StoredChunk } | { kind: 'status' })[] = [];
-    let overflow = false;
-    const signal = () => {
-      const w = wake;
-      wake = null;
-      w?.();
-    };
-    const sub: Subscription = merge(this.events.output, this.events.status).subscribe((e) => {
-      if (e.executionId !== executionId) return;
-      if (pending.length >= MAX_PENDING) {
-        overflow = true;
-        pending.length = 0;
-      }
-      pending.push('seq' in e ? { kind: 'output', chunk: e } : { kind: 'status' });
-      signal();
-    });
+    const cursor = this.cursors.cursor(workspaceId, executionId, lastEventId);
     // The response's close, not the request's: a GET's request 'close' fires once its (empty) body is read.
-    res.on('close', () => {
-      closed = true;
-      signal();
-    });
+    res.on('close', () => cursor.close());
 
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -83,70 +54,31 @@ export class ExecutionFeed {
     res.setHeader('X-Accel-Buffering', 'no');
     res.flushHeaders();
 
-    const sendChunk = async (c: StoredChunk) => {
-      const data = JSON.stringify({ seq: c.seq, stream: c.stream, data: c.data.toString('base64') });
-      last = c.seq;
-      return write(res, `id: ${c.seq}\nevent: output\ndata: ${data}\n\n`);
-    };
-    const drainDb = async () => {
-      for await (const c of this.output.chunksAfter(executionId, last)) {
-        if (closed || !(await sendChunk(c))) return false;
-      }
-      return true;
-    };
-    const sendStatus = async (view: ExecutionView) => write(res, `event: status\ndata: ${JSON.stringify(view)}\n\n`);
-
+    let sentStatus = '';
     try {
-      let view = await this.executions.get(workspaceId, executionId);
-      let sentStatus = '';
-      for (;;) {
-        if (closed) return;
-        if (overflow) {
-          overflow = false;
-          pending.length = 0;
+      for await (const item of cursor) {
+        if (item.kind === 'output') {
+          const c = item.chunk;
+          const data = JSON.stringify({ seq: c.seq, stream: c.stream, data: c.data.toString('base64') });
+          if (!(await write(res, `id: ${c.seq}\nevent: output\ndata: ${data}\n\n`))) return;
+          continue;
         }
-        if (!(await drainDb())) return;
-        // Terminal means every chunk is stored: drain once more after seeing it, then say so and end.
-        if (isTerminal(view.status)) {
-          if (!(await drainDb())) return;
-          await sendStatus(view);
-          return;
-        }
-        const statusKey = `${view.status}:${view.cancelRequested}`;
-        if (statusKey !== sentStatus) {
-          sentStatus = statusKey;
-          if (!(await sendStatus(view))) return;
-        }
-        // Live: write what came in order; a status change or a gap re-reads the database.
-        let reread = false;
-        for (;;) {
-          while (pending.length && !reread && !closed) {
-            const e = pending.shift()!;
-            if (e.kind === 'status') reread = true;
-            else if (e.chunk.seq <= last) continue;
-            else if (e.chunk.seq === last + 1) {
-              if (!(await sendChunk(e.chunk))) return;
-            } else reread = true;
-          }
-          if (reread || closed || overflow) break;
-          const timedOut = await new Promise<boolean>((resolve) => {
-            const t = setTimeout(() => resolve(true), POLL_MS);
-            wake = () => {
-              clearTimeout(t);
-              resolve(false);
-            };
-          });
-          if (timedOut) {
-            if (!(await write(res, ': keep-alive\n\n'))) return;
-            break;
-          }
-        }
-        view = await this.executions.get(workspaceId, executionId);
+        if (item.kind === 'idle' && !(await write(res, ': keep-alive\n\n'))) return;
+        // The whole execution, read now: also catches a cancel request, which changes no status.
+        const view = await this.executions.get(workspaceId, executionId);
+        const ending = item.kind === 'status' && isTerminal(item.status);
+        // Already over, but the cursor has not yielded the terminal status yet: output stored
+        // before it may still be on its way, and the status comes after it.
+        if (isTerminal(view.status) && !ending) continue;
+        const key = `${view.status}:${view.cancelRequested}`;
+        if (key === sentStatus) continue;
+        sentStatus = key;
+        if (!(await write(res, `event: status\ndata: ${JSON.stringify(view)}\n\n`))) return;
       }
     } catch (err) {
       this.logger.error({ err, executionId }, 'event stream failed');
     } finally {
-      sub.unsubscribe();
+      cursor.close();
       res.end();
     }
   }

@@ -12,11 +12,12 @@ import { ExecutionOutput } from './execution-output.entity.js';
 import { Execution } from './execution.entity.js';
 import { ExecutionsController } from './executions.controller.js';
 import { ExecutionsService } from './executions.service.js';
+import { OutputCursors } from './output-cursors.js';
 
 @Module({
   imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput]), AgentLinkModule, SecretsModule, WorkspacesModule],
   controllers: [ExecutionsController],
-  providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed, StartCommands],
-  exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, StartCommands],
+  providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed, StartCommands, OutputCursors],
+  exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, StartCommands, OutputCursors],
 })
 export class ExecutionsModule {}
