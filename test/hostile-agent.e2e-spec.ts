@@ -4,7 +4,7 @@
 // server C (another workspace) changes; the control plane stays up and keeps serving B.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { AgentEvents, MAX_CHUNKS_PER_BATCH } from '@app/protocol';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createScript, createServer, getExecution, getOutput, run, waitForStatus } from './support/executions.js';
 import { recordFigure } from './support/figures.js';

@@ -81,7 +81,9 @@ export class FakeControlPlane {
   }
 
   async close(): Promise<void> {
-    await new Promise((resolve) => this.io.close(resolve));
+    await new Promise((resolve) => {
+      void this.io.close(resolve);
+    });
   }
 
   /** Stores a batch idempotently; returns its last seq. */

@@ -8,6 +8,7 @@ import {
 } from '@app/protocol';
 import { type BeforeApplicationShutdown, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import { inspect } from 'node:util';
 import type { Subscription } from 'rxjs';
 import type { Socket } from 'socket.io';
 import { ExecutionEvents } from '../executions/execution-events.js';
@@ -173,7 +174,7 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
 function describeCause(description: unknown): string | undefined {
   if (description instanceof Error) return description.message;
   const d = (description as { description?: unknown; context?: unknown } | undefined)?.description;
-  return d instanceof Error ? d.message : d === undefined ? undefined : String(d);
+  return d instanceof Error ? d.message : d === undefined ? undefined : typeof d === 'string' ? d : inspect(d);
 }
 
 /** Above this many bytes of an agent's messages received but not yet answered, its connection is not read. */

@@ -7,6 +7,7 @@ import { uuidPipe } from '../common/uuid.pipe.js';
 import { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
 import { ScriptsService } from './scripts.service.js';
 
+// eslint-disable-next-line no-useless-assignment -- used by a parameter decorator below, which the rule does not see
 const versionPipe = new ParseIntPipe({
   exceptionFactory: () => new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', 'version must be an integer'),
 });

@@ -189,7 +189,7 @@ export function ExecutionsView() {
       )}
       {cursor && (
         <div class="load-more">
-          <button type="button" class="btn" disabled={loading} onClick={() => load(cursor)} data-testid="load-more">
+          <button type="button" class="btn" disabled={loading} onClick={() => void load(cursor)} data-testid="load-more">
             {loading ? 'Loading…' : 'Load more'}
           </button>
         </div>

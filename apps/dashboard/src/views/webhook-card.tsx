@@ -55,7 +55,7 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
           </div>
         </div>
         <label class={`switch${isOwner ? '' : ' disabled'}`} title={w.active ? 'Active: calls are accepted' : 'Paused: calls get 404'}>
-          <input type="checkbox" checked={w.active} disabled={!isOwner || busy} onChange={toggle} data-testid="webhook-active-toggle" />
+          <input type="checkbox" checked={w.active} disabled={!isOwner || busy} onChange={() => void toggle()} data-testid="webhook-active-toggle" />
           <span class="slider" />
           <span class="switch-label">{w.active ? 'Active' : 'Paused'}</span>
         </label>
@@ -94,7 +94,7 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
           Executions
         </Link>
         {isOwner && (
-          <button type="button" class="btn btn-small btn-danger-ghost push-right" onClick={remove} data-testid="webhook-delete">
+          <button type="button" class="btn btn-small btn-danger-ghost push-right" onClick={() => void remove()} data-testid="webhook-delete">
             Delete
           </button>
         )}
