@@ -19,8 +19,8 @@ export default tseslint.config(
     extends: [js.configs.recommended, ...tseslint.configs.recommendedTypeChecked],
     languageOptions: {
       parserOptions: {
-        // The dashboard has its own compiler options (DOM, JSX); everything else is in the spec config.
-        project: ['./tsconfig.spec.json', './apps/dashboard/tsconfig.json'],
+        // The dashboard has its own compiler options (browser: DOM, JSX; its Vite config: Node); the rest is in the spec config.
+        project: ['./tsconfig.spec.json', './apps/dashboard/tsconfig.json', './apps/dashboard/tsconfig.node.json'],
         tsconfigRootDir: import.meta.dirname,
       },
     },
