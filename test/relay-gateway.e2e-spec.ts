@@ -79,7 +79,12 @@ describe('handshake and presence', () => {
     await waitFor('the older socket to be dropped', () => !first.connected);
     expect(first.disconnectReason).toBe('io server disconnect');
     expect(second.connected).toBe(true);
-    await sleep(300);
+    // Once the control plane has handled the older socket's close, nothing is left that could mark it
+    // offline; it must not have been offline in between either (viewers would have seen it).
+    const settled = await waitFor('the older socket’s close handled', () =>
+      cp.proc.logs.split('\n').find((line) => line.includes(server.id) && line.includes('server status settled')),
+    );
+    expect(JSON.parse(settled)).toMatchObject({ status: 'online', markedOffline: false });
     expect((await serverRow(server.id)).status).toBe('online');
     // Work goes to the newer one.
     const script = await createScript(api, 'echo hi');

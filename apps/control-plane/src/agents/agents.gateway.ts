@@ -97,9 +97,10 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     const { serverId, agent: info } = socket.data;
     if (!serverId) return void socket.disconnect(true);
     this.listen(socket);
-    // A newer connection replaces the older, on whichever node it is.
-    this.link.disconnect(serverId);
+    // A newer connection replaces the older, on whichever node it is. It joins first, so the older
+    // one's close finds it live and never marks the server offline in between.
     await socket.join(serverRoom(serverId));
+    this.link.disconnect(serverId, socket.id);
     this.logger.log({ serverId, socketId: socket.id, agentVersion: info.agentVersion }, 'agent connected');
     await this.presence.connected(serverId, info).catch((err: unknown) => this.logger.error({ err, serverId }, 'could not mark the server online'));
   }
