@@ -1,11 +1,12 @@
 import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, ParseIntPipe, Patch, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AppException } from '../common/app-exception.js';
 import { Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { ListQueryDto } from '../common/list-query.dto.js';
 import { uuidPipe } from '../common/uuid.pipe.js';
 import { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
 import { ScriptsService } from './scripts.service.js';
+import { ScriptPageDto, ScriptVersionDto, ScriptVersionPageDto, ScriptViewDto } from './dto/script-view.dto.js';
 
 // eslint-disable-next-line no-useless-assignment -- used by a parameter decorator below, which the rule does not see
 const versionPipe = new ParseIntPipe({
@@ -20,22 +21,26 @@ export class ScriptsController {
 
   @Post()
   @ApiOperation({ summary: 'Create a script (version 1)' })
+  @ApiCreatedResponse({ type: ScriptViewDto })
   create(@Auth() auth: AuthContext, @Body() dto: CreateScriptDto) {
     return this.scripts.create(auth.workspaceId, dto);
   }
 
   @Get()
+  @ApiOkResponse({ type: ScriptPageDto })
   list(@Auth() auth: AuthContext, @Query() q: ListQueryDto) {
     return this.scripts.list(auth.workspaceId, q.limit, q.cursor);
   }
 
   @Get(':id')
+  @ApiOkResponse({ type: ScriptViewDto })
   get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.scripts.get(auth.workspaceId, id);
   }
 
   @Patch(':id')
   @ApiOperation({ summary: 'Change a script; a changed content creates the next version' })
+  @ApiOkResponse({ type: ScriptViewDto })
   update(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Body() dto: UpdateScriptDto) {
     return this.scripts.update(auth.workspaceId, id, dto);
   }
@@ -47,11 +52,13 @@ export class ScriptsController {
   }
 
   @Get(':id/versions')
+  @ApiOkResponse({ type: ScriptVersionPageDto })
   versions(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.scripts.listVersions(auth.workspaceId, id);
   }
 
   @Get(':id/versions/:version')
+  @ApiOkResponse({ type: ScriptVersionDto })
   version(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Param('version', versionPipe) version: number) {
     return this.scripts.getVersion(auth.workspaceId, id, version);
   }

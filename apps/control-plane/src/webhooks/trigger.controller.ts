@@ -1,7 +1,8 @@
 import { Controller, HttpCode, Post, type RawBodyRequest, Req, Res } from '@nestjs/common';
-import { ApiBody, ApiHeader, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiBody, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { Public } from '../common/auth/auth-context.js';
+import { AcceptedDto } from '../executions/dto/execution-view.dto.js';
 import type { Accepted } from '../executions/executions.service.js';
 import { RateLimitedException, WebhookTriggerService } from './webhook-trigger.service.js';
 
@@ -21,7 +22,7 @@ export class TriggerController {
   @ApiOperation({ summary: 'Run the webhook’s script on its server (no API key: the token authenticates)' })
   @ApiBody({ schema: { type: 'object', required: ['token'], properties: { token: { type: 'string', minLength: 64, maxLength: 64 } } } })
   @ApiHeader({ name: 'X-Webhook-Signature', required: false, description: 'hex HMAC-SHA256 of the raw body (optionally `sha256=`), when the webhook has a secret' })
-  @ApiResponse({ status: 202, description: '{executionId, status, links}' })
+  @ApiAcceptedResponse({ type: AcceptedDto })
   async trigger(@Req() req: RawBodyRequest<Request>, @Res({ passthrough: true }) res: Response): Promise<Accepted> {
     try {
       return await this.triggers.trigger({ body: req.body as unknown, rawBody: req.rawBody, ip: req.ip, headers: req.headers });

@@ -1,10 +1,11 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AdminOnly, Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { uuidPipe } from '../common/uuid.pipe.js';
 import { ApiKeysService } from './api-keys.service.js';
 import { CreateApiKeyDto, CreateWorkspaceDto } from './dto/workspaces.dto.js';
 import { WorkspacesService } from './workspaces.service.js';
+import { MeDto } from './dto/me.dto.js';
 
 @ApiTags('workspaces')
 @ApiBearerAuth()
@@ -17,6 +18,7 @@ export class WorkspacesController {
 
   @Get('me')
   @ApiOperation({ summary: "The key's workspace and role" })
+  @ApiOkResponse({ type: MeDto })
   async me(@Auth() auth: AuthContext) {
     const ws = await this.workspaces.get(auth.workspaceId);
     return { workspace: { id: ws.id, name: ws.name }, role: auth.role, isAdmin: auth.isAdmin, keyId: auth.keyId };

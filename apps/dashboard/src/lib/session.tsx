@@ -42,7 +42,7 @@ export function useSession(): Session {
 }
 
 export function workspaceLabel(me: Me): string {
-  return me.workspace?.name ?? me.workspaceName ?? me.workspace?.id ?? me.workspaceId ?? 'workspace';
+  return me.workspace.name;
 }
 
 /** Listens to one feed event while the component is mounted; the handler may change between renders. */

@@ -15,8 +15,8 @@ export const STARTER: Record<Interpreter, string> = {
   node: "const os = require('node:os');\n\nconsole.log(`Hello from ${os.hostname()}`);\n",
 };
 
-export function scriptVersion(s: Script): number | undefined {
-  return s.version ?? s.currentVersion;
+export function scriptVersion(s: Script): number {
+  return s.version;
 }
 
 export function ScriptsView() {
