@@ -1,6 +1,30 @@
 // Lint (`npm run lint`, part of `npm test`). Formatting is not linted: there is no formatter here.
 import js from '@eslint/js';
+import { readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import tseslint from 'typescript-eslint';
+
+// Every package imported is declared in package.json (one that only arrives with another package
+// can disappear with it).
+const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
+const declared = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.devDependencies ?? {})]);
+const packageOf = (spec) => spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/');
+const declaredDependency = {
+  meta: { type: 'problem', schema: [], messages: { undeclared: "'{{name}}' is imported but not declared in package.json" } },
+  create(context) {
+    const check = (source) => {
+      const spec = source?.type === 'Literal' && typeof source.value === 'string' ? source.value : null;
+      if (!spec || /^(\.|\/|node:|@app\/)/.test(spec) || builtinModules.includes(spec)) return;
+      if (!declared.has(packageOf(spec))) context.report({ node: source, messageId: 'undeclared', data: { name: packageOf(spec) } });
+    };
+    return {
+      ImportDeclaration: (n) => check(n.source),
+      ExportNamedDeclaration: (n) => check(n.source),
+      ExportAllDeclaration: (n) => check(n.source),
+      ImportExpression: (n) => check(n.source),
+    };
+  },
+};
 
 // Node globals for the plain .mjs scripts (the `globals` package is not a dependency).
 const nodeGlobals = Object.fromEntries(
@@ -14,6 +38,10 @@ const nodeGlobals = Object.fromEntries(
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'data/**', 'coverage/**', 'test-artifacts/**'] },
+  {
+    plugins: { devpilot: { rules: { 'declared-dependency': declaredDependency } } },
+    rules: { 'devpilot/declared-dependency': 'error' },
+  },
   {
     files: ['**/*.ts', '**/*.tsx'],
     extends: [js.configs.recommended, ...tseslint.configs.recommendedTypeChecked],
