@@ -76,7 +76,7 @@ describe('the dashboard in a browser', () => {
       // What the page showed when it failed, for whoever reads the CI run.
       await mkdir(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: path.join(ARTIFACTS, 'failure.png'), fullPage: true }).catch(() => undefined);
-      throw new Error(`${(e as Error).message}\n--- page text at failure:\n${(await page.locator('body').innerText().catch(() => '')).slice(0, 3000)}`);
+      throw new Error(`${(e as Error).message}\n--- page text at failure:\n${(await page.locator('body').innerText().catch(() => '')).slice(0, 3000)}`, { cause: e });
     }
   });
 });

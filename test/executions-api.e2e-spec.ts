@@ -5,7 +5,7 @@ import { type ControlPlane, startControlPlane } from './support/control-plane.js
 import { createScript, createServer, getExecution, getOutput, outputOf, readEvents, run, waitForStatus } from './support/executions.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
-import { sleep, waitFor } from './support/processes.js';
+import { waitFor } from './support/processes.js';
 import { ProtocolAgent } from './support/protocol-agent.js';
 
 let db: TestDatabase;
@@ -243,10 +243,12 @@ describe('cancel', () => {
     const r = await api.post(`/api/v1/executions/${executionId}/cancel`);
     expect(r.status).toBe(202);
     expect(r.body).toMatchObject({ id: executionId, status: 'cancelled', cancelRequested: true });
-    // The agent coming later does not get it.
+    // The agent coming later does not get it. Queued work is sent oldest first on one socket, so once
+    // a run queued after it has arrived, the cancelled one would have come before it.
+    const { executionId: later } = await run(api, script.id, server.id);
     const a = await connect(server.agentToken);
-    await sleep(700);
-    expect(a.starts).toHaveLength(0);
+    await a.waitForStart(later);
+    expect(a.starts.map((s) => s.executionId)).toEqual([later]);
     const again = await api.post(`/api/v1/executions/${executionId}/cancel`);
     expect(again.status).toBe(409);
     expect(again.body.code).toBe('INVALID_STATE');

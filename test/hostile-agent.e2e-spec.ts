@@ -4,7 +4,7 @@
 // server C (another workspace) changes; the control plane stays up and keeps serving B.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { AgentEvents, MAX_CHUNKS_PER_BATCH } from '@app/protocol';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createScript, createServer, getExecution, getOutput, run, waitForStatus } from './support/executions.js';
 import { recordFigure } from './support/figures.js';
@@ -173,8 +173,13 @@ describe('forged ids and seqs', () => {
     expect(await a.output(own, [{ seq: 2_147_483_647, stream: 'stdout', data: 'z' }])).toEqual({ ackedSeq: 2_147_483_647 });
     expect(await a.finished(own, 2_147_483_647)).toEqual({ ok: true });
     count('gapped seqs', 3);
-    await sleep(300);
+    // The ack is sent once the report is either held or has completed the run: it is held.
+    const [held] = await db.query<{ held: boolean }>(`SELECT finish_report IS NOT NULL AS held FROM execution WHERE id = $1`, [own]);
+    expect(held?.held).toBe(true);
     expect((await getExecution(api, own)).status).toBe('running');
+    // It stays open until the grace runs out without the missing output; an end is final, so ending
+    // `lost` proves it never completed in between.
+    expect((await waitForStatus(api, own, 'lost', 20_000)).error).toMatch(/not all of its output arrived/);
     await othersUntouched();
   });
 });

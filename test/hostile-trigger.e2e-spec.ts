@@ -114,12 +114,13 @@ describe('encodings, charsets and sizes', () => {
       { 'user-agent': '\u00ff'.repeat(200), 'x-webhook-signature': sig },
       { 'content-type': 'application/json; charset=utf-8; boundary=x; a=b', 'x-webhook-signature': sig },
     ];
-    for (const headers of cases) {
-      const r = await post(body, { 'content-type': 'application/json', ...headers }).catch((e: Error) => ({ status: -1, body: e.message, ms: 0 }));
-      expect(r.status === -1 || r.status < 500).toBe(true);
+    // Each gets an answer (a reset connection fails the test), and none is a 5xx.
+    for (const [i, headers] of cases.entries()) {
+      const r = await post(body, { 'content-type': 'application/json', ...headers });
+      expect({ i, status: r.status < 500 ? 'below 500' : r.status }).toEqual({ i, status: 'below 500' });
     }
-    // Over Node's header limit: 431 from the HTTP server itself, and it keeps serving.
-    const r = await post(body, { 'content-type': 'application/json', 'x-big': 'y'.repeat(40_000) }).catch(() => ({ status: 431, body: '', ms: 0 }));
+    // Over Node's header limit: an actual 431 from the HTTP server itself, and it keeps serving.
+    const r = await post(body, { 'content-type': 'application/json', 'x-big': 'y'.repeat(40_000) });
     expect(r.status).toBe(431);
     expect((await post(body, { 'content-type': 'application/json', 'x-webhook-signature': sig })).status).toBe(202);
   });

@@ -82,7 +82,12 @@ describe('handshake and presence', () => {
     await waitFor('the older socket to be dropped', () => !first.connected);
     expect(first.disconnectReason).toBe('io server disconnect');
     expect(second.connected).toBe(true);
-    await sleep(300);
+    // Once the control plane has handled the older socket's close, nothing is left that could mark it
+    // offline; it must not have been offline in between either (viewers would have seen it).
+    const settled = await waitFor('the older socket’s close handled', () =>
+      cp.proc.logs.split('\n').find((line) => line.includes(server.id) && line.includes('server status settled')),
+    );
+    expect(JSON.parse(settled)).toMatchObject({ status: 'online', markedOffline: false });
     expect((await serverRow(server.id)).status).toBe('online');
     // Work goes to the newer one.
     const script = await createScript(api, 'echo hi');
@@ -168,10 +173,12 @@ describe('dispatch', () => {
     const e = await waitForStatus(api, executionId, 'undeliverable', 15_000);
     expect(e.error).toMatch(/delivery deadline/);
     expect(e.finishedAt).toBeTruthy();
-    // An agent arriving later does not get it.
+    // An agent arriving later does not get it: queued work goes out oldest first on one socket, so
+    // once a run queued after it has arrived, it would have come before.
+    const { executionId: later } = await run(api, script.id, server.id);
     const a = await connect(server.agentToken);
-    await sleep(700);
-    expect(a.starts).toHaveLength(0);
+    await a.waitForStart(later);
+    expect(a.starts.map((s) => s.executionId)).toEqual([later]);
   });
 
   it('sends a start again when the connected agent never answered it', async () => {
@@ -297,7 +304,9 @@ describe('output and completion', () => {
     await a.output(executionId, [{ seq: 0, stream: 'stdout', data: 'a' }]);
     await a.output(executionId, [{ seq: 2, stream: 'stdout', data: 'c' }]);
     expect(await a.finished(executionId, 2, { exitCode: 3 })).toEqual({ ok: true });
-    await sleep(200);
+    // The ack comes once the report is held or has ended the run: it is held.
+    const [held] = await db.query<{ held: boolean }>(`SELECT finish_report IS NOT NULL AS held FROM execution WHERE id = $1`, [executionId]);
+    expect(held?.held).toBe(true);
     expect((await getExecution(api, executionId)).status).toBe('running');
     await a.output(executionId, [{ seq: 1, stream: 'stdout', data: 'b' }]);
     const e = await waitForStatus(api, executionId, 'failed');

@@ -93,7 +93,7 @@ export async function startControlPlane({ databaseUrl, label = 'control-plane', 
     await whileRunning(proc, 'control plane /health', async () => (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })).status === 200, 90_000);
   } catch (e) {
     await proc.stop('SIGKILL');
-    throw new Error(`the control plane did not become healthy: ${e.message}\n--- its output:\n${proc.tail.slice(-4000)}`);
+    throw new Error(`the control plane did not become healthy: ${e.message}\n--- its output:\n${proc.tail.slice(-4000)}`, { cause: e });
   }
   const api = new Api(url, adminKey);
   return {
@@ -118,7 +118,7 @@ export async function startAgent(cp, server, { concurrency = 4, label = 'agent',
     await whileRunning(proc, `agent ${server.name} online`, async () => (await cp.api.get(`/api/v1/servers/${server.id}`)).status === 'online', 30_000);
   } catch (e) {
     await proc.stop('SIGKILL');
-    throw new Error(`${e.message}\n--- agent output:\n${proc.tail.slice(-3000)}`);
+    throw new Error(`${e.message}\n--- agent output:\n${proc.tail.slice(-3000)}`, { cause: e });
   }
   return proc;
 }

@@ -70,9 +70,9 @@ export class CuttableProxy {
 
   static async start(targetPort: number): Promise<CuttableProxy> {
     const sockets = new Set<net.Socket>();
-    let proxy: CuttableProxy | undefined;
+    const holder: { proxy?: CuttableProxy } = {};
     const server = net.createServer((client) => {
-      if (proxy?.refusing) return void client.destroy();
+      if (holder.proxy?.refusing) return void client.destroy();
       const upstream = net.connect(targetPort, '127.0.0.1');
       sockets.add(client);
       sockets.add(upstream);
@@ -88,8 +88,8 @@ export class CuttableProxy {
       upstream.pipe(client);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    proxy = new CuttableProxy(server, (server.address() as net.AddressInfo).port, sockets);
-    return proxy;
+    holder.proxy = new CuttableProxy(server, (server.address() as net.AddressInfo).port, sockets);
+    return holder.proxy;
   }
 
   /** Cuts every connection and refuses new ones until resume(). */

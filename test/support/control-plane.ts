@@ -76,6 +76,6 @@ async function waitHealthy(cp: ControlPlane): Promise<void> {
       60_000,
     );
   } catch (e) {
-    throw new Error(`control plane did not become healthy: ${String(e)}\n--- its output:\n${cp.proc.logs.slice(-5000)}`);
+    throw new Error(`control plane did not become healthy: ${String(e)}\n--- its output:\n${cp.proc.logs.slice(-5000)}`, { cause: e });
   }
 }

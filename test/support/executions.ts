@@ -47,7 +47,7 @@ export async function waitForStatus(api: Api, id: string, status: string | strin
       timeoutMs,
     );
   } catch (e) {
-    throw new Error(`${String(e)}; last seen: ${JSON.stringify(last)}`);
+    throw new Error(`${String(e)}; last seen: ${JSON.stringify(last)}`, { cause: e });
   }
 }
 

@@ -1,7 +1,7 @@
 // One nginx for the tests (Debian's `nginx` package): its own prefix and config on loopback, free
 // ports, stopped by stop() or when the test process exits. The server block is the README's
 // (deploy/nginx-devpilot.conf) with only its addresses, ports and certificate paths replaced.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';

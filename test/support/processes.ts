@@ -28,7 +28,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     }
     await sleep(50);
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ''}`);
 }
 
 /** A child process whose combined output is kept for assertions and shown when a test fails. */

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,6 @@ import { FakeControlPlane } from './testing/fake-control-plane.js';
 import { liveGroupMembers } from './testing/process-group.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('Agent against a socket.io control plane', () => {
   let cp: FakeControlPlane;
@@ -130,15 +129,19 @@ describe('Agent against a socket.io control plane', () => {
   });
 
   it('runs a redelivered start once, whether it is queued, running or finished', async () => {
-    startAgent();
+    // One at a time, so starts run in the order they were accepted: a run started after the
+    // redeliveries ends after any run they could have caused.
+    startAgent({ concurrency: 1 });
     const id = randomUUID();
     const cmd = { executionId: id, content: `echo run >> "${dir}/runs"; sleep 0.2` };
     const acks = [await cp.start(cmd), await cp.start(cmd)];
     await cp.waitFinished(id);
     acks.push(await cp.start(cmd));
-    await sleep(300);
+    const barrier = randomUUID();
+    expect(await cp.start({ executionId: barrier, content: `echo barrier >> "${dir}/runs"` })).toEqual({ accepted: true });
+    await cp.waitFinished(barrier);
     expect(acks).toEqual([{ accepted: true }, { accepted: true }, { accepted: true }]);
-    expect(await readFile(join(dir, 'runs'), 'utf8')).toBe('run\n');
+    expect(await readFile(join(dir, 'runs'), 'utf8')).toBe('run\nbarrier\n');
     expect(cp.finished.filter((f) => f.executionId === id)).toHaveLength(1);
   });
 
@@ -317,11 +320,21 @@ describe('Agent against a socket.io control plane', () => {
   });
 
   it('stops when the control plane refuses the token', async () => {
-    const agent = startAgent({ token: 'bad-token' });
-    await expect(agent.exited).resolves.toEqual({ code: 2, reason: 'unauthorized', refusal: 'UNAUTHORIZED' });
-    const handshakes = cp.handshakes.length;
-    await sleep(200);
-    expect(cp.handshakes.length).toBe(handshakes);
+    // Fake timers, real sockets: once it has exited, no timer is pending (a retry would be one) and
+    // no transport is open, nothing is left that could try again later.
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask', 'Date', 'hrtime', 'performance'] });
+    try {
+      const agent = startAgent({ token: 'bad-token' });
+      await expect(agent.exited).resolves.toEqual({ code: 2, reason: 'unauthorized', refusal: 'UNAUTHORIZED' });
+      // Closing the WebSocket arms a timer that the peer's close clears.
+      const deadline = Date.now() + 5_000;
+      while (jest.getTimerCount() > 0 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+      expect(jest.getTimerCount()).toBe(0);
+      expect(cp.transports).toBe(0);
+      expect(cp.handshakes).toHaveLength(1);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   it('stops when the control plane does not speak its protocol version', async () => {

@@ -1,7 +1,7 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { asyncApiDocument } from '@app/protocol/asyncapi.js';
 import { NestFactory } from '@nestjs/core';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import express from 'express';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
@@ -12,8 +12,7 @@ import { QuietRoutesLogger } from './common/logging.js';
 import { trustProxyWarnings, untrustedForwardingDetector, untrustedForwardingWarning } from './common/proxy-trust.js';
 import { validationPipe } from './common/validation.js';
 import type { AppConfig } from './config/app-config.js';
-
-export const API_PREFIX = 'api/v1';
+import { openApiDocument, setApiPrefix } from './openapi.js';
 
 /** Builds the Nest application: body parsing, validation, errors, proxies, OpenAPI. */
 export async function createHttpApp(config: AppConfig, databaseUrl: string): Promise<NestExpressApplication> {
@@ -48,22 +47,17 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
   );
   const dashboard = dashboardDir();
   if (dashboard) app.use(...dashboardMiddleware(dashboard));
-  else logger.warn('the dashboard is not built (npm run build:dashboard): serving the API only');
-  // agent/:file: the agent bundle, unit and install script, at the URL the install command uses.
-  app.setGlobalPrefix(API_PREFIX, { exclude: ['health', 'health/live', 'metrics', 'agent/:file'] });
+  else app.get(Logger).warn('the dashboard is not built (npm run build:dashboard): serving the API only');
+  setApiPrefix(app);
   app.useGlobalPipes(validationPipe());
   app.useGlobalFilters(new AllExceptionsFilter());
 
-  const doc = new DocumentBuilder()
-    .setTitle('Devpilot script webhooks')
-    .setDescription('Turn a saved script on a server into a secure HTTP endpoint.')
-    .setVersion('1')
-    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'An API key' })
-    .build();
   // Beside the OpenAPI document: the socket.io protocols (/agent, /dashboard), from the same schemas both sides validate with.
   const asyncApi = asyncApiDocument();
   const http = app.getHttpAdapter();
-  http.get('/api/docs/asyncapi.json', (_req: unknown, res: unknown) => http.reply(res, asyncApi, 200));
-  SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, doc), { jsonDocumentUrl: 'api/docs/openapi.json' });
+  http.get('/api/docs/asyncapi.json', (_req: unknown, res: unknown) => {
+    http.reply(res, asyncApi, 200);
+  });
+  SwaggerModule.setup('api/docs', app, () => openApiDocument(app), { jsonDocumentUrl: 'api/docs/openapi.json' });
   return app;
 }

@@ -17,7 +17,7 @@ describe('the AsyncAPI document', () => {
   it('parses with @asyncapi/parser without errors or warnings', async () => {
     const { document, diagnostics } = await new Parser().parse(serialiseAsyncApi(doc));
     // Severity 0 is an error, 1 a warning (2 and 3 are hints, such as "a newer AsyncAPI exists").
-    expect(diagnostics.filter((d) => d.severity <= 1).map((d) => `${d.code} ${d.message} at ${d.path.join('.')}`)).toEqual([]);
+    expect(diagnostics.filter((d) => Number(d.severity) <= 1).map((d) => `${d.code} ${d.message} at ${d.path.join('.')}`)).toEqual([]);
     expect(document).toBeDefined();
     expect(document!.channels().all().map((c) => c.address()).sort()).toEqual(['/agent', '/dashboard']);
   });

@@ -32,6 +32,8 @@ export class FakeControlPlane {
   readonly spawned: { executionId: string; connection: number }[] = [];
   socket?: Socket;
   connections = 0;
+  /** Engine-level (transport) connections open now, whether or not a namespace accepted them. */
+  transports = 0;
   /** Decide what to do with an output batch; the default stores it and acks at once. */
   onOutput: OutputHandler = (batch, ack) => ack({ ackedSeq: this.store(batch) });
   onFinished: (msg: ExecutionFinished, ack: (reply: unknown) => void, socket: Socket) => void = (msg, ack) => {
@@ -53,6 +55,13 @@ export class FakeControlPlane {
   constructor() {
     this.http = createServer();
     this.io = new Server(this.http, { transports: ['websocket'], maxHttpBufferSize: MAX_MESSAGE_BYTES });
+    this.io.engine.on('connection', (conn: { once(event: 'close', fn: () => void): void }) => {
+      this.transports += 1;
+      conn.once('close', () => {
+        this.transports -= 1;
+        this.notify();
+      });
+    });
     const ns = this.io.of(AGENT_NAMESPACE);
     ns.use((socket, next) => {
       const auth = socket.handshake.auth as Record<string, unknown>;
@@ -95,7 +104,9 @@ export class FakeControlPlane {
   }
 
   async close(): Promise<void> {
-    await new Promise((resolve) => this.io.close(resolve));
+    await new Promise((resolve) => {
+      void this.io.close(resolve);
+    });
   }
 
   /** Stores a batch idempotently; returns its last seq. */

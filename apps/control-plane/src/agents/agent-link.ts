@@ -93,8 +93,10 @@ export class AgentLink {
     return [...new Set([...this.nsp.sockets.values()].map((s) => s.data.serverId).filter(Boolean))];
   }
 
-  disconnect(serverId: string): void {
-    this.nsp?.in(serverRoom(serverId)).disconnectSockets(true);
+  /** Drops every socket of this server's agent, on every node, except `keepSocketId`. */
+  disconnect(serverId: string, keepSocketId?: string): void {
+    const sockets = this.nsp?.in(serverRoom(serverId));
+    (keepSocketId ? sockets?.except(keepSocketId) : sockets)?.disconnectSockets(true);
   }
 
   /** Drops the agent sockets of this node only. */

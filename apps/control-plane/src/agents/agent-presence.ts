@@ -36,9 +36,16 @@ export class AgentPresence {
    * offline, and the check after the write repairs the race where the newer one arrived in between.
    */
   async disconnected(serverId: string): Promise<void> {
-    if (await this.link.hasAgent(serverId)) return;
+    if (await this.link.hasAgent(serverId)) return this.settled(serverId, 'online', false);
     await this.set(serverId, 'offline');
-    if (await this.link.hasAgent(serverId)) await this.set(serverId, 'online');
+    const back = await this.link.hasAgent(serverId);
+    if (back) await this.set(serverId, 'online');
+    this.settled(serverId, back ? 'online' : 'offline', true);
+  }
+
+  /** Says how a closed connection left its server, once nothing more is written for it. */
+  private settled(serverId: string, status: ServerStatus, markedOffline: boolean): void {
+    this.logger.log({ serverId, status, markedOffline }, 'agent connection closed: server status settled');
   }
 
   async heartbeat(): Promise<void> {

@@ -15,6 +15,7 @@ import {
 } from '@app/protocol';
 import { type BeforeApplicationShutdown, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import { inspect } from 'node:util';
 import type { Subscription } from 'rxjs';
 import type { Socket } from 'socket.io';
 import { ExecutionEvents } from '../executions/execution-events.js';
@@ -105,9 +106,10 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     const { serverId, agent: info } = socket.data;
     if (!serverId) return void socket.disconnect(true);
     this.listen(socket);
-    // A newer connection replaces the older, on whichever node it is.
-    this.link.disconnect(serverId);
+    // A newer connection replaces the older, on whichever node it is. It joins first, so the older
+    // one's close finds it live and never marks the server offline in between.
     await socket.join(serverRoom(serverId));
+    this.link.disconnect(serverId, socket.id);
     this.logger.log({ serverId, socketId: socket.id, agentVersion: info.agentVersion }, 'agent connected');
     await this.presence.connected(serverId, info).catch((err: unknown) => this.logger.error({ err, serverId }, 'could not mark the server online'));
   }
@@ -199,7 +201,7 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
 function describeCause(description: unknown): string | undefined {
   if (description instanceof Error) return description.message;
   const d = (description as { description?: unknown; context?: unknown } | undefined)?.description;
-  return d instanceof Error ? d.message : d === undefined ? undefined : String(d);
+  return d instanceof Error ? d.message : d === undefined ? undefined : typeof d === 'string' ? d : inspect(d);
 }
 
 /** Above this many bytes of an agent's messages received but not yet answered, its connection is not read. */

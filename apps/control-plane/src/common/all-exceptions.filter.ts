@@ -1,4 +1,4 @@
-import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { Response } from 'express';
 import { QueryFailedError } from 'typeorm';
@@ -41,7 +41,8 @@ export class AllExceptionsFilter implements ExceptionFilter {
       if (typeof r === 'object' && r !== null && 'code' in r && typeof (r as ErrorBody).code === 'string') {
         return r as ErrorBody;
       }
-      const message = typeof r === 'string' ? r : String((r as { message?: unknown }).message ?? exception.message);
+      const m = typeof r === 'string' ? r : (r as { message?: unknown }).message;
+      const message = typeof m === 'string' ? m : Array.isArray(m) ? m.join(',') : exception.message;
       return { statusCode: status, code: CODE_BY_STATUS[status] ?? (status >= 500 ? 'INTERNAL_ERROR' : 'VALIDATION_ERROR'), message };
     }
     const bodyParser = bodyParserError(exception);

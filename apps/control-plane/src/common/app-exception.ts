@@ -1,6 +1,6 @@
 import { HttpException, HttpStatus } from '@nestjs/common';
 
-/** The stable error codes callers may rely on (design.md). */
+/** The stable error codes callers may rely on (docs/architecture.md, "Errors"). */
 export type ErrorCode =
   | 'VALIDATION_ERROR'
   | 'UNAUTHORIZED'

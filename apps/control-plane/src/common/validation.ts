@@ -8,7 +8,7 @@ const NULLABLE = 'devpilot:nullable';
 /** Marks a DTO property that may be sent as null (every other property refuses null). */
 export const Nullable = (): PropertyDecorator => (target, key) => {
   const ctor = target.constructor;
-  const own: string[] = Reflect.getOwnMetadata(NULLABLE, ctor) ?? [];
+  const own = (Reflect.getOwnMetadata(NULLABLE, ctor) as string[] | undefined) ?? [];
   Reflect.defineMetadata(NULLABLE, [...own, String(key)], ctor);
 };
 
@@ -29,7 +29,7 @@ class StrictValidationPipe extends ValidationPipe {
       if (isPlainObject(value)) {
         const unknown = Object.keys(value).find((k) => !allowed.has(k));
         if (unknown !== undefined) throw invalid(`${unknown} is not allowed`);
-        const nullable: string[] = Reflect.getMetadata(NULLABLE, metadata.metatype!) ?? [];
+        const nullable = (Reflect.getMetadata(NULLABLE, metadata.metatype!) as string[] | undefined) ?? [];
         const isNull = Object.keys(value).find((k) => value[k] === null && !nullable.includes(k));
         if (isNull !== undefined) throw invalid(`${isNull} must not be null; leave it out instead`);
       }

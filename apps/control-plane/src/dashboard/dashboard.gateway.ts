@@ -111,7 +111,7 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
   @SubscribeMessage(DashboardEvents.subscribe)
   onSubscribe(@ConnectedSocket() socket: ViewerSocket, @MessageBody() payload: unknown, @Ack() ack: unknown): void {
     const reply = (r: SubscribeReply) => {
-      if (typeof ack === 'function') ack(r);
+      if (typeof ack === 'function') (ack as (reply: typeof r) => void)(r);
     };
     this.feed.subscribe(socket, payload).then(reply, (err: unknown) => {
       this.logger.error({ err, socketId: socket.id }, 'subscribe failed');
@@ -122,6 +122,6 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
   @SubscribeMessage(DashboardEvents.unsubscribe)
   onUnsubscribe(@ConnectedSocket() socket: ViewerSocket, @MessageBody() payload: unknown, @Ack() ack: unknown): void {
     const r = this.feed.unsubscribe(socket, payload);
-    if (typeof ack === 'function') ack(r);
+    if (typeof ack === 'function') (ack as (reply: typeof r) => void)(r);
   }
 }

@@ -3,7 +3,7 @@ import { HttpStatus } from '@nestjs/common';
 import { AppException } from '../common/app-exception.js';
 import { isCursorTime, isUuid, type Page } from '../common/pagination.js';
 
-/** An execution as the API shows it (design.md), with the names the dashboard lists. */
+/** An execution as the API shows it (ExecutionViewDto in the OpenAPI document), with the names the dashboard lists. */
 export interface ExecutionView {
   id: string;
   scriptId: string;

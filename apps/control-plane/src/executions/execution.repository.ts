@@ -146,10 +146,17 @@ export class ExecutionRepository {
          JOIN script s ON s.id = e.script_id
          JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version
        ) x ON true`;
-    const run = () => preparedRows<CreatedRow & { overloaded: boolean | null }>(this.db, sql, params);
+    const run = async () => {
+      try {
+        return await preparedRows<CreatedRow & { overloaded: boolean | null }>(this.db, sql, params);
+      } catch (e) {
+        // A script or server being deleted at this moment locks in the other order: one retry.
+        if (isSerializationFailure(e)) return preparedRows<CreatedRow & { overloaded: boolean | null }>(this.db, sql, params);
+        throw e;
+      }
+    };
     try {
-      // A script or server being deleted at this moment locks in the other order: one retry.
-      const [row] = await run().catch((e: unknown) => (isSerializationFailure(e) ? run() : Promise.reject(e)));
+      const [row] = await run();
       if (!row?.id) return row?.overloaded ? 'overloaded' : null;
       if (row.status === 'dispatched') this.emit([{ ...row, exit_code: null }]);
       return row;

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, Headers, HttpCode, HttpStatus, Param, Post, Query, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { AppException } from '../common/app-exception.js';
 import { Auth, type AuthContext } from '../common/auth/auth-context.js';
@@ -9,6 +9,7 @@ import { LiveConnections } from '../metrics/live-connections.js';
 import { KeyConnections } from '../workspaces/key-connections.js';
 import { ExecutionFeed } from './execution-feed.js';
 import { ExecutionsService } from './executions.service.js';
+import { AcceptedDto, ExecutionPageDto, ExecutionViewDto } from './dto/execution-view.dto.js';
 
 @ApiTags('executions')
 @ApiBearerAuth()
@@ -24,18 +25,21 @@ export class ExecutionsController {
   @Post('scripts/:id/executions')
   @HttpCode(202)
   @ApiOperation({ summary: "Run the script's current version on a server now (manual run)" })
+  @ApiAcceptedResponse({ type: AcceptedDto })
   run(@Auth() auth: AuthContext, @Param('id', uuidPipe) scriptId: string, @Body() dto: RunScriptDto) {
     return this.executions.runManually(auth.workspaceId, scriptId, dto.serverId);
   }
 
   @Get('executions')
   @ApiOperation({ summary: 'Executions, newest first, filtered' })
+  @ApiOkResponse({ type: ExecutionPageDto })
   list(@Auth() auth: AuthContext, @Query() q: ListExecutionsQueryDto) {
     const { limit, cursor, ...filters } = q;
     return this.executions.list(auth.workspaceId, filters, limit, cursor);
   }
 
   @Get('executions/:id')
+  @ApiOkResponse({ type: ExecutionViewDto })
   get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.executions.get(auth.workspaceId, id);
   }
@@ -75,6 +79,7 @@ export class ExecutionsController {
   @Post('executions/:id/cancel')
   @HttpCode(202)
   @ApiOperation({ summary: 'Cancel: a queued execution at once, a running one through its agent' })
+  @ApiAcceptedResponse({ type: ExecutionViewDto })
   cancel(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.executions.cancel(auth.workspaceId, id);
   }

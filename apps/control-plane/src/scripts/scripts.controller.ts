@@ -1,13 +1,15 @@
 import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, Patch, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AppException } from '../common/app-exception.js';
 import { Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { ListQueryDto } from '../common/list-query.dto.js';
 import { uuidPipe } from '../common/uuid.pipe.js';
 import { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
 import { ScriptsService } from './scripts.service.js';
+import { ScriptPageDto, ScriptVersionDto, ScriptVersionPageDto, ScriptViewDto } from './dto/script-view.dto.js';
 
 /** A version number as stored (a PostgreSQL integer): anything else is a 400, never a database error. */
+// eslint-disable-next-line no-useless-assignment -- used by a parameter decorator below, which the rule does not see
 const versionPipe = {
   transform(value: unknown): number {
     // The global pipe may have turned the text into a number already (the parameter is typed number).
@@ -27,22 +29,26 @@ export class ScriptsController {
 
   @Post()
   @ApiOperation({ summary: 'Create a script (version 1)' })
+  @ApiCreatedResponse({ type: ScriptViewDto })
   create(@Auth() auth: AuthContext, @Body() dto: CreateScriptDto) {
     return this.scripts.create(auth.workspaceId, dto);
   }
 
   @Get()
+  @ApiOkResponse({ type: ScriptPageDto })
   list(@Auth() auth: AuthContext, @Query() q: ListQueryDto) {
     return this.scripts.list(auth.workspaceId, q.limit, q.cursor);
   }
 
   @Get(':id')
+  @ApiOkResponse({ type: ScriptViewDto })
   get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.scripts.get(auth.workspaceId, id);
   }
 
   @Patch(':id')
   @ApiOperation({ summary: 'Change a script; a changed content creates the next version' })
+  @ApiOkResponse({ type: ScriptViewDto })
   update(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Body() dto: UpdateScriptDto) {
     return this.scripts.update(auth.workspaceId, id, dto);
   }
@@ -54,11 +60,13 @@ export class ScriptsController {
   }
 
   @Get(':id/versions')
+  @ApiOkResponse({ type: ScriptVersionPageDto })
   versions(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.scripts.listVersions(auth.workspaceId, id);
   }
 
   @Get(':id/versions/:version')
+  @ApiOkResponse({ type: ScriptVersionDto })
   version(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Param('version', versionPipe) version: number) {
     return this.scripts.getVersion(auth.workspaceId, id, version);
   }

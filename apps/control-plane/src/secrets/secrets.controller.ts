@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { SecretPageDto, SecretViewDto } from './dto/secret-view.dto.js';
 import { Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { ListQueryDto } from '../common/list-query.dto.js';
 import { uuidPipe } from '../common/uuid.pipe.js';
@@ -13,23 +14,27 @@ export class SecretsController {
   constructor(private readonly secrets: ScriptSecretsService) {}
 
   @Post()
+  @ApiCreatedResponse({ type: SecretViewDto })
   @ApiOperation({ summary: 'A script secret for the workspace or one server; the value is never returned' })
   create(@Auth() auth: AuthContext, @Body() dto: CreateSecretDto) {
     return this.secrets.create(auth.workspaceId, dto);
   }
 
   @Get()
+  @ApiOkResponse({ type: SecretPageDto })
   @ApiOperation({ summary: 'Secret names, scopes and dates (never values)' })
   list(@Auth() auth: AuthContext, @Query() q: ListQueryDto) {
     return this.secrets.list(auth.workspaceId, q.limit, q.cursor);
   }
 
   @Get(':id')
+  @ApiOkResponse({ type: SecretViewDto })
   get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.secrets.get(auth.workspaceId, id);
   }
 
   @Put(':id')
+  @ApiOkResponse({ type: SecretViewDto })
   @ApiOperation({ summary: 'A new value (runs not yet started get it)' })
   update(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Body() dto: UpdateSecretDto) {
     return this.secrets.update(auth.workspaceId, id, dto.value);
@@ -37,6 +42,7 @@ export class SecretsController {
 
   @Delete(':id')
   @HttpCode(204)
+  @ApiNoContentResponse()
   async delete(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string): Promise<void> {
     await this.secrets.delete(auth.workspaceId, id);
   }

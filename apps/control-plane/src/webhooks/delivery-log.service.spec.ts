@@ -39,14 +39,24 @@ function fakeDb(insert: (rows: DeliveryRecord | DeliveryRecord[]) => Promise<unk
 beforeAll(() => Logger.overrideLogger(false));
 
 describe('DeliveryLog', () => {
-  it('writes rejected calls in the background, many rows per INSERT, and never throws', async () => {
-    const f = fakeDb(async () => undefined);
+  it('writes rejected calls in the background, many rows per INSERT, without waiting for the database', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const insertStarted = new Promise<void>((r) => (started = r));
+    const f = fakeDb(() => {
+      started();
+      return gate;
+    });
     const log = new DeliveryLog(f.db);
-    for (let i = 0; i < 30; i++) expect(log.record(row(WEBHOOK, i))).toBeUndefined();
-    expect(f.inserted).toHaveLength(0); // nothing waited for the database
+    for (let i = 0; i < 30; i++) log.record(row(WEBHOOK, i));
+    // All 30 calls returned before their rows were written, and went into one INSERT.
+    await insertStarted;
+    expect(f.insertCalls).toEqual([30]);
+    expect(f.inserted).toHaveLength(0);
+    release();
     await log.flush();
     expect(f.inserted).toHaveLength(30);
-    expect(f.insertCalls).toEqual([30]);
     expect(f.inserted[0]!.userAgent).toHaveLength(512);
   });
 

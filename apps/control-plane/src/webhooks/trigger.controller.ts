@@ -1,8 +1,9 @@
 import { All, Controller, HttpCode, HttpStatus, Post, type RawBodyRequest, Req, Res } from '@nestjs/common';
-import { ApiBody, ApiExcludeEndpoint, ApiHeader, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiBody, ApiExcludeEndpoint, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { AppException } from '../common/app-exception.js';
 import { Public } from '../common/auth/auth-context.js';
+import { AcceptedDto } from '../executions/dto/execution-view.dto.js';
 import type { Accepted } from '../executions/executions.service.js';
 import { WebhookTriggerService } from './webhook-trigger.service.js';
 
@@ -22,7 +23,7 @@ export class TriggerController {
   @ApiOperation({ summary: 'Run the webhook’s script on its server (no API key: the token authenticates)' })
   @ApiBody({ schema: { type: 'object', required: ['token'], properties: { token: { type: 'string', minLength: 64, maxLength: 64 } } } })
   @ApiHeader({ name: 'X-Webhook-Signature', required: false, description: 'hex HMAC-SHA256 of the raw body (optionally `sha256=`), when the webhook has a secret' })
-  @ApiResponse({ status: 202, description: '{executionId, status, links}' })
+  @ApiAcceptedResponse({ type: AcceptedDto })
   // A 429 or 503 carries Retry-After (the exception filter sets it).
   trigger(@Req() req: RawBodyRequest<Request>): Promise<Accepted> {
     return this.triggers.trigger({ body: req.body as unknown, rawBody: req.rawBody, ip: req.ip, headers: req.headers });

@@ -52,7 +52,7 @@ const SECRET_CACHE_MAX = 10_000;
 const MATCH_CACHE_MAX = 10_000;
 
 /**
- * The public trigger, checked in the order of design.md: body and token (400), an active webhook
+ * The public trigger, checked in docs/architecture.md's order: body and token (400), an active webhook
  * with that token (404), the caller's address (403), the HMAC signature (401); then, in one
  * transaction, the execution, the delivery row and the atomic call counter (202). Every answer
  * is recorded in the delivery log; tokens, signatures and secrets are never logged.

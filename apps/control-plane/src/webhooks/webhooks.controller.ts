@@ -15,7 +15,7 @@ import {
   Query,
   UseInterceptors,
 } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request } from 'express';
 import type { Observable } from 'rxjs';
 import { AppException } from '../common/app-exception.js';
@@ -24,6 +24,7 @@ import { ListQueryDto } from '../common/list-query.dto.js';
 import { uuidPipe } from '../common/uuid.pipe.js';
 import { CreateWebhookDto, UpdateWebhookDto } from './dto/webhooks.dto.js';
 import { WebhooksService } from './webhooks.service.js';
+import { DeliveryPageDto, WebhookPageDto, WebhookViewDto } from './dto/webhook-view.dto.js';
 
 const IMMUTABLE = ['token', 'hmacSecret'] as const;
 
@@ -59,16 +60,19 @@ export class WebhooksController {
 
   @Post('scripts/:id/webhooks')
   @ApiOperation({ summary: 'A webhook for this script on one server; the token is generated here' })
+  @ApiCreatedResponse({ type: WebhookViewDto })
   create(@Auth() auth: AuthContext, @Param('id', uuidPipe) scriptId: string, @Body() dto: CreateWebhookDto) {
     return this.webhooks.create(auth, scriptId, dto);
   }
 
   @Get('scripts/:id/webhooks')
+  @ApiOkResponse({ type: WebhookPageDto })
   list(@Auth() auth: AuthContext, @Param('id', uuidPipe) scriptId: string, @Query() q: ListQueryDto) {
     return this.webhooks.list(auth, scriptId, q.limit, q.cursor);
   }
 
   @Get('webhooks/:id')
+  @ApiOkResponse({ type: WebhookViewDto })
   get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.webhooks.get(auth, id);
   }
@@ -76,6 +80,7 @@ export class WebhooksController {
   @Patch('webhooks/:id')
   @ApiOperation({ summary: 'Rename, pause/resume, or change the allowed IPs (token and HMAC secret are set once)' })
   @UseInterceptors(RefuseImmutableFields)
+  @ApiOkResponse({ type: WebhookViewDto })
   update(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Body() dto: UpdateWebhookDto) {
     return this.webhooks.update(auth, id, dto);
   }
@@ -89,6 +94,7 @@ export class WebhooksController {
 
   @Get('webhooks/:id/deliveries')
   @ApiOperation({ summary: 'Recent calls, accepted and rejected, newest first' })
+  @ApiOkResponse({ type: DeliveryPageDto })
   deliveries(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Query() q: ListQueryDto) {
     return this.webhooks.listDeliveries(auth, id, q.limit, q.cursor);
   }

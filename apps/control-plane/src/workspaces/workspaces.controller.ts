@@ -1,10 +1,11 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AdminOnly, Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { uuidPipe } from '../common/uuid.pipe.js';
 import { ApiKeysService } from './api-keys.service.js';
 import { CreateApiKeyDto, CreateWorkspaceDto, UpdateWorkspaceDto } from './dto/workspaces.dto.js';
 import { WorkspacesService } from './workspaces.service.js';
+import { MeDto, WorkspaceSettingsDto } from './dto/me.dto.js';
 
 @ApiTags('workspaces')
 @ApiBearerAuth()
@@ -17,6 +18,7 @@ export class WorkspacesController {
 
   @Get('me')
   @ApiOperation({ summary: "The key's workspace and role" })
+  @ApiOkResponse({ type: MeDto })
   async me(@Auth() auth: AuthContext) {
     const ws = await this.workspaces.get(auth.workspaceId);
     return { workspace: { id: ws.id, name: ws.name }, role: auth.role, isAdmin: auth.isAdmin, keyId: auth.keyId };
@@ -30,12 +32,14 @@ export class WorkspacesController {
   }
 
   @Get('workspaces/current')
+  @ApiOkResponse({ type: WorkspaceSettingsDto })
   @ApiOperation({ summary: "The key's workspace: retention in force, output stored and the quota" })
   current(@Auth() auth: AuthContext) {
     return this.workspaces.settings(auth.workspaceId);
   }
 
   @Patch('workspaces/current')
+  @ApiOkResponse({ type: WorkspaceSettingsDto })
   @ApiOperation({ summary: 'Shorten (never past the instance values) how long output and delivery records are kept; null: the instance value' })
   update(@Auth() auth: AuthContext, @Body() dto: UpdateWorkspaceDto) {
     return this.workspaces.updateRetention(auth.workspaceId, dto);

@@ -97,13 +97,13 @@ export function CopyButton({ text, label = 'Copy', testid }: { text: string; lab
       type="button"
       class="btn btn-small btn-ghost copy"
       data-testid={testid ?? 'copy-button'}
-      onClick={async () => {
+      onClick={() => void (async () => {
         const ok = await copyText(text);
         if (ok) {
           setDone(true);
           setTimeout(() => setDone(false), 1500);
         } else toast('Copy failed: select the text and copy it by hand', 'error');
-      }}
+      })()}
     >
       {done ? 'Copied ✓' : label}
     </button>

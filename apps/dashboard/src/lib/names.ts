@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { ApiClient } from '../api/client.js';
-import type { Execution } from '../api/types.js';
+import type { ExecutionRow } from '../api/types.js';
 import { useResource, useSession } from './session.js';
 
 /** Webhook names by id, fetched once per id for rows that do not carry `webhookName`. */
@@ -19,7 +19,7 @@ function webhookName(api: ApiClient, id: string): Promise<string | null> {
 }
 
 /** Names for the ids an execution row carries: scripts and servers from their lists, webhooks one by one. */
-export function useNames(rows: Execution[]) {
+export function useNames(rows: ExecutionRow[]) {
   const { api } = useSession();
   const scripts = useResource(() => api.listScripts(), [api]);
   const servers = useResource(() => api.listServers(), [api]);
@@ -40,8 +40,8 @@ export function useNames(rows: Execution[]) {
   return {
     scripts: scripts.data?.items ?? [],
     servers: servers.data?.items ?? [],
-    script: (r: Execution) => r.scriptName ?? scripts.data?.items.find((s) => s.id === r.scriptId)?.name ?? r.scriptId.slice(0, 8),
-    server: (r: Execution) => r.serverName ?? servers.data?.items.find((s) => s.id === r.serverId)?.name ?? r.serverId.slice(0, 8),
-    webhook: (r: Execution) => r.webhookName ?? (r.webhookId ? hooks[r.webhookId] ?? undefined : undefined),
+    script: (r: ExecutionRow) => r.scriptName ?? scripts.data?.items.find((s) => s.id === r.scriptId)?.name ?? r.scriptId.slice(0, 8),
+    server: (r: ExecutionRow) => r.serverName ?? servers.data?.items.find((s) => s.id === r.serverId)?.name ?? r.serverId.slice(0, 8),
+    webhook: (r: ExecutionRow) => r.webhookName ?? (r.webhookId ? hooks[r.webhookId] ?? undefined : undefined),
   };
 }

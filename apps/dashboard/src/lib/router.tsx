@@ -24,9 +24,15 @@ export function navigate(to: string, options: { replace?: boolean } = {}): void 
 export function useLocation(): Location {
   const [loc, setLoc] = useState(current);
   useEffect(() => {
-    const update = () => setLoc(current());
+    const update = () =>
+      setLoc((prev) => {
+        const next = current();
+        return next.path === prev.path && next.query.toString() === prev.query.toString() ? prev : next;
+      });
     window.addEventListener('popstate', update);
     window.addEventListener(NAV_EVENT, update);
+    // Effects run after paint: a click on a link in between navigated with nobody listening.
+    update();
     return () => {
       window.removeEventListener('popstate', update);
       window.removeEventListener(NAV_EVENT, update);

@@ -42,7 +42,7 @@ export function useSession(): Session {
 }
 
 export function workspaceLabel(me: Me): string {
-  return me.workspace?.name ?? me.workspaceName ?? me.workspace?.id ?? me.workspaceId ?? 'workspace';
+  return me.workspace.name;
 }
 
 /** Listens to one feed event while the component is mounted; the handler may change between renders. */
@@ -92,7 +92,7 @@ export function useResource<T>(fn: () => Promise<T>, deps: unknown[]): Resource<
     return () => {
       live = false;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // The caller lists what the loader depends on (as with useMemo); the loader itself is new every render.
   }, [...deps, tick]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
   const setData = useCallback((u: (prev: T | undefined) => T | undefined) => setDataState(u), []);

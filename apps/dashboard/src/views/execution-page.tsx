@@ -95,14 +95,14 @@ export function ExecutionPage({ id }: { id: string }) {
           </div>
         </div>
         <div class="exec-actions">
-          <button type="button" class="btn btn-small" onClick={() => openRaw(false)} data-testid="execution-raw-output">
+          <button type="button" class="btn btn-small" onClick={() => void openRaw(false)} data-testid="execution-raw-output">
             Raw output
           </button>
-          <button type="button" class="btn btn-small btn-ghost" onClick={() => openRaw(true)} data-testid="execution-download-output">
+          <button type="button" class="btn btn-small btn-ghost" onClick={() => void openRaw(true)} data-testid="execution-download-output">
             Download
           </button>
           {isOwner && live && (
-            <button type="button" class="btn btn-small btn-danger" disabled={cancelling} onClick={cancel} data-testid="execution-cancel">
+            <button type="button" class="btn btn-small btn-danger" disabled={cancelling} onClick={() => void cancel()} data-testid="execution-cancel">
               {cancelling ? 'Cancelling…' : 'Cancel'}
             </button>
           )}

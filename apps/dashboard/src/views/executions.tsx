@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { EXECUTION_STATUSES, TRIGGERS, isTerminal } from '@app/protocol/constants.js';
 import type { ApiError } from '../api/client.js';
-import type { Execution, WorkspaceSettings } from '../api/types.js';
+import type { Execution, ExecutionRow, WorkspaceSettings } from '../api/types.js';
 import { EmptyState, ErrorNotice, Loading, PageHeader, StatusBadge, TriggerTag } from '../components/ui.js';
 import { formatBytes, formatDateTime, formatDuration, formatRelative } from '../lib/format.js';
 import { useNames } from '../lib/names.js';
@@ -21,7 +21,7 @@ export function ExecutionsView() {
     if (v) filters[f] = v;
   }
   const key = JSON.stringify(filters);
-  const [rows, setRows] = useState<Execution[]>([]);
+  const [rows, setRows] = useState<ExecutionRow[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<ApiError | null>(null);
@@ -60,7 +60,7 @@ export function ExecutionsView() {
     );
 
   useFeedEvent('execution.created', (e) => {
-    const row: Execution = {
+    const row: ExecutionRow = {
       id: e.executionId,
       scriptId: e.scriptId,
       serverId: e.serverId,
@@ -161,7 +161,7 @@ export function ExecutionsView() {
           </thead>
           <tbody>
             {rows.map((r) => {
-              const when = r.startedAt ?? r.queuedAt ?? r.createdAt;
+              const when = r.startedAt ?? r.queuedAt;
               return (
                 <tr key={r.id} class="clickable" data-testid="execution-row" data-execution-id={r.id} onClick={() => navigate(`/executions/${r.id}`)}>
                   <td>
@@ -190,7 +190,7 @@ export function ExecutionsView() {
       )}
       {cursor && (
         <div class="load-more">
-          <button type="button" class="btn" disabled={loading} onClick={() => load(cursor)} data-testid="load-more">
+          <button type="button" class="btn" disabled={loading} onClick={() => void load(cursor)} data-testid="load-more">
             {loading ? 'Loading…' : 'Load more'}
           </button>
         </div>

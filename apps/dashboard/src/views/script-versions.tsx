@@ -75,7 +75,7 @@ export function VersionsTab({ script, onRestored }: { script: Script; onRestored
                 {isOwner && (
                   <td class="right">
                     {v.version !== latest && (
-                      <button type="button" class="btn btn-small btn-ghost" onClick={() => restore(v)}>
+                      <button type="button" class="btn btn-small btn-ghost" onClick={() => void restore(v)}>
                         Restore
                       </button>
                     )}

@@ -77,7 +77,7 @@ export function ScriptView({ id, tab }: { id: string; tab: ScriptTab }) {
       </nav>
       <ErrorNotice error={deleteError} title="Could not delete the script" />
       {tab === 'editor' && (
-        <ScriptEditor script={s} onSaved={(next) => script.setData(() => next)} onDelete={isOwner ? remove : undefined} />
+        <ScriptEditor script={s} onSaved={(next) => script.setData(() => next)} onDelete={isOwner ? () => void remove() : undefined} />
       )}
       {tab === 'versions' && <VersionsTab script={s} onRestored={script.reload} />}
       {tab === 'webhooks' && <WebhooksTab script={s} />}
@@ -102,7 +102,7 @@ function RunNow({ scriptId, declared }: { scriptId: string; declared: string[] }
       <form
         class="run-now-form"
         data-testid="run-form"
-        onSubmit={async (e) => {
+        onSubmit={(e) => void (async () => {
           e.preventDefault();
           setBusy(true);
           setError(null);
@@ -113,7 +113,7 @@ function RunNow({ scriptId, declared }: { scriptId: string; declared: string[] }
             setError(toApiError(err));
             setBusy(false);
           }
-        }}
+        })()}
       >
         <select value={serverId} onChange={(e) => setServerId(e.currentTarget.value)} data-testid="run-server-select" aria-label="Server">
           {items.length === 0 && <option value="">No servers</option>}
@@ -253,7 +253,7 @@ function ScriptEditor({ script, onSaved, onDelete }: { script: Script; onSaved: 
       </div>
       <SecretsField scriptId={script.id} value={draft.secrets ?? []} readOnly={readOnly} onChange={(v) => set('secrets', v)} />
       <Field label="Content" hint={isOwner ? 'Tab indents, Shift+Tab dedents, Esc then Tab leaves the editor, Ctrl+S saves. A content change creates a new version.' : undefined}>
-        <CodeEditor value={draft.content} onChange={(v) => set('content', v)} interpreter={draft.interpreter} readOnly={readOnly} testid="script-edit-content" onSave={save} />
+        <CodeEditor value={draft.content} onChange={(v) => set('content', v)} interpreter={draft.interpreter} readOnly={readOnly} testid="script-edit-content" onSave={() => void save()} />
       </Field>
       <ErrorNotice error={error} title="Could not save" />
       {isOwner && (

@@ -15,8 +15,8 @@ export const STARTER: Record<Interpreter, string> = {
   node: "const os = require('node:os');\n\nconsole.log(`Hello from ${os.hostname()}`);\n",
 };
 
-export function scriptVersion(s: Script): number | undefined {
-  return s.version ?? s.currentVersion;
+export function scriptVersion(s: Script): number {
+  return s.version;
 }
 
 export function ScriptsView() {
@@ -106,7 +106,7 @@ function CreateScript({ onCancel }: { onCancel?: () => void }) {
     <form
       class="card form"
       data-testid="script-create-form"
-      onSubmit={async (e) => {
+      onSubmit={(e) => void (async () => {
         e.preventDefault();
         setBusy(true);
         setError(null);
@@ -117,7 +117,7 @@ function CreateScript({ onCancel }: { onCancel?: () => void }) {
           setError(toApiError(err));
           setBusy(false);
         }
-      }}
+      })()}
     >
       <h2>New script</h2>
       <div class="grid-2">

@@ -84,11 +84,24 @@ export function SecretsView() {
   );
 }
 
-function SecretRow(props: { secret: Secret; scope: string; isOwner: boolean; onChanged: () => void; onDelete: () => void; onError: (e: ApiError | null) => void }) {
+function SecretRow(props: { secret: Secret; scope: string; isOwner: boolean; onChanged: () => void; onDelete: () => Promise<void>; onError: (e: ApiError | null) => void }) {
   const { api } = useSession();
   const { secret: s } = props;
   const [replacing, setReplacing] = useState(false);
   const [value, setValue] = useState('');
+  const replace = async (e: Event) => {
+    e.preventDefault();
+    props.onError(null);
+    try {
+      await api.replaceSecret(s.id, value);
+      setValue('');
+      setReplacing(false);
+      toast(`New value of ${s.name} saved`);
+      props.onChanged();
+    } catch (err) {
+      props.onError(toApiError(err));
+    }
+  };
   return (
     <tr data-testid="secret-row">
       <td class="mono" data-testid="secret-name">
@@ -101,19 +114,7 @@ function SecretRow(props: { secret: Secret; scope: string; isOwner: boolean; onC
           {replacing ? (
             <form
               class="inline-form"
-              onSubmit={async (e) => {
-                e.preventDefault();
-                props.onError(null);
-                try {
-                  await api.replaceSecret(s.id, value);
-                  setValue('');
-                  setReplacing(false);
-                  toast(`New value of ${s.name} saved`);
-                  props.onChanged();
-                } catch (err) {
-                  props.onError(toApiError(err));
-                }
-              }}
+              onSubmit={(e) => void replace(e)}
             >
               <input type="password" autoComplete="new-password" aria-label={`New value of ${s.name}`} value={value} onInput={(e) => setValue(e.currentTarget.value)} required data-testid="secret-new-value" />
               <button type="submit" class="btn btn-small btn-primary" data-testid="secret-replace-submit">
@@ -128,7 +129,7 @@ function SecretRow(props: { secret: Secret; scope: string; isOwner: boolean; onC
               <button type="button" class="btn btn-small" onClick={() => setReplacing(true)} data-testid="secret-replace">
                 Replace value
               </button>
-              <button type="button" class="btn btn-small btn-danger-ghost" onClick={props.onDelete} data-testid="secret-delete">
+              <button type="button" class="btn btn-small btn-danger-ghost" onClick={() => void props.onDelete()} data-testid="secret-delete">
                 Delete
               </button>
             </div>
@@ -146,28 +147,25 @@ function CreateSecret({ servers, onCreated }: { servers: Server[]; onCreated: ()
   const [serverId, setServerId] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
+  const create = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const created = await api.createSecret({ name, value, ...(serverId ? { serverId } : {}) });
+      toast(`Secret ${created.name} saved`);
+      setName('');
+      setValue('');
+      onCreated();
+    } catch (err) {
+      setError(toApiError(err));
+    } finally {
+      setBusy(false);
+    }
+  };
   const nameProblem = name && (!/^[A-Z][A-Z0-9_]*$/.test(name) ? 'Capital letters, digits and _ only, starting with a letter' : RESERVED.test(name) ? 'This name is reserved for the platform' : null);
   return (
-    <form
-      class="card form"
-      data-testid="secret-create-form"
-      onSubmit={async (e) => {
-        e.preventDefault();
-        setBusy(true);
-        setError(null);
-        try {
-          const created = await api.createSecret({ name, value, ...(serverId ? { serverId } : {}) });
-          toast(`Secret ${created.name} saved`);
-          setName('');
-          setValue('');
-          onCreated();
-        } catch (err) {
-          setError(toApiError(err));
-        } finally {
-          setBusy(false);
-        }
-      }}
-    >
+    <form class="card form" data-testid="secret-create-form" onSubmit={(e) => void create(e)}>
       <div class="grid-2">
         <Field label="Name" hint={nameProblem || 'The environment variable the script reads, e.g. DB_PASSWORD.'}>
           <input value={name} onInput={(e) => setName(e.currentTarget.value.toUpperCase())} maxLength={64} required data-testid="secret-name-input" />

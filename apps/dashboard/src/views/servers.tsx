@@ -130,7 +130,7 @@ function CreateServer({ onCreated }: { onCreated: (s: ServerWithToken) => void }
     <form
       class="card inline-form"
       data-testid="server-create-form"
-      onSubmit={async (e) => {
+      onSubmit={(e) => void (async () => {
         e.preventDefault();
         setBusy(true);
         setError(null);
@@ -142,7 +142,7 @@ function CreateServer({ onCreated }: { onCreated: (s: ServerWithToken) => void }
         } finally {
           setBusy(false);
         }
-      }}
+      })()}
     >
       <Field label="New server">
         <input
@@ -201,11 +201,11 @@ function ServerRow(props: {
         {editing ? (
           <form
             class="rename"
-            onSubmit={async (e) => {
+            onSubmit={(e) => void (async () => {
               e.preventDefault();
               await props.onRename(name.trim());
               setEditing(false);
-            }}
+            })()}
           >
             <input value={name} onInput={(e) => setName(e.currentTarget.value)} autoFocus data-testid="server-rename-input" />
             <button class="btn btn-small btn-primary" type="submit" disabled={!name.trim()} data-testid="server-rename-submit">
@@ -249,10 +249,10 @@ function ServerRow(props: {
           <button type="button" class="btn btn-small" onClick={() => setEditing(true)} data-testid="server-rename">
             Rename
           </button>
-          <button type="button" class="btn btn-small" onClick={props.onRotate} data-testid="server-rotate-token">
+          <button type="button" class="btn btn-small" onClick={() => void props.onRotate()} data-testid="server-rotate-token">
             Rotate token
           </button>
-          <button type="button" class="btn btn-small btn-danger-ghost" onClick={props.onDelete} data-testid="server-delete">
+          <button type="button" class="btn btn-small btn-danger-ghost" onClick={() => void props.onDelete()} data-testid="server-delete">
             Delete
           </button>
         </div>

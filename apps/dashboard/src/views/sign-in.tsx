@@ -27,7 +27,7 @@ export function SignIn({ notice, onSignedIn }: { notice: string | null; onSigned
 
   return (
     <div class="center-screen signin-screen">
-      <form class="card signin" onSubmit={submit} data-testid="signin-form">
+      <form class="card signin" onSubmit={(e) => void submit(e)} data-testid="signin-form">
         <div class="brand brand-large">
           <span class="brand-mark">›_</span> Devpilot
         </div>

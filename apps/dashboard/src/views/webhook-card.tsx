@@ -55,7 +55,7 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
           </div>
         </div>
         <label class={`switch${isOwner ? '' : ' disabled'}`} title={w.active ? 'Active: calls are accepted' : 'Paused: calls get 404'}>
-          <input type="checkbox" checked={w.active} disabled={!isOwner || busy} onChange={toggle} data-testid="webhook-active-toggle" />
+          <input type="checkbox" checked={w.active} disabled={!isOwner || busy} onChange={() => void toggle()} data-testid="webhook-active-toggle" />
           <span class="slider" />
           <span class="switch-label">{w.active ? 'Active' : 'Paused'}</span>
         </label>
@@ -80,10 +80,12 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
           <dd title={formatDateTime(w.createdAt)}>{formatRelative(w.createdAt)}</dd>
         </div>
       </dl>
-      <div class="kv-block">
-        <span class="field-label">Token</span>
-        <CopyField value={w.token} testid="webhook-token" copyTestid="copy-webhook-token" />
-      </div>
+      {w.token !== null && (
+        <div class="kv-block">
+          <span class="field-label">Token</span>
+          <CopyField value={w.token} testid="webhook-token" copyTestid="copy-webhook-token" />
+        </div>
+      )}
       <Snippets webhook={w} />
       <ErrorNotice error={error} />
       <div class="row-actions">
@@ -94,7 +96,7 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
           Executions
         </Link>
         {isOwner && (
-          <button type="button" class="btn btn-small btn-danger-ghost push-right" onClick={remove} data-testid="webhook-delete">
+          <button type="button" class="btn btn-small btn-danger-ghost push-right" onClick={() => void remove()} data-testid="webhook-delete">
             Delete
           </button>
         )}
@@ -106,31 +108,9 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
 
 const LANG_LABEL: Record<string, string> = { curl: 'curl', node: 'Node.js', python: 'Python', python3: 'Python', shell: 'shell', bash: 'bash' };
 
-/** The API's ready-made snippets (every string field of `examples`/`snippets`); built here when it sends none. */
+/** The API's ready-made snippets, one tab per language it sends. */
 export function snippetsOf(w: Webhook): [string, string][] {
-  const out: [string, string][] = [];
-  for (const src of [w.examples, w.snippets]) {
-    if (src && typeof src === 'object') for (const [k, v] of Object.entries(src)) if (typeof v === 'string' && v.trim()) out.push([k, v]);
-  }
-  if (!out.some(([k]) => k === 'curl') && typeof w.curl === 'string') out.unshift(['curl', w.curl]);
-  return out.length ? out : fallbackSnippets(w);
-}
-
-function fallbackSnippets(w: Webhook): [string, string][] {
-  const url = w.url ?? `${window.location.origin}/api/v1/webhooks/script_execute`;
-  const body = JSON.stringify({ token: w.token });
-  if (!w.hmacEnabled) {
-    return [
-      ['curl', `curl -sS -X POST '${url}' \\\n  -H 'Content-Type: application/json' \\\n  -d '${body}'`],
-      ['node', `const res = await fetch('${url}', {\n  method: 'POST',\n  headers: { 'Content-Type': 'application/json' },\n  body: JSON.stringify({ token: '${w.token}' }),\n});\nconsole.log(res.status, await res.json());`],
-      ['python', `import json, urllib.request\n\nreq = urllib.request.Request(\n    '${url}',\n    data=json.dumps({'token': '${w.token}'}).encode(),\n    headers={'Content-Type': 'application/json'},\n    method='POST',\n)\nprint(urllib.request.urlopen(req).read().decode())`],
-    ];
-  }
-  return [
-    ['curl', `BODY='${body}'\nSIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" -hex | sed 's/^.* //')\ncurl -sS -X POST '${url}' \\\n  -H 'Content-Type: application/json' \\\n  -H "X-Webhook-Signature: $SIG" \\\n  -d "$BODY"`],
-    ['node', `import { createHmac } from 'node:crypto';\n\nconst body = JSON.stringify({ token: '${w.token}' });\nconst signature = createHmac('sha256', process.env.WEBHOOK_SECRET).update(body).digest('hex');\nconst res = await fetch('${url}', {\n  method: 'POST',\n  headers: { 'Content-Type': 'application/json', 'X-Webhook-Signature': signature },\n  body,\n});\nconsole.log(res.status, await res.json());`],
-    ['python', `import hashlib, hmac, json, os, urllib.request\n\nbody = json.dumps({'token': '${w.token}'}).encode()\nsig = hmac.new(os.environ['WEBHOOK_SECRET'].encode(), body, hashlib.sha256).hexdigest()\nreq = urllib.request.Request(\n    '${url}', data=body, method='POST',\n    headers={'Content-Type': 'application/json', 'X-Webhook-Signature': sig},\n)\nprint(urllib.request.urlopen(req).read().decode())`],
-  ];
+  return Object.entries(w.examples).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1].trim() !== '');
 }
 
 function Snippets({ webhook }: { webhook: Webhook }) {

@@ -106,7 +106,7 @@ function CreateWebhook(props: {
     <form
       class="card form"
       data-testid="webhook-create-form"
-      onSubmit={async (e) => {
+      onSubmit={(e) => void (async () => {
         e.preventDefault();
         if (bad.length) return;
         setBusy(true);
@@ -124,7 +124,7 @@ function CreateWebhook(props: {
         } finally {
           setBusy(false);
         }
-      }}
+      })()}
     >
       <h2>New webhook</h2>
       <div class="grid-2">

@@ -1,6 +1,6 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 
-/** The whole data model of design.md. Every row but a workspace belongs to exactly one workspace. */
+/** The whole data model (docs/architecture.md, "Data model"). Every row but a workspace belongs to exactly one workspace. */
 export class InitialSchema1764220000000 implements MigrationInterface {
   name = 'InitialSchema1764220000000';
 

@@ -1,0 +1,57 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { type Assert, DATE_TIME, type Json, type Same } from '../../common/api-doc.js';
+import type { Page } from '../../common/pagination.js';
+import type { DeliveryView } from '../delivery-log.service.js';
+import type { WebhookExamples } from '../webhook-examples.js';
+import type { WebhookView } from '../webhooks.service.js';
+
+export class WebhookExamplesDto {
+  @ApiProperty({ description: 'A curl command (with HMAC: a small shell script that signs with openssl)' }) curl!: string;
+  @ApiPropertyOptional({ description: 'With HMAC only: a Node ES module that signs and sends' }) node?: string;
+  @ApiPropertyOptional({ description: 'With HMAC only: a Python 3 script that signs and sends' }) python?: string;
+}
+
+export class WebhookViewDto {
+  @ApiProperty({ format: 'uuid' }) id!: string;
+  @ApiProperty() name!: string;
+  @ApiProperty({ format: 'uuid' }) scriptId!: string;
+  @ApiProperty({ format: 'uuid' }) serverId!: string;
+  @ApiProperty({ type: String, nullable: true, description: 'The token for an owner key; null for a viewer key' }) token!: string | null;
+  @ApiProperty() active!: boolean;
+  @ApiProperty({ type: [String] }) allowedIps!: string[];
+  @ApiProperty() hmacEnabled!: boolean;
+  @ApiProperty() callCount!: number;
+  @ApiProperty({ ...DATE_TIME, nullable: true }) lastCalledAt!: string | null;
+  @ApiProperty(DATE_TIME) createdAt!: string;
+  @ApiProperty(DATE_TIME) updatedAt!: string;
+  @ApiProperty({ type: WebhookExamplesDto }) examples!: WebhookExamplesDto;
+}
+
+export class WebhookPageDto {
+  @ApiProperty({ type: [WebhookViewDto] }) items!: WebhookViewDto[];
+  @ApiProperty({ type: String, nullable: true }) nextCursor!: string | null;
+}
+
+/** One call of the trigger, accepted or rejected. */
+export class DeliveryViewDto {
+  @ApiProperty({ format: 'uuid' }) id!: string;
+  @ApiProperty(DATE_TIME) createdAt!: string;
+  @ApiProperty() sourceIp!: string;
+  @ApiProperty() statusCode!: number;
+  @ApiProperty({ description: 'ACCEPTED or the error code answered' }) code!: string;
+  @ApiProperty() reason!: string;
+  @ApiProperty({ type: String, nullable: true, format: 'uuid' }) executionId!: string | null;
+  @ApiProperty({ type: String, nullable: true }) userAgent!: string | null;
+}
+
+export class DeliveryPageDto {
+  @ApiProperty({ type: [DeliveryViewDto] }) items!: DeliveryViewDto[];
+  @ApiProperty({ type: String, nullable: true }) nextCursor!: string | null;
+}
+
+export type WebhookDocsMatch = [
+  Assert<Same<WebhookExamples, WebhookExamplesDto>>,
+  Assert<Same<Json<WebhookView>, WebhookViewDto>>,
+  Assert<Same<Json<Page<WebhookView>>, WebhookPageDto>>,
+  Assert<Same<Json<Page<DeliveryView>>, DeliveryPageDto>>,
+];
