@@ -59,7 +59,8 @@ const trigger = (base: string, token: string, from: string, headers: Record<stri
 beforeAll(async () => {
   db = await createTestDatabase();
   // nginx connects to the control plane from 127.0.0.1: that one address is trusted, nothing wider.
-  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_TRUST_PROXY: '127.0.0.1' } });
+  // At debug: the trigger's request lines (debug, the delivery log being their record) are what the proxy test reads.
+  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_TRUST_PROXY: '127.0.0.1', DEVPILOT_LOG_LEVEL: 'debug' } });
   api = new Api(cp.url, cp.adminKey);
   pki = await createPki();
   nginx = await startNginx({ upstreams: [`127.0.0.1:${cp.port}`], tls: pki });

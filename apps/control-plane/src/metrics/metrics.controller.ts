@@ -1,7 +1,7 @@
 import { Controller, Get, Headers, HttpStatus, Inject, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
-import { PrometheusController } from '@willsoto/nestjs-prometheus';
 import type { Response } from 'express';
+import { register } from 'prom-client';
 import { AppException } from '../common/app-exception.js';
 import { Public } from '../common/auth/auth-context.js';
 import { safeEqual } from '../common/tokens.js';
@@ -14,14 +14,12 @@ import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
  */
 @ApiExcludeController()
 @Public()
-@Controller()
-export class MetricsController extends PrometheusController {
-  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
-    super();
-  }
+@Controller('metrics')
+export class MetricsController {
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
   @Get()
-  override async index(@Res({ passthrough: true }) response: Response, @Headers('authorization') authorization?: string): Promise<string> {
+  async index(@Res({ passthrough: true }) response: Response, @Headers('authorization') authorization?: string): Promise<string> {
     const token = this.config.metricsToken;
     if (token === null) throw new AppException(HttpStatus.NOT_FOUND, 'NOT_FOUND', 'Metrics are off (set DEVPILOT_METRICS_TOKEN)');
     const given = /^Bearer\s+(.+)$/i.exec(authorization ?? '')?.[1]?.trim();
@@ -29,6 +27,7 @@ export class MetricsController extends PrometheusController {
       response.setHeader('WWW-Authenticate', 'Bearer realm="metrics"');
       throw new AppException(HttpStatus.UNAUTHORIZED, 'UNAUTHORIZED', 'Metrics need Authorization: Bearer <DEVPILOT_METRICS_TOKEN>');
     }
-    return (await super.index(response)) as string;
+    response.setHeader('Content-Type', register.contentType);
+    return register.metrics();
   }
 }
