@@ -28,7 +28,8 @@ const keep = (kind: string, value: string) => {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ databaseUrl: db.url });
+  // At debug, so the scan also covers the trigger's per-call request lines.
+  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_LOG_LEVEL: 'debug' } });
 });
 
 afterAll(async () => {
