@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { canTransition, EXECUTION_STATUSES, type ExecutionStatus, TRANSITIONS } from '@app/protocol';
+import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { AppConfig } from '../apps/control-plane/src/config/app-config.js';
 import { dataSourceOptions } from '../apps/control-plane/src/database/data-source.js';
@@ -20,6 +21,8 @@ describe('execution lifecycle: every transition against PostgreSQL', () => {
   let ids: { workspace: string; script: string; server: string };
 
   beforeAll(async () => {
+    // The repository's Nest logger, with no app around it, would print every change to the console.
+    Logger.overrideLogger(false);
     db = await createTestDatabase();
     ds = new DataSource(dataSourceOptions(db.url, 2));
     await ds.initialize();
