@@ -189,7 +189,9 @@ export class ExecutionJob {
       lastSeq: this.outbox.nextSeq - 1,
       outputBytes: this.outbox.outputBytes,
       truncated: this.outbox.truncated,
-      error: error === null ? null : error.slice(0, MAX_ERROR_LENGTH),
+      // The control plane refuses control characters in it (they could forge lines where it is shown).
+      // eslint-disable-next-line no-control-regex
+      error: error === null ? null : error.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, ' ').slice(0, MAX_ERROR_LENGTH),
     });
   }
 }

@@ -84,16 +84,27 @@ export type OutputAck = z.infer<typeof OutputAck>;
 /** agent -> cp: the process ended and every chunk up to `lastSeq` was acked. */
 export const ExecutionFinished = z.object({
   executionId,
-  exitCode: z.number().int().nullable(),
-  signal: z.string().max(32).nullable(),
+  /** A process's exit status: 0-255 (null when a signal ended it). */
+  exitCode: z.number().int().min(0).max(255).nullable(),
+  /** A signal's name, e.g. SIGTERM. */
+  signal: z
+    .string()
+    .regex(/^SIG[A-Z0-9+-]{2,12}$/, 'a signal name such as SIGTERM')
+    .nullable(),
   timedOut: z.boolean(),
   cancelled: z.boolean(),
   /** -1 when the script wrote nothing. */
   lastSeq: seqOrNone,
   outputBytes: z.number().int().min(0),
   truncated: z.boolean(),
-  /** Why the script could not be started (missing interpreter, ...), if it could not. */
-  error: z.string().max(2000).nullable().default(null),
+  /** Why the script could not be started (missing interpreter, ...), if it could not: text without control characters but newlines and tabs. */
+  error: z
+    .string()
+    .max(2000)
+    // eslint-disable-next-line no-control-regex -- refusing control characters is the point
+    .regex(/^[^\u0000-\u0008\u000b-\u001f\u007f]*$/, 'no control characters')
+    .nullable()
+    .default(null),
 });
 export type ExecutionFinished = z.infer<typeof ExecutionFinished>;
 
