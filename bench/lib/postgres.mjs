@@ -59,6 +59,9 @@ export async function createDatabase(serverUrl) {
   u.pathname = `/${name}`;
   const url = u.toString();
   const pool = new pg.Pool({ connectionString: url, max: 3 });
+  // An idle connection the server closed (a restart, an administrator) is replaced on the next query;
+  // unhandled, its error would end the whole run.
+  pool.on('error', () => undefined);
   return {
     url,
     name,

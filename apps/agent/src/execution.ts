@@ -190,7 +190,7 @@ export class ExecutionJob {
       outputBytes: this.outbox.outputBytes,
       truncated: this.outbox.truncated,
       // The control plane refuses control characters in it (they could forge lines where it is shown).
-      // eslint-disable-next-line no-control-regex
+       
       error: error === null ? null : error.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, ' ').slice(0, MAX_ERROR_LENGTH),
     });
   }

@@ -101,7 +101,7 @@ export const ExecutionFinished = z.object({
   error: z
     .string()
     .max(2000)
-    // eslint-disable-next-line no-control-regex -- refusing control characters is the point
+     
     .regex(/^[^\u0000-\u0008\u000b-\u001f\u007f]*$/, 'no control characters')
     .nullable()
     .default(null),
