@@ -1,5 +1,5 @@
 // 3. Execution rate: a burst of triggers of `true`; executions completed per second.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { drain, executionCounts } from '../lib/executions.mjs';
@@ -13,6 +13,11 @@ import { createServer, scriptWebhook, TRIGGER_PATH } from '../lib/stack.mjs';
 import { cpuSnapshot, envInt, ManagedProcess, median } from '../lib/util.mjs';
 
 const SCRIPT = 'true\n';
+/** The same kind of script for the fair peer figure: each run appends one byte to a file, so completions are counted. */
+const counting = (file) => `printf x >> '${file}'\n`;
+
+/** Bytes in a file (0 when it does not exist yet). */
+const fileLength = async (file) => (await readFile(file).catch(() => Buffer.alloc(0))).length;
 
 async function spawnCeiling(file, count, concurrency) {
   const p = new ManagedProcess('spawn-ceiling', process.execPath, [path.join(BENCH_DIR, 'procs/spawn-ceiling.mjs'), file, String(count), String(concurrency)], { env: { PATH: process.env.PATH } });
@@ -39,10 +44,40 @@ export default {
       const agent = await stack.agent(server, { concurrency });
       const hook = await scriptWebhook(stack.api, { name: 'rate', content: SCRIPT, serverId: server.id });
       const call = signedCall(hook.token, hook.hmacSecret);
+      // The fair figure: both sides run the same counting script file; the peer answers before it runs anything.
+      const peerCounter = path.join(dir, 'peer-count');
+      const peerCounting = path.join(dir, 'peer-counting.sh');
+      await writeFile(peerCounting, counting(peerCounter));
+      const oursCounter = path.join(dir, 'ours-count');
+      const countingHook = await scriptWebhook(stack.api, { name: 'rate-count', content: counting(oursCounter), serverId: server.id });
+      const countingCall = signedCall(countingHook.token, countingHook.hmacSecret);
       if (ctx.peer.bin) {
-        peer = await startPeer(ctx.peer.bin, [{ id: 'script', command: '/bin/bash', args: [file], output: true }], hook.hmacSecret);
+        peer = await startPeer(
+          ctx.peer.bin,
+          [
+            { id: 'script', command: '/bin/bash', args: [file], output: true },
+            { id: 'count', command: '/bin/bash', args: [peerCounting], output: false },
+          ],
+          hook.hmacSecret,
+        );
         stack.track(peer.proc);
       } else notes.push(ctx.peer.why);
+      const countingPeerCall = signedCall(countingHook.token, hook.hmacSecret);
+
+      /** A burst at `url`; completions counted in `counter` until all `n` are there (or the drain timeout). */
+      const countedRound = async (url, callSpec, counter, n, okStatus) => {
+        const before = await fileLength(counter);
+        const t0 = performance.now();
+        const r = await fire({ url, ...callSpec, connections: callers, amount: n, okStatus });
+        const deadline = Date.now() + ctx.drainTimeoutMs;
+        let done = (await fileLength(counter)) - before;
+        while (done < r.ok && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          done = (await fileLength(counter)) - before;
+        }
+        const seconds = (performance.now() - t0) / 1000;
+        return { perSecond: done / seconds, accepted: r.ok, acceptedPerS: r.ok / r.durationS, completed: done, errors: r.errors };
+      };
 
       const ourRound = async (n) => {
         const before = (await executionCounts(stack.db)).total;
@@ -69,6 +104,8 @@ export default {
       const ours = [];
       const ceiling = [];
       const theirs = [];
+      const oursCounted = [];
+      const theirsCounted = [];
       for (let i = 0; i < ctx.rounds; i++) {
         const o = await ctx.window(() => ourRound(burst));
         ours.push(o);
@@ -80,6 +117,12 @@ export default {
           const perSecond = p.okPerS;
           theirs.push({ perSecond, errors: p.errors });
           line += `; peer ${perSecond.toFixed(0)}/s (non-200 ${p.errors})`;
+          const oc = await countedRound(`${stack.cp.url}${TRIGGER_PATH}`, countingCall, oursCounter, burst, ['202']);
+          await drain(stack.db, ctx.drainTimeoutMs, 20);
+          const pc = await countedRound(`${peer.url}/hooks/count`, countingPeerCall, peerCounter, burst, ['200']);
+          oursCounted.push(oc);
+          theirsCounted.push(pc);
+          line += `; counted: ours ${oc.perSecond.toFixed(0)}/s (${oc.completed}/${oc.accepted}), peer ${pc.perSecond.toFixed(0)}/s (${pc.completed}/${pc.accepted} completed, accepted at ${pc.acceptedPerS.toFixed(0)}/s)`;
         }
         ctx.log(line);
       }
@@ -96,6 +139,20 @@ export default {
       ];
       if (peer) {
         figures.push(figure({ name: `executions completed/s vs peer (burst ${burst})`, unit: 'exec/s', ours: m(ours), baseline: m(theirs), baselineName: 'adnanh/webhook', better: 'higher', roundsBaseline: theirs.map((x) => x.perSecond) }));
+        figures.push(
+          figure({
+            name: `completions/s, same counting script (burst ${burst})`,
+            unit: 'exec/s',
+            ours: m(oursCounted),
+            baseline: m(theirsCounted),
+            baselineName: 'adnanh/webhook, answering first',
+            better: 'higher',
+            target: 1.0,
+            roundsOurs: oursCounted.map((x) => x.perSecond),
+            roundsBaseline: theirsCounted.map((x) => x.perSecond),
+            note: 'both run the same bash file that appends a byte per run; completions counted from the file, from the first call to the last completion',
+          }),
+        );
       }
       return { figures, notes, memory: await stack.close() };
     } finally {
