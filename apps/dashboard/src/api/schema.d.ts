@@ -538,32 +538,47 @@ export interface components {
         ServerWithTokenDto: {
             /** Format: uuid */
             id: string;
+            /** @example web-01 */
             name: string;
             /** @enum {string} */
             status: "online" | "offline";
             /** Format: date-time */
             lastSeenAt: string | null;
+            /** @example web-01.example.com */
             hostname: string | null;
+            /** @example linux x64 */
             platform: string | null;
+            /** @example 0.1.0 */
             agentVersion: string | null;
-            /** @description The command that installs the agent on this server (with a placeholder unless the token was just issued) */
+            /**
+             * @description The command that installs the agent on this server (with a placeholder unless the token was just issued)
+             * @example curl -fsSL https://devpilot.example.com/agent/install.sh | sudo sh -s -- --url https://devpilot.example.com --token <agent token>
+             */
             installCommand: string;
             /** Format: date-time */
             createdAt: string;
+            /** @example dpa_Jq3vX0bN5mK8pR2tW6yZ1cF4hL7sD9gA0eU3iO5kM8n */
             agentToken: string;
         };
         ServerViewDto: {
             /** Format: uuid */
             id: string;
+            /** @example web-01 */
             name: string;
             /** @enum {string} */
             status: "online" | "offline";
             /** Format: date-time */
             lastSeenAt: string | null;
+            /** @example web-01.example.com */
             hostname: string | null;
+            /** @example linux x64 */
             platform: string | null;
+            /** @example 0.1.0 */
             agentVersion: string | null;
-            /** @description The command that installs the agent on this server (with a placeholder unless the token was just issued) */
+            /**
+             * @description The command that installs the agent on this server (with a placeholder unless the token was just issued)
+             * @example curl -fsSL https://devpilot.example.com/agent/install.sh | sudo sh -s -- --url https://devpilot.example.com --token <agent token>
+             */
             installCommand: string;
             /** Format: date-time */
             createdAt: string;
@@ -605,7 +620,9 @@ export interface components {
         ScriptViewDto: {
             /** Format: uuid */
             id: string;
+            /** @example deploy */
             name: string;
+            /** @example Pull the main branch and restart the app */
             description: string;
             /** @enum {string} */
             interpreter: "bash" | "sh" | "python3" | "node";
@@ -667,6 +684,10 @@ export interface components {
             /** Format: uuid */
             scriptId: string;
             version: number;
+            /**
+             * @example set -e
+             *     cd /srv/app && git pull --ff-only && systemctl restart app
+             */
             content: string;
             secrets: string[];
             /** Format: date-time */
@@ -675,9 +696,16 @@ export interface components {
         CreateSecretDto: {
             /** @example DB_PASSWORD */
             name: string;
-            /** @description The value (at most 64 KiB); never returned by any route */
+            /**
+             * @description The value (at most 64 KiB); never returned by any route
+             * @example s3cr3t-deploy-password
+             */
             value: string;
-            /** @description Only for this server (its value wins over the workspace one); omit for every server */
+            /**
+             * Format: uuid
+             * @description Only for this server (its value wins over the workspace one); omit for every server
+             * @example 8a2f6c1e-4b7d-4e0a-9c3b-5d1e2f3a4b6c
+             */
             serverId?: string;
         };
         SecretViewDto: {
@@ -700,16 +728,26 @@ export interface components {
             nextCursor: string | null;
         };
         UpdateSecretDto: {
-            /** @description The new value (at most 64 KiB); runs not yet started get it */
+            /**
+             * @description The new value (at most 64 KiB); runs not yet started get it
+             * @example s3cr3t-deploy-password
+             */
             value: string;
         };
         RunScriptDto: {
-            /** @description The server whose agent runs the script */
+            /**
+             * Format: uuid
+             * @description The server whose agent runs the script
+             * @example 8a2f6c1e-4b7d-4e0a-9c3b-5d1e2f3a4b6c
+             */
             serverId: string;
         };
         ExecutionLinksDto: {
+            /** @example /api/v1/executions/0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a */
             execution: string;
+            /** @example /api/v1/executions/0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a/output */
             output: string;
+            /** @example /api/v1/executions/0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a/events */
             events: string;
         };
         AcceptedDto: {
@@ -724,20 +762,31 @@ export interface components {
             id: string;
             /** Format: uuid */
             scriptId: string;
+            /** @example deploy */
             scriptName: string;
             scriptVersion: number;
             /** Format: uuid */
             serverId: string;
+            /** @example web-01 */
             serverName: string;
             /** Format: uuid */
             webhookId: string | null;
+            /** @example deploy from CI */
             webhookName: string | null;
             /** @enum {string} */
             trigger: "webhook" | "manual" | "api";
             /** @enum {string} */
             status: "queued" | "dispatched" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled" | "lost" | "undeliverable";
             exitCode: number | null;
+            /**
+             * @description The signal that ended the process, when exitCode is null
+             * @example SIGTERM
+             */
             signal: string | null;
+            /**
+             * @description Why the run ended so, for every terminal status other than a plain exit
+             * @example cancelled before it started
+             */
             error: string | null;
             /** Format: date-time */
             queuedAt: string;
@@ -799,12 +848,16 @@ export interface components {
         WebhookViewDto: {
             /** Format: uuid */
             id: string;
+            /** @example deploy from CI */
             name: string;
             /** Format: uuid */
             scriptId: string;
             /** Format: uuid */
             serverId: string;
-            /** @description The token for an owner key; null for a viewer key */
+            /**
+             * @description The token for an owner key; null for a viewer key
+             * @example 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+             */
             token: string | null;
             active: boolean;
             allowedIps: string[];
