@@ -65,7 +65,7 @@ export class ExecutionsController {
   @Get('executions/:id/output')
   @ApiErrors(400, 401, NO_EXECUTION, EXPIRED)
   @ApiProduces('application/octet-stream')
-  @ApiOperation({ summary: 'The stored output: the bytes as the script wrote them, in order' })
+  @ApiOperation({ summary: 'The stored output: each stream byte for byte and in order; the two streams interleaved as the agent read them' })
   @ApiOkResponse({ description: 'The bytes, stdout and stderr interleaved as the agent read them (`?stream=` for one stream)' })
   async output(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Query() q: OutputQueryDto, @Res() res: Response) {
     await this.executions.withOutput(auth.workspaceId, id);

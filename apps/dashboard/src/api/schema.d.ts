@@ -331,7 +331,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The stored output: the bytes as the script wrote them, in order */
+        /** The stored output: each stream byte for byte and in order; the two streams interleaved as the agent read them */
         get: operations["ExecutionsController_output"];
         put?: never;
         post?: never;
