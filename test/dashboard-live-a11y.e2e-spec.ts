@@ -192,6 +192,11 @@ describe('the dashboard: live counters and output size, accessibility, phone wid
           await mkdir(ARTIFACTS, { recursive: true });
           await page.screenshot({ path: path.join(ARTIFACTS, `a11y-${name}-${viewport.width}.png`), fullPage: true });
         }
+        if (viewport === PHONE) {
+          // How each page looks on a phone, for whoever reviews a layout change.
+          await mkdir(ARTIFACTS, { recursive: true });
+          await page.screenshot({ path: path.join(ARTIFACTS, `phone-${name}.png`), fullPage: true });
+        }
         if (name === 'executions' && viewport === PHONE) {
           // The key columns stay on screen on a phone.
           for (const column of ['Status', 'Script', 'Exit']) {
