@@ -17,7 +17,8 @@ export function openApiDocument(app: INestApplication): OpenAPIObject {
     .setTitle('Devpilot script webhooks')
     .setDescription('Turn a saved script on a server into a secure HTTP endpoint.')
     .setVersion('1')
-    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'An API key' })
+    // Not addBearerAuth(): it declares `bearerFormat: JWT`, and API keys are opaque `dp_...` strings.
+    .addSecurity('bearer', { type: 'http', scheme: 'bearer', description: 'An API key: `Authorization: Bearer dp_...`' })
     .build();
   return SwaggerModule.createDocument(app, doc);
 }

@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, Patch, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiErrors, BAD_BODY, BAD_QUERY } from '../common/api-doc.js';
 import { AppException } from '../common/app-exception.js';
 import { Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { ListQueryDto } from '../common/list-query.dto.js';
@@ -28,6 +29,7 @@ export class ScriptsController {
   constructor(private readonly scripts: ScriptsService) {}
 
   @Post()
+  @ApiErrors(BAD_BODY, 401, 403)
   @ApiOperation({ summary: 'Create a script (version 1)' })
   @ApiCreatedResponse({ type: ScriptViewDto })
   create(@Auth() auth: AuthContext, @Body() dto: CreateScriptDto) {
@@ -35,18 +37,21 @@ export class ScriptsController {
   }
 
   @Get()
+  @ApiErrors(BAD_QUERY, 401)
   @ApiOkResponse({ type: ScriptPageDto })
   list(@Auth() auth: AuthContext, @Query() q: ListQueryDto) {
     return this.scripts.list(auth.workspaceId, q.limit, q.cursor);
   }
 
   @Get(':id')
+  @ApiErrors(400, 401, { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
   @ApiOkResponse({ type: ScriptViewDto })
   get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.scripts.get(auth.workspaceId, id);
   }
 
   @Patch(':id')
+  @ApiErrors(400, 401, 403, { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
   @ApiOperation({ summary: 'Change a script; a changed content creates the next version' })
   @ApiOkResponse({ type: ScriptViewDto })
   update(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Body() dto: UpdateScriptDto) {
@@ -54,18 +59,22 @@ export class ScriptsController {
   }
 
   @Delete(':id')
+  @ApiErrors(400, 401, 403, { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
   @HttpCode(204)
+  @ApiNoContentResponse({ description: 'Deleted' })
   async delete(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string): Promise<void> {
     await this.scripts.delete(auth.workspaceId, id);
   }
 
   @Get(':id/versions')
+  @ApiErrors(400, 401, { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
   @ApiOkResponse({ type: ScriptVersionPageDto })
   versions(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.scripts.listVersions(auth.workspaceId, id);
   }
 
   @Get(':id/versions/:version')
+  @ApiErrors(400, 401, { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
   @ApiOkResponse({ type: ScriptVersionDto })
   version(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Param('version', versionPipe) version: number) {
     return this.scripts.getVersion(auth.workspaceId, id, version);

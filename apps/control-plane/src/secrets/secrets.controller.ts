@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiErrors, BAD_BODY, BAD_QUERY } from '../common/api-doc.js';
 import { SecretPageDto, SecretViewDto } from './dto/secret-view.dto.js';
 import { Auth, type AuthContext } from '../common/auth/auth-context.js';
 import { ListQueryDto } from '../common/list-query.dto.js';
@@ -14,6 +15,7 @@ export class SecretsController {
   constructor(private readonly secrets: ScriptSecretsService) {}
 
   @Post()
+  @ApiErrors(BAD_BODY, 401, 403, { status: 409, code: 'CONFLICT', message: 'A secret named DEPLOY_TOKEN already exists in this workspace' })
   @ApiCreatedResponse({ type: SecretViewDto })
   @ApiOperation({ summary: 'A script secret for the workspace or one server; the value is never returned' })
   create(@Auth() auth: AuthContext, @Body() dto: CreateSecretDto) {
@@ -21,6 +23,7 @@ export class SecretsController {
   }
 
   @Get()
+  @ApiErrors(BAD_QUERY, 401)
   @ApiOkResponse({ type: SecretPageDto })
   @ApiOperation({ summary: 'Secret names, scopes and dates (never values)' })
   list(@Auth() auth: AuthContext, @Query() q: ListQueryDto) {
@@ -28,12 +31,14 @@ export class SecretsController {
   }
 
   @Get(':id')
+  @ApiErrors(400, 401, { status: 404, code: 'NOT_FOUND', message: 'Secret not found' })
   @ApiOkResponse({ type: SecretViewDto })
   get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.secrets.get(auth.workspaceId, id);
   }
 
   @Put(':id')
+  @ApiErrors(400, 401, 403, { status: 404, code: 'NOT_FOUND', message: 'Secret not found' })
   @ApiOkResponse({ type: SecretViewDto })
   @ApiOperation({ summary: 'A new value (runs not yet started get it)' })
   update(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Body() dto: UpdateSecretDto) {
@@ -41,6 +46,7 @@ export class SecretsController {
   }
 
   @Delete(':id')
+  @ApiErrors(400, 401, 403, { status: 404, code: 'NOT_FOUND', message: 'Secret not found' })
   @HttpCode(204)
   @ApiNoContentResponse()
   async delete(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string): Promise<void> {

@@ -15,7 +15,8 @@ import {
   Query,
   UseInterceptors,
 } from '@nestjs/common';
-import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiErrors } from '../common/api-doc.js';
 import type { Request } from 'express';
 import type { Observable } from 'rxjs';
 import { AppException } from '../common/app-exception.js';
@@ -59,6 +60,7 @@ export class WebhooksController {
   constructor(private readonly webhooks: WebhooksService) {}
 
   @Post('scripts/:id/webhooks')
+  @ApiErrors(400, 401, 403, { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
   @ApiOperation({ summary: 'A webhook for this script on one server; the token is generated here' })
   @ApiCreatedResponse({ type: WebhookViewDto })
   create(@Auth() auth: AuthContext, @Param('id', uuidPipe) scriptId: string, @Body() dto: CreateWebhookDto) {
@@ -66,18 +68,31 @@ export class WebhooksController {
   }
 
   @Get('scripts/:id/webhooks')
+  @ApiErrors(400, 401, { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
   @ApiOkResponse({ type: WebhookPageDto })
   list(@Auth() auth: AuthContext, @Param('id', uuidPipe) scriptId: string, @Query() q: ListQueryDto) {
     return this.webhooks.list(auth, scriptId, q.limit, q.cursor);
   }
 
   @Get('webhooks/:id')
+  @ApiErrors(400, 401, { status: 404, code: 'NOT_FOUND', message: 'Webhook not found' })
   @ApiOkResponse({ type: WebhookViewDto })
   get(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
     return this.webhooks.get(auth, id);
   }
 
   @Patch('webhooks/:id')
+  @ApiErrors(
+    {
+      status: 400,
+      code: 'IMMUTABLE_FIELD',
+      message: 'token cannot be changed: create a new webhook to rotate it',
+      description: 'VALIDATION_ERROR: a field is invalid; IMMUTABLE_FIELD: the body names token or hmacSecret',
+    },
+    401,
+    403,
+    { status: 404, code: 'NOT_FOUND', message: 'Webhook not found' },
+  )
   @ApiOperation({ summary: 'Rename, pause/resume, or change the allowed IPs (token and HMAC secret are set once)' })
   @UseInterceptors(RefuseImmutableFields)
   @ApiOkResponse({ type: WebhookViewDto })
@@ -86,13 +101,16 @@ export class WebhooksController {
   }
 
   @Delete('webhooks/:id')
+  @ApiErrors(400, 401, 403, { status: 404, code: 'NOT_FOUND', message: 'Webhook not found' })
   @HttpCode(204)
   @ApiOperation({ summary: 'Delete: the token stops working at once' })
+  @ApiNoContentResponse({ description: 'Deleted: the token stops working at once' })
   async delete(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string): Promise<void> {
     await this.webhooks.delete(auth, id);
   }
 
   @Get('webhooks/:id/deliveries')
+  @ApiErrors(400, 401, { status: 404, code: 'NOT_FOUND', message: 'Webhook not found' })
   @ApiOperation({ summary: 'Recent calls, accepted and rejected, newest first' })
   @ApiOkResponse({ type: DeliveryPageDto })
   deliveries(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Query() q: ListQueryDto) {

@@ -6,6 +6,8 @@ interface ConfirmRequest {
   title: string;
   body?: ComponentChildren;
   confirmLabel?: string;
+  /** The button that backs out, named for what it keeps (e.g. "Keep running"). */
+  cancelLabel?: string;
   danger?: boolean;
   resolve: (ok: boolean) => void;
 }
@@ -71,7 +73,7 @@ export function OverlayHost() {
             {req.body && <div class="modal-body">{req.body}</div>}
             <div class="modal-actions">
               <button type="button" class="btn btn-ghost" data-testid="confirm-cancel" onClick={() => close(false)}>
-                Cancel
+                {req.cancelLabel ?? 'Cancel'}
               </button>
               <button
                 type="button"

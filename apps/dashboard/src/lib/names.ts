@@ -45,3 +45,18 @@ export function useNames(rows: ExecutionRow[]) {
     webhook: (r: ExecutionRow) => r.webhookName ?? (r.webhookId ? hooks[r.webhookId] ?? undefined : undefined),
   };
 }
+
+/** One webhook's name (null while loading or when it is gone), e.g. for a filter chip. */
+export function useWebhookName(id: string | undefined): string | null {
+  const { api } = useSession();
+  const [name, setName] = useState<{ id: string; name: string | null } | null>(null);
+  useEffect(() => {
+    if (!id) return;
+    let live = true;
+    void webhookName(api, id).then((n) => live && setName({ id, name: n }));
+    return () => {
+      live = false;
+    };
+  }, [api, id]);
+  return name && name.id === id ? name.name : null;
+}

@@ -40,6 +40,7 @@ export function ExecutionPage({ id }: { id: string }) {
       title: 'Cancel this execution?',
       body: 'A running script gets SIGTERM, then SIGKILL after a grace period. A queued one never starts.',
       confirmLabel: 'Cancel execution',
+      cancelLabel: 'Keep running',
       danger: true,
     });
     if (!ok) return;
@@ -130,8 +131,9 @@ export function ExecutionPage({ id }: { id: string }) {
           </div>
           <div>
             <dt>Output</dt>
-            <dd>
-              {formatBytes(x.outputBytes ?? buffer.bytes)}
+            <dd data-testid="execution-output-bytes">
+              {/* While it runs the stored count lags the chunks already shown: count what arrived. */}
+              {formatBytes(live ? Math.max(x.outputBytes, buffer.bytes) : x.outputBytes)}
               {x.outputTruncated && (
                 <span class="chip chip-warn" data-testid="execution-truncated">
                   {x.outputTruncatedBy === 'workspace_quota' ? 'truncated: workspace quota' : 'truncated'}
@@ -153,7 +155,13 @@ export function ExecutionPage({ id }: { id: string }) {
           Output expired: removed by retention on {formatDateTime(x.outputExpiredAt)}. The run's status, times and byte count are kept.
         </div>
       ) : (
-        <OutputPane buffer={buffer} version={version} empty={emptyText(x, names.server(x))} />
+        <>
+          <OutputPane buffer={buffer} version={version} empty={emptyText(x, names.server(x))} />
+          <p class="muted small" data-testid="output-order-note">
+            stdout and stderr are each kept byte for byte and in order. Between the two streams, lines appear in the order the agent read
+            them: lines written to both without a pause may show grouped by stream.
+          </p>
+        </>
       )}
       {x.outputTruncated && (
         <p class="muted small">

@@ -4,7 +4,7 @@ import type { ApiError } from '../api/client.js';
 import type { Execution, ExecutionRow, WorkspaceSettings } from '../api/types.js';
 import { EmptyState, ErrorNotice, Loading, PageHeader, StatusBadge, TriggerTag } from '../components/ui.js';
 import { formatBytes, formatDateTime, formatDuration, formatRelative } from '../lib/format.js';
-import { useNames } from '../lib/names.js';
+import { useNames, useWebhookName } from '../lib/names.js';
 import { Link, navigate, useLocation } from '../lib/router.js';
 import { toApiError, useFeedEvent, useSession } from '../lib/session.js';
 
@@ -26,6 +26,7 @@ export function ExecutionsView() {
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<ApiError | null>(null);
   const names = useNames(rows);
+  const filterWebhookName = useWebhookName(filters.webhookId);
 
   const load = async (after: string | null) => {
     setLoading(true);
@@ -112,15 +113,16 @@ export function ExecutionsView() {
         </select>
         <select value={filters.trigger ?? ''} onChange={(e) => setFilter('trigger', e.currentTarget.value)} data-testid="filter-trigger" aria-label="Trigger">
           <option value="">Any trigger</option>
-          {TRIGGERS.map((t) => (
+          {/* `api` stays in the API's enum, but nothing produces it yet: offering it would only ever match nothing. */}
+          {TRIGGERS.filter((t) => t !== 'api').map((t) => (
             <option key={t} value={t}>
               {t}
             </option>
           ))}
         </select>
         {filters.webhookId && (
-          <span class="chip chip-filter">
-            webhook {filters.webhookId.slice(0, 8)}
+          <span class="chip chip-filter" data-testid="filter-webhook-chip">
+            webhook {filterWebhookName ?? filters.webhookId.slice(0, 8)}
             <button type="button" aria-label="Remove webhook filter" onClick={() => setFilter('webhookId', '')}>
               ×
             </button>
@@ -164,8 +166,13 @@ export function ExecutionsView() {
               const when = r.startedAt ?? r.queuedAt;
               return (
                 <tr key={r.id} class="clickable" data-testid="execution-row" data-execution-id={r.id} onClick={() => navigate(`/executions/${r.id}`)}>
-                  <td>
+                  <td title={r.error ?? undefined}>
                     <StatusBadge status={r.status} testid="execution-row-status" />
+                    {r.error && (
+                      <span class="row-reason muted small" data-testid="execution-row-reason">
+                        {r.error}
+                      </span>
+                    )}
                   </td>
                   <td>
                     <Link href={`/executions/${r.id}`} class="strong" data-testid="execution-link">
@@ -181,7 +188,9 @@ export function ExecutionsView() {
                     {formatRelative(when)}
                   </td>
                   <td class="right mono">{formatDuration(r.durationMs)}</td>
-                  <td class={`right mono${r.exitCode ? ' bad' : ''}`}>{r.exitCode ?? '—'}</td>
+                  <td class={`right mono${r.exitCode || r.signal ? ' bad' : ''}`} data-testid="execution-row-exit">
+                    {r.exitCode ?? r.signal ?? '—'}
+                  </td>
                 </tr>
               );
             })}

@@ -121,7 +121,7 @@ function VersionDiff({ scriptId, from, to }: { scriptId: string; from: number; t
       ) : from === to ? (
         <p class="muted pad">Pick two different versions to see what changed.</p>
       ) : (
-        <div class="diff" data-testid="version-diff">
+        <div class="diff" tabIndex={0} aria-label={`Changes from v${from} to v${to}`} data-testid="version-diff">
           {rows.map((r, i) => (
             <div key={i} class={`diff-line diff-${r.kind}`} data-testid="diff-line" data-kind={r.kind}>
               <span class="ln">{r.oldNo ?? ''}</span>

@@ -61,14 +61,14 @@ export function ScriptView({ id, tab }: { id: string; tab: ScriptTab }) {
         sub={s.description || undefined}
         actions={isOwner && <RunNow scriptId={s.id} declared={s.secrets ?? []} />}
       />
-      <nav class="tabs" role="tablist">
-        <Link href={`/scripts/${s.id}`} class={tab === 'editor' ? 'active' : ''} data-testid="tab-editor">
+      <nav class="tabs" aria-label="Script sections">
+        <Link href={`/scripts/${s.id}`} class={tab === 'editor' ? 'active' : ''} aria-current={tab === 'editor' ? 'page' : undefined} data-testid="tab-editor">
           Script
         </Link>
-        <Link href={`/scripts/${s.id}/versions`} class={tab === 'versions' ? 'active' : ''} data-testid="tab-versions">
+        <Link href={`/scripts/${s.id}/versions`} class={tab === 'versions' ? 'active' : ''} aria-current={tab === 'versions' ? 'page' : undefined} data-testid="tab-versions">
           Versions
         </Link>
-        <Link href={`/scripts/${s.id}/webhooks`} class={tab === 'webhooks' ? 'active' : ''} data-testid="tab-webhooks">
+        <Link href={`/scripts/${s.id}/webhooks`} class={tab === 'webhooks' ? 'active' : ''} aria-current={tab === 'webhooks' ? 'page' : undefined} data-testid="tab-webhooks">
           Webhooks
         </Link>
         <Link href={`/executions?scriptId=${encodeURIComponent(s.id)}`} data-testid="tab-executions">

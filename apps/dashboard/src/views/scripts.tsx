@@ -57,9 +57,9 @@ export function ScriptsView() {
           <thead>
             <tr>
               <th>Name</th>
-              <th>Interpreter</th>
+              <th class="minor">Interpreter</th>
               <th>Version</th>
-              <th>Timeout</th>
+              <th class="minor">Timeout</th>
               <th>Updated</th>
             </tr>
           </thead>
@@ -72,11 +72,11 @@ export function ScriptsView() {
                   </Link>
                   {s.description && <div class="muted small">{s.description}</div>}
                 </td>
-                <td>
+                <td class="minor">
                   <span class="chip">{s.interpreter}</span>
                 </td>
                 <td>v{scriptVersion(s) ?? '?'}</td>
-                <td>{s.timeoutSeconds} s</td>
+                <td class="minor">{s.timeoutSeconds} s</td>
                 <td class="muted">{formatRelative(s.updatedAt ?? s.createdAt)}</td>
               </tr>
             ))}

@@ -129,7 +129,7 @@ function Snippets({ webhook }: { webhook: Webhook }) {
         <span class="grow" />
         <CopyButton text={current[1]} testid="copy-snippet" />
       </div>
-      <pre class="snippet" data-testid="webhook-snippet">{current[1]}</pre>
+      <pre class="snippet" tabIndex={0} aria-label={`${LANG_LABEL[current[0]] ?? current[0]} snippet`} data-testid="webhook-snippet">{current[1]}</pre>
       {webhook.hmacEnabled && <p class="muted small">Set <code>WEBHOOK_SECRET</code> to the HMAC secret given when the webhook was created.</p>}
     </div>
   );

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import type { ApiError } from '../api/client.js';
 import type { Script, Webhook } from '../api/types.js';
 import { ErrorNotice, Field, Loading } from '../components/ui.js';
-import { toApiError, useResource, useSession } from '../lib/session.js';
+import { toApiError, useFeedEvent, useResource, useSession } from '../lib/session.js';
 import { WebhookCard } from './webhook-card.js';
 
 export function WebhooksTab({ script }: { script: Script }) {
@@ -13,6 +13,11 @@ export function WebhooksTab({ script }: { script: Script }) {
   const items = hooks.data?.items ?? [];
   const serverName = (id: string) => servers.data?.items.find((s) => s.id === id)?.name ?? id.slice(0, 8);
   const replace = (w: Webhook) => hooks.setData((p) => p && { ...p, items: p.items.map((x) => (x.id === w.id ? { ...x, ...w } : x)) });
+  // An accepted call bumps its webhook's counter in the statement that creates the execution: re-read the card.
+  useFeedEvent('execution.created', (e) => {
+    if (!e.webhookId || !items.some((w) => w.id === e.webhookId)) return;
+    api.getWebhook(e.webhookId).then(replace, () => undefined);
+  });
 
   if (hooks.loading && !hooks.data) return <Loading />;
   const showForm = isOwner && (creating || items.length === 0);

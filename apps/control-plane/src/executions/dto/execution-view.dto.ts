@@ -8,17 +8,17 @@ import type { Accepted } from '../executions.service.js';
 export class ExecutionViewDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
   @ApiProperty({ format: 'uuid' }) scriptId!: string;
-  @ApiProperty() scriptName!: string;
+  @ApiProperty({ example: 'deploy' }) scriptName!: string;
   @ApiProperty() scriptVersion!: number;
   @ApiProperty({ format: 'uuid' }) serverId!: string;
-  @ApiProperty() serverName!: string;
+  @ApiProperty({ example: 'web-01' }) serverName!: string;
   @ApiProperty({ type: String, nullable: true, format: 'uuid' }) webhookId!: string | null;
-  @ApiProperty({ type: String, nullable: true }) webhookName!: string | null;
+  @ApiProperty({ type: String, nullable: true, example: 'deploy from CI' }) webhookName!: string | null;
   @ApiProperty({ enum: TRIGGERS }) trigger!: Trigger;
   @ApiProperty({ enum: EXECUTION_STATUSES }) status!: ExecutionStatus;
   @ApiProperty({ type: Number, nullable: true }) exitCode!: number | null;
-  @ApiProperty({ type: String, nullable: true }) signal!: string | null;
-  @ApiProperty({ type: String, nullable: true }) error!: string | null;
+  @ApiProperty({ type: String, nullable: true, example: 'SIGTERM', description: 'The signal that ended the process, when exitCode is null' }) signal!: string | null;
+  @ApiProperty({ type: String, nullable: true, example: 'cancelled before it started', description: 'Why the run ended so, for every terminal status other than a plain exit' }) error!: string | null;
   @ApiProperty(DATE_TIME) queuedAt!: string;
   @ApiProperty({ ...DATE_TIME, nullable: true }) dispatchedAt!: string | null;
   @ApiProperty({ ...DATE_TIME, nullable: true }) startedAt!: string | null;
@@ -40,9 +40,9 @@ export class ExecutionPageDto {
 }
 
 export class ExecutionLinksDto {
-  @ApiProperty() execution!: string;
-  @ApiProperty() output!: string;
-  @ApiProperty() events!: string;
+  @ApiProperty({ example: '/api/v1/executions/0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a' }) execution!: string;
+  @ApiProperty({ example: '/api/v1/executions/0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a/output' }) output!: string;
+  @ApiProperty({ example: '/api/v1/executions/0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a/events' }) events!: string;
 }
 
 /** The 202 answer of a run, manual or by webhook. */

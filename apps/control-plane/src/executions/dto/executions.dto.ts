@@ -4,7 +4,7 @@ import { IsIn, IsOptional, IsUUID } from 'class-validator';
 import { ListQueryDto } from '../../common/list-query.dto.js';
 
 export class RunScriptDto {
-  @ApiProperty({ description: 'The server whose agent runs the script' })
+  @ApiProperty({ description: 'The server whose agent runs the script', format: 'uuid', example: '8a2f6c1e-4b7d-4e0a-9c3b-5d1e2f3a4b6c' })
   @IsUUID('all', { message: 'serverId must be a UUID' })
   serverId!: string;
 }

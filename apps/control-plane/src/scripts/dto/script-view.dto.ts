@@ -6,8 +6,8 @@ import type { ScriptsService, ScriptView } from '../scripts.service.js';
 
 export class ScriptViewDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
-  @ApiProperty() name!: string;
-  @ApiProperty() description!: string;
+  @ApiProperty({ example: 'deploy' }) name!: string;
+  @ApiProperty({ example: 'Pull the main branch and restart the app' }) description!: string;
   @ApiProperty({ enum: INTERPRETERS }) interpreter!: Interpreter;
   @ApiProperty() timeoutSeconds!: number;
   @ApiProperty() maxOutputBytes!: number;
@@ -39,7 +39,7 @@ export class ScriptVersionPageDto {
 export class ScriptVersionDto {
   @ApiProperty({ format: 'uuid' }) scriptId!: string;
   @ApiProperty() version!: number;
-  @ApiProperty() content!: string;
+  @ApiProperty({ example: 'set -e\ncd /srv/app && git pull --ff-only && systemctl restart app' }) content!: string;
   @ApiProperty({ type: [String] }) secrets!: string[];
   @ApiProperty(DATE_TIME) createdAt!: string;
 }

@@ -6,20 +6,22 @@ import type { ServerView } from '../servers.service.js';
 
 export class ServerViewDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
-  @ApiProperty() name!: string;
+  @ApiProperty({ example: 'web-01' }) name!: string;
   @ApiProperty({ enum: ['online', 'offline'] }) status!: ServerStatus;
   @ApiProperty({ ...DATE_TIME, nullable: true }) lastSeenAt!: string | null;
-  @ApiProperty({ type: String, nullable: true }) hostname!: string | null;
-  @ApiProperty({ type: String, nullable: true }) platform!: string | null;
-  @ApiProperty({ type: String, nullable: true }) agentVersion!: string | null;
-  @ApiProperty({ description: 'The command that installs the agent on this server (with a placeholder unless the token was just issued)' })
+  @ApiProperty({ type: String, nullable: true, example: 'web-01.example.com' }) hostname!: string | null;
+  @ApiProperty({ type: String, nullable: true, example: 'linux x64' }) platform!: string | null;
+  @ApiProperty({ type: String, nullable: true, example: '0.1.0' }) agentVersion!: string | null;
+  @ApiProperty({ description: 'The command that installs the agent on this server (with a placeholder unless the token was just issued)',
+    example: 'curl -fsSL https://devpilot.example.com/agent/install.sh | sudo sh -s -- --url https://devpilot.example.com --token <agent token>',
+  })
   installCommand!: string;
   @ApiProperty(DATE_TIME) createdAt!: string;
 }
 
 /** A new server, or a rotated token: the agent token is in this answer only. */
 export class ServerWithTokenDto extends ServerViewDto {
-  @ApiProperty() agentToken!: string;
+  @ApiProperty({ example: 'dpa_Jq3vX0bN5mK8pR2tW6yZ1cF4hL7sD9gA0eU3iO5kM8n' }) agentToken!: string;
 }
 
 export class ServerPageDto {

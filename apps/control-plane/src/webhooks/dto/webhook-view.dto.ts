@@ -13,10 +13,10 @@ export class WebhookExamplesDto {
 
 export class WebhookViewDto {
   @ApiProperty({ format: 'uuid' }) id!: string;
-  @ApiProperty() name!: string;
+  @ApiProperty({ example: 'deploy from CI' }) name!: string;
   @ApiProperty({ format: 'uuid' }) scriptId!: string;
   @ApiProperty({ format: 'uuid' }) serverId!: string;
-  @ApiProperty({ type: String, nullable: true, description: 'The token for an owner key; null for a viewer key' }) token!: string | null;
+  @ApiProperty({ type: String, nullable: true, description: 'The token for an owner key; null for a viewer key', example: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08' }) token!: string | null;
   @ApiProperty() active!: boolean;
   @ApiProperty({ type: [String] }) allowedIps!: string[];
   @ApiProperty() hmacEnabled!: boolean;
