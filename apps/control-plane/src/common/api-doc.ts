@@ -29,7 +29,7 @@ export const DATE_TIME = { type: String, format: 'date-time' } as const;
 export class ErrorDto {
   @ApiProperty({ example: 404, description: 'The HTTP status, repeated' })
   statusCode!: number;
-  @ApiProperty({ example: 'NOT_FOUND', description: 'Stable, upper-case: what callers branch on' })
+  @ApiProperty({ type: String, example: 'NOT_FOUND', description: 'Stable, upper-case: what callers branch on' })
   code!: ErrorCode;
   @ApiProperty({ example: 'Script not found', description: 'For people; may change' })
   message!: string;
