@@ -9,7 +9,16 @@ describe('parseCli', () => {
     const cmd = parseCli(['--url', 'https://cp.example.com', '--token', 'tok'], {});
     expect(cmd).toEqual({
       kind: 'run',
-      config: { url: 'https://cp.example.com', token: 'tok', concurrency: 4, killGraceMs: 5000, shutdownGraceMs: 30000, logLevel: 'info' },
+      config: {
+        url: 'https://cp.example.com',
+        tokenSource: { kind: 'argument', token: 'tok' },
+        runAsDefault: 'devpilot-run',
+        allowRunAs: [],
+        concurrency: 4,
+        killGraceMs: 5000,
+        shutdownGraceMs: 30000,
+        logLevel: 'info',
+      },
     });
   });
 
@@ -23,7 +32,7 @@ describe('parseCli', () => {
     });
     expect(cmd.kind === 'run' && cmd.config).toMatchObject({
       url: 'http://localhost:3000',
-      token: 'from-env',
+      tokenSource: { kind: 'environment', token: 'from-env' },
       concurrency: 4,
       killGraceMs: 250,
       shutdownGraceMs: 1000,
@@ -32,7 +41,7 @@ describe('parseCli', () => {
 
   it('prefers flags over the environment', () => {
     const cmd = parseCli(['--concurrency', '2', '--token', 'flag'], { DEVPILOT_URL: 'http://x', DEVPILOT_AGENT_TOKEN: 'env', DEVPILOT_AGENT_CONCURRENCY: '9' });
-    expect(cmd.kind === 'run' && [cmd.config.token, cmd.config.concurrency]).toEqual(['flag', 2]);
+    expect(cmd.kind === 'run' && [cmd.config.tokenSource, cmd.config.concurrency]).toEqual([{ kind: 'argument', token: 'flag' }, 2]);
   });
 
   it('answers --help and --version without needing a url', () => {

@@ -15,6 +15,8 @@ export interface ClaimRow {
   content: string;
   /** The secrets its script version declares. */
   secrets: string[];
+  /** The user its script version asks to run as. */
+  run_as: string | null;
 }
 
 /** A claimed execution (`dispatched`) with what its agent needs to run it. */
@@ -53,6 +55,7 @@ export function startCommand(r: ClaimRow, secrets: Record<string, string> = {}):
     ...(Object.keys(secrets).length ? { maskEnv: Object.keys(secrets) } : {}),
     timeoutMs: r.timeout_seconds * 1000,
     maxOutputBytes: Number(r.max_output_bytes),
+    ...(r.run_as ? { runAs: r.run_as } : {}),
   };
 }
 
