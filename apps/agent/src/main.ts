@@ -47,6 +47,11 @@ function main(): void {
 
   const supervisor = process.env.DEVPILOT_AGENT_SUPERVISOR_PID;
   if (supervisor) {
+    // Node has no parent-death signal: a supervisor killed outright (SIGKILL) must not leave this
+    // agent running on its own, so it goes the way its supervisor went (no cleanup either).
+    setInterval(() => {
+      if (process.ppid !== Number(supervisor)) process.kill(process.pid, 'SIGKILL');
+    }, 250).unref();
     log.warn('the agent token came in the environment and this Node.js cannot re-execute in place (process.execve needs Node 22.15+): it stays in the environment of the supervising process; give it with --token-file instead', { supervisorPid: Number(supervisor) });
   }
   if (users!.switches) {

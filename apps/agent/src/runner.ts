@@ -72,6 +72,21 @@ function privateScriptsDir(): Promise<string> {
   return scriptsDir;
 }
 
+let shared: Promise<string> | null = null;
+
+/**
+ * The same folder opened for runs as other users: 01733, so they may each create their own
+ * working directory in it (0700) but not list it, nor remove or rename what others made (sticky).
+ */
+function sharedScriptsDir(): Promise<string> {
+  shared ??= privateScriptsDir().then(async (dir) => {
+    await chmod(dir, 0o1733);
+    return dir;
+  });
+  shared.catch(() => (shared = null));
+  return shared;
+}
+
 let fileCounter = 0;
 
 /**
@@ -92,9 +107,9 @@ export function scriptEnv(sent: Record<string, string>, user?: ScriptUser): Reco
 const AS_USER_PREPARE = [
   'd=$1; n=$2; shift 2',
   'umask 077',
-  'mkdir -m 700 -- "$d" && cd -- "$d" || { echo "devpilot-agent: cannot create the working directory $d" >&2; exit 126; }',
+  'mkdir -m 700 -- "$d" && cd -- "$d" || { echo "devpilot-agent: cannot create the working directory $d as $(id -un) (it must be able to enter every folder above it: check TMPDIR)" >&2; exit 126; }',
   'while [ "$n" -gt 0 ]; do',
-  '  head -c "$2" > "$1" && [ "$(wc -c < "$1")" -eq "$2" ] || { echo "devpilot-agent: cannot write $1" >&2; exit 126; }',
+  '  head -c "$2" > "$1" || { echo "devpilot-agent: cannot write $1" >&2; exit 126; }',
   '  shift 2; n=$((n - 1))',
   'done',
   'exec "$@" < /dev/null',
@@ -170,16 +185,17 @@ export class ScriptRun {
   }
 
   /**
-   * As another user: its private working directory and files are made by that user (the agent
-   * may lack CAP_CHOWN and CAP_DAC_OVERRIDE), so they are removed by it too, once the run is over.
+   * As another user: its private working directory (in the agent's folder) and files are made by
+   * that user (the agent may lack CAP_CHOWN and CAP_DAC_OVERRIDE), so they are removed by it too,
+   * once the run is over.
    */
   private async runAsUser({ user, setpriv }: NonNullable<RunOptions['runAs']>): Promise<RunResult> {
     let dir: string | undefined;
     try {
+      const base = await sharedScriptsDir();
       if (this.stop) return this.outcome(null, null, null);
-      // In the sticky temp folder, where the user may create it: the name cannot be guessed, and
-      // mkdir fails (never reuses) if it exists.
-      dir = join(tmpdir(), `devpilot-run-${randomBytes(12).toString('hex')}`);
+      // The name cannot be guessed, and mkdir fails (never reuses) if it exists.
+      dir = join(base, `run-${randomBytes(12).toString('hex')}`);
       const files = this.files().map((f) => ({ path: join(dir!, f.name), bytes: Buffer.from(f.content) }));
       const asUser = [setpriv, `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--inh-caps=-all', '--ambient-caps=-all', '--'];
       const prepare = ['/bin/sh', '-c', AS_USER_PREPARE, 'devpilot-run', dir, String(files.length), ...files.flatMap((f) => [f.path, String(f.bytes.length)])];
@@ -192,7 +208,8 @@ export class ScriptRun {
       return this.failed(`could not prepare the script: ${(err as Error).message}`);
     } finally {
       for (const t of this.timers) clearTimeout(t);
-      if (dir) await removeAsUser(setpriv, user, dir, this.log);
+      // Not awaited: the run's result does not wait for its folder to go.
+      if (dir) void removeAsUser(setpriv, user, dir, this.log);
     }
   }
 
