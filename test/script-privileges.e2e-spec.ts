@@ -8,9 +8,10 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { liveGroupMembers } from '../apps/agent/src/testing/process-group.js';
-import { type AgentProcess, startAgent } from './support/agent.js';
+import { AGENT_BUNDLE, type AgentProcess, startAgent } from './support/agent.js';
 import { type ControlPlane, ROOT, startControlPlane } from './support/control-plane.js';
 import { createServer, getExecution, getOutput, run, waitForStatus, waitForTerminal } from './support/executions.js';
+import { FakeAgent } from './support/fake-agent.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { freePort, ManagedProcess, waitFor } from './support/processes.js';
@@ -187,5 +188,88 @@ function environ(pid: number): string {
     expect(done.status).toBe(how === 'timeout' ? 'timed_out' : 'cancelled');
     await waitFor('the process group gone', () => liveGroupMembers(pgid).length === 0, 10_000);
     expect((await getExecution(api, executionId)).status).toBe(done.status);
+  });
+});
+
+/**
+ * What the installed unit does, without systemd: the agent as an unprivileged user holding only
+ * CAP_SETUID, CAP_SETGID and CAP_KILL as ambient capabilities, with no_new_privs; and the same
+ * user without them.
+ */
+(root ? describe : describe.skip)('an unprivileged agent', () => {
+  let db: TestDatabase;
+  let cp: ControlPlane;
+  let api: Api;
+  const agents: ManagedProcess[] = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    cp = await startControlPlane({ databaseUrl: db.url });
+    api = new Api(cp.url, cp.adminKey);
+  });
+
+  afterAll(async () => {
+    for (const a of agents) await a.stop();
+    await cp?.stop();
+    await db?.drop();
+  });
+
+  async function agentAsNobody(name: string, caps: boolean): Promise<{ id: string; agent: ManagedProcess }> {
+    const server = await createServer(api, name);
+    const capArgs = caps
+      ? ['--inh-caps=+setuid,+setgid,+kill', '--ambient-caps=+setuid,+setgid,+kill', '--bounding-set=-all,+setuid,+setgid,+kill']
+      : ['--inh-caps=-all', '--bounding-set=-all'];
+    const env = { PATH: process.env.PATH, HOME: '/', DEVPILOT_URL: cp.url, DEVPILOT_AGENT_TOKEN: server.agentToken, DEVPILOT_AGENT_KILL_GRACE_MS: '1000', DEVPILOT_AGENT_SHUTDOWN_GRACE_MS: '2000' };
+    const agent = ManagedProcess.spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', ...capArgs, '--no-new-privs', '--', process.execPath, AGENT_BUNDLE], env, '/');
+    agents.push(agent);
+    await waitFor(`${name} online`, async () => {
+      if (!agent.running) throw new Error(`the agent exited:\n${agent.logs}`);
+      return (await api.get(`/api/v1/servers/${server.id}`)).body.status === 'online';
+    }, 30_000);
+    return { id: server.id, agent };
+  }
+
+  it('with the unit\'s capabilities runs scripts as devpilot-run, without capabilities, and stops them on timeout', async () => {
+    const { id } = await agentAsNobody('with-caps', true);
+    expect((await api.get(`/api/v1/servers/${id}`)).body).toMatchObject({ runsScriptsAs: 'devpilot-run', switchesUsers: true });
+    const who = await script(api, 'echo "$(id -un) $(grep CapEff /proc/self/status | cut -f2)"; echo "agent=$(stat -c %U /proc/$PPID)"');
+    const { executionId } = await run(api, who, id);
+    expect((await waitForTerminal(api, executionId)).status).toBe('succeeded');
+    expect((await getOutput(api, executionId)).bytes.toString()).toBe('devpilot-run 0000000000000000\nagent=nobody\n');
+
+    const long = await script(api, 'echo "pgid=$$"; sleep 60 & sleep 60', { timeoutSeconds: 1 });
+    const timed = await run(api, long, id);
+    const pgid = await waitFor('the script running', async () => {
+      const m = /pgid=(\d+)/.exec((await getOutput(api, timed.executionId)).bytes.toString());
+      return m ? Number(m[1]) : undefined;
+    });
+    expect((await waitForStatus(api, timed.executionId, 'timed_out')).status).toBe('timed_out');
+    await waitFor('the process group gone', () => liveGroupMembers(pgid).length === 0, 10_000);
+  });
+
+  it('a runAs is never sent to an agent too old to honour it (it would run the script as its default user)', async () => {
+    const server = await createServer(api, 'old-agent');
+    // A protocol-level agent whose handshake, like an older agent's, says nothing about users.
+    const fake = await FakeAgent.connect(cp.url, server.agentToken);
+    try {
+      const id = await script(api, 'echo RAN', { runAs: 'deploy' });
+      const { executionId } = await run(api, id, server.id);
+      const done = await waitForTerminal(api, executionId);
+      expect(done.status).toBe('failed');
+      expect(done.error).toContain('too old to run scripts as another user');
+      expect(fake.started.map((s) => s.executionId)).not.toContain(executionId);
+    } finally {
+      fake.socket.disconnect();
+    }
+  });
+
+  it('without them runs scripts as itself, and says so in its log and to the control plane', async () => {
+    const { id, agent } = await agentAsNobody('no-caps', false);
+    expect((await api.get(`/api/v1/servers/${id}`)).body).toMatchObject({ runsScriptsAs: 'nobody', switchesUsers: false, allowRunAs: ['nobody'] });
+    expect(agent.logs).toContain('this agent cannot switch users');
+    const who = await script(api, 'id -un');
+    const { executionId } = await run(api, who, id);
+    expect((await waitForTerminal(api, executionId)).status).toBe('succeeded');
+    expect((await getOutput(api, executionId)).bytes.toString()).toBe('nobody\n');
   });
 });
