@@ -57,7 +57,12 @@ export function withoutTokenInEnvironment(token: string): 'supervising' {
     const dir = mkdtempSync(join(tmpdir(), 'devpilot-agent-token-'));
     const file = join(dir, 'token');
     writeFileSync(file, token, { mode: 0o600, flag: 'wx' });
-    execve(process.execPath, [process.execPath, ...args], { ...env, DEVPILOT_AGENT_TOKEN_FILE: file, DEVPILOT_AGENT_TOKEN_FILE_ONCE: '1' });
+    try {
+      execve(process.execPath, [process.execPath, ...args], { ...env, DEVPILOT_AGENT_TOKEN_FILE: file, DEVPILOT_AGENT_TOKEN_FILE_ONCE: '1' });
+    } catch {
+      // Could not replace the process: the hand-over file goes, and the child below takes over.
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
   const child = spawn(process.execPath, args, { env: { ...env, DEVPILOT_AGENT_TOKEN_FD: '3', DEVPILOT_AGENT_SUPERVISOR_PID: String(process.pid) }, stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
   (child.stdio[3] as NodeJS.WritableStream).end(token);

@@ -17,6 +17,11 @@ export interface ClaimRow {
   secrets: string[];
   /** The user its script version asks to run as. */
   run_as: string | null;
+  /**
+   * Its server's last agent said who runs its scripts: it knows `runAs`. An older agent would
+   * drop the field and run the script as its default user.
+   */
+  agent_knows_run_as: boolean;
 }
 
 /** A claimed execution (`dispatched`) with what its agent needs to run it. */
