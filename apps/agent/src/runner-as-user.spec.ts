@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { OutputStream } from '@app/protocol';
 import { ScriptRun, type ScriptSpec } from './runner.js';
 import { parsePasswd, ScriptUsers, switchAbility, type ScriptUser } from './script-users.js';
@@ -66,6 +66,7 @@ describe('parsing and policy', () => {
         'echo "pwd=$PWD"',
         'stat -c "dir=%a %U" .',
         'stat -c "file=%a %U" "$0"',
+        'echo "umask=$(umask)"',
         "grep -E '^Cap(Inh|Prm|Eff|Amb):' /proc/self/status | tr -s '\\t' ' '",
       ].join('\n'),
     );
@@ -75,22 +76,25 @@ describe('parsing and policy', () => {
     expect(out).toContain(`uid=${user.uid} gid=${user.gid} groups=${groups} home=${user.home} user=${USER}`);
     expect(out).toContain(`dir=700 ${USER}`);
     expect(out).toContain(`file=600 ${USER}`);
+    // What the script itself creates follows the agent's umask, not the one its files were made with.
+    expect(out).toContain(`umask=${/^Umask:\s*(\d+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]}`);
     for (const cap of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb']) expect(out).toContain(`${cap}: 0000000000000000`);
     // Removed by the user once the run is over.
-    const dir = /pwd=(.*)/.exec(out)![1]!;
-    for (let i = 0; i < 250 && existsSync(dir); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(existsSync(dir)).toBe(false);
+    await script.cleaned;
+    expect(existsSync(/pwd=(.*)/.exec(out)![1]!)).toBe(false);
   });
 
   it('stops the whole process group of the other user on timeout and on cancel', async () => {
     const timedOut = run(`trap '' TERM; echo $$; sleep 30 & sleep 30`, { timeoutMs: 300 });
     expect(await timedOut.script.result).toMatchObject({ timedOut: true, signal: 'SIGKILL' });
     expect(liveGroupMembers(Number(timedOut.text('stdout').trim()))).toEqual([]);
+    await timedOut.script.cleaned;
 
     const cancelled = run(`echo $$; sleep 30 & sleep 30`);
     while (!cancelled.text('stdout')) await new Promise((r) => setTimeout(r, 20));
     expect(cancelled.script.cancel()).toBe(true);
     expect(await cancelled.script.result).toMatchObject({ cancelled: true, signal: 'SIGTERM' });
     expect(liveGroupMembers(Number(cancelled.text('stdout').trim()))).toEqual([]);
+    await cancelled.script.cleaned;
   });
 });

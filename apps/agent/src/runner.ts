@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -72,6 +72,14 @@ function privateScriptsDir(): Promise<string> {
   return scriptsDir;
 }
 
+let umask: string | undefined;
+
+/** The agent's umask, as `umask` prints it (read from /proc: `process.umask()` without arguments is deprecated). */
+function agentUmask(): string {
+  umask ??= /^Umask:\s*(\d+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0022';
+  return umask;
+}
+
 let shared: Promise<string> | null = null;
 
 /**
@@ -102,16 +110,18 @@ export function scriptEnv(sent: Record<string, string>, user?: ScriptUser): Reco
  * Run by `sh` as the script's user (after setpriv): makes the private working directory (0700,
  * owned by that user), writes the run's files into it from stdin (`head -c` reads exactly each
  * file's length from the pipe), then replaces itself with the interpreter, stdin on /dev/null.
- * Arguments: dir, file count, then name and byte length of each file, then the command.
+ * The script then gets the agent's umask back. Arguments: umask, dir, file count, then name and
+ * byte length of each file, then the command.
  */
 const AS_USER_PREPARE = [
-  'd=$1; n=$2; shift 2',
+  'u=$1; d=$2; n=$3; shift 3',
   'umask 077',
   'mkdir -m 700 -- "$d" && cd -- "$d" || { echo "devpilot-agent: cannot create the working directory $d as $(id -un) (it must be able to enter every folder above it: check TMPDIR)" >&2; exit 126; }',
   'while [ "$n" -gt 0 ]; do',
   '  head -c "$2" > "$1" || { echo "devpilot-agent: cannot write $1" >&2; exit 126; }',
   '  shift 2; n=$((n - 1))',
   'done',
+  'umask "$u"',
   'exec "$@" < /dev/null',
 ].join('\n');
 
@@ -121,6 +131,9 @@ const AS_USER_PREPARE = [
  */
 export class ScriptRun {
   readonly result: Promise<RunResult>;
+  /** Resolves once the run's files are gone (for a run as another user, after its result). */
+  readonly cleaned: Promise<void>;
+  private markCleaned!: () => void;
   private stdout?: Readable;
   private stderr?: Readable;
   private pid?: number;
@@ -136,6 +149,7 @@ export class ScriptRun {
     private readonly opts: RunOptions,
   ) {
     this.log = opts.logger ?? silentLogger;
+    this.cleaned = new Promise((resolve) => (this.markCleaned = resolve));
     this.result = this.run();
   }
 
@@ -181,6 +195,7 @@ export class ScriptRun {
     } finally {
       for (const t of this.timers) clearTimeout(t);
       if (file) removeFile(file, this.log);
+      this.markCleaned();
     }
   }
 
@@ -198,7 +213,7 @@ export class ScriptRun {
       dir = join(base, `run-${randomBytes(12).toString('hex')}`);
       const files = this.files().map((f) => ({ path: join(dir!, f.name), bytes: Buffer.from(f.content) }));
       const asUser = [setpriv, `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--inh-caps=-all', '--ambient-caps=-all', '--'];
-      const prepare = ['/bin/sh', '-c', AS_USER_PREPARE, 'devpilot-run', dir, String(files.length), ...files.flatMap((f) => [f.path, String(f.bytes.length)])];
+      const prepare = ['/bin/sh', '-c', AS_USER_PREPARE, 'devpilot-run', agentUmask(), dir, String(files.length), ...files.flatMap((f) => [f.path, String(f.bytes.length)])];
       return await this.spawn(asUser[0]!, [...asUser.slice(1), ...prepare, this.spec.interpreter, files[0]!.path], {
         env: scriptEnv(this.spec.env, user),
         input: Buffer.concat(files.map((f) => f.bytes)),
@@ -209,7 +224,8 @@ export class ScriptRun {
     } finally {
       for (const t of this.timers) clearTimeout(t);
       // Not awaited: the run's result does not wait for its folder to go.
-      if (dir) void removeAsUser(setpriv, user, dir, this.log);
+      if (dir) void removeAsUser(setpriv, user, dir, this.log).finally(this.markCleaned);
+      else this.markCleaned();
     }
   }
 
