@@ -101,7 +101,10 @@ export class LocalAgentService implements OnApplicationBootstrap, BeforeApplicat
     const env: NodeJS.ProcessEnv = { DEVPILOT_URL: url, DEVPILOT_AGENT_TOKEN_FD: '3', DEVPILOT_AGENT_SHUTDOWN_GRACE_MS: '5000' };
     for (const name of ['PATH', 'HOME', 'LANG'] as const) if (process.env[name]) env[name] = process.env[name];
     const child = spawn(process.execPath, [bundle], { env, stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
-    (child.stdio[3] as Writable | null)?.end(token);
+    const tokenPipe = child.stdio[3] as Writable | null;
+    // The agent closes its end once it has read the token; a late error there says nothing.
+    tokenPipe?.on('error', (err) => this.logger.debug({ err }, 'local agent token pipe'));
+    tokenPipe?.end(token);
     this.child = child;
     const startedAt = Date.now();
     this.logger.log({ pid: child.pid, url }, `local agent started as server "${LOCAL_SERVER_NAME}"`);
