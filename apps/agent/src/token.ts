@@ -65,7 +65,10 @@ export function withoutTokenInEnvironment(token: string): 'supervising' {
     }
   }
   const child = spawn(process.execPath, args, { env: { ...env, DEVPILOT_AGENT_TOKEN_FD: '3', DEVPILOT_AGENT_SUPERVISOR_PID: String(process.pid) }, stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
-  (child.stdio[3] as NodeJS.WritableStream).end(token);
+  const pipe = child.stdio[3] as NodeJS.WritableStream;
+  // The child closes its end once it has read the token: an error there afterwards means nothing.
+  pipe.on('error', () => undefined);
+  pipe.end(token);
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => child.kill(signal));
   child.once('exit', (code, signal) => process.exit(code ?? (signal === 'SIGKILL' ? 137 : 1)));
   child.once('error', (err) => {
