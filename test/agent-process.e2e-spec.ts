@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { AGENT_BUNDLE, type AgentProcess, startAgent } from './support/agent.js';
@@ -103,6 +103,8 @@ describe('script files of an agent that was killed', () => {
     const server = await createServer(api, 'killed');
     const tmpDir = path.join(tmp, 'tmpdir');
     await mkdir(tmpDir);
+    // Scripts run as devpilot-run (the agent is root here), which must be able to enter the agent's folder.
+    await chmod(tmp, 0o711);
     const env = { TMPDIR: tmpDir };
 
     // A folder named after a live process (this test runner) stands for another agent still running.
@@ -118,14 +120,22 @@ describe('script files of an agent that was killed', () => {
     await waitForStatus(api, executionId, 'running');
     // The script file is written just before the spawn, which `running` may precede.
     const { folder, scriptFile } = await waitFor('the script file of the first agent', () => {
-      const name = readdirSync(tmpDir).find((n) => n.startsWith(`devpilot-agent-${first.proc.child.pid}-`));
-      const file = name && readdirSync(path.join(tmpDir, name))[0];
+      // Named after the agent's pid: the one started, or its child where Node cannot re-execute in place.
+      const name = readdirSync(tmpDir).find((n) => n.startsWith('devpilot-agent-') && path.join(tmpDir, n) !== live);
+      const entry = name && readdirSync(path.join(tmpDir, name))[0];
+      if (!name || !entry) return undefined;
+      // A run as another user (the agent runs as root here) has its own working directory inside.
+      const inner = statSync(path.join(tmpDir, name, entry)).isDirectory() ? readdirSync(path.join(tmpDir, name, entry))[0] : '';
+      const file = inner === undefined ? undefined : inner ? path.join(entry, inner) : entry;
       return file ? { folder: path.join(tmpDir, name), scriptFile: file } : undefined;
     });
     expect(statSync(path.join(folder, scriptFile)).mode & 0o777).toBe(0o600);
 
     first.proc.child.kill('SIGKILL');
     await first.proc.exited;
+    // Where the agent runs under a supervisor (Node without process.execve), it follows it shortly.
+    const agentPid = Number(/^devpilot-agent-(\d+)-/.exec(path.basename(folder))![1]);
+    await waitFor('the killed agent gone', () => !existsSync(`/proc/${agentPid}`), 10_000);
     expect(existsSync(path.join(folder, scriptFile))).toBe(true); // nothing ran to remove it
 
     const second = await startAgent({ url: cp.url, token: server.agentToken, env });

@@ -59,13 +59,15 @@ describe('the local agent', () => {
     expect((await getOutput(api, executionId)).bytes.toString()).toMatch(/^hello from /);
   });
 
-  it('gets its token in the environment, never on the command line', async () => {
+  it('gets its token on a pipe, never in the environment or on the command line', async () => {
     const [pid] = agentPids();
     expect(pid).toBeDefined();
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     expect(cmdline).toContain('devpilot-agent.cjs');
     expect(cmdline).not.toMatch(/dpa_/);
-    expect(readFileSync(`/proc/${pid}/environ`, 'utf8')).toMatch(/DEVPILOT_AGENT_TOKEN=dpa_/);
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+    expect(environ).not.toMatch(/dpa_/);
+    expect(environ.split('\0')).toContain('DEVPILOT_AGENT_TOKEN_FD=3');
   });
 
   it('is started again when it dies', async () => {

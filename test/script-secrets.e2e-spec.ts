@@ -3,7 +3,7 @@
 // failing the run before it starts, and the value nowhere afterwards (logs, database, temp files).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type AgentProcess, startAgent } from './support/agent.js';
@@ -37,6 +37,8 @@ beforeAll(async () => {
   cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_LOG_LEVEL: 'debug' } });
   api = new Api(cp.url, cp.adminKey);
   agentTmp = await mkdtemp(path.join(os.tmpdir(), 'devpilot-secrets-tmp-'));
+  // The agents run as root here and their scripts as devpilot-run, which must be able to enter it.
+  await chmod(agentTmp, 0o711);
 });
 
 afterAll(async () => {

@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installs the Devpilot agent as a systemd service.
-#   curl -fsSL URL/agent/install.sh | sudo sh -s -- --url URL --token TOKEN [--ca-file PEM]
-# URL, TOKEN and PEM may also come from DEVPILOT_URL, DEVPILOT_AGENT_TOKEN and DEVPILOT_CA_FILE.
+#   curl -fsSL URL/agent/install.sh | sudo sh -s -- --url URL --token TOKEN [--ca-file PEM] [--allow-run-as USERS]
+# URL, TOKEN, PEM and USERS may also come from DEVPILOT_URL, DEVPILOT_AGENT_TOKEN, DEVPILOT_CA_FILE
+# and DEVPILOT_ALLOW_RUN_AS. Scripts run as the system user devpilot-run (created here), or as a
+# script's "run as" user when --allow-run-as lists it (comma-separated).
 # DEVPILOT_INSTALL_ROOT puts every installed file under another root (tests, image builds).
 set -eu
 
 URL="${DEVPILOT_URL:-}"
 TOKEN="${DEVPILOT_AGENT_TOKEN:-}"
 CA_FILE="${DEVPILOT_CA_FILE:-}"
+ALLOW_RUN_AS="${DEVPILOT_ALLOW_RUN_AS:-}"
 ROOT="${DEVPILOT_INSTALL_ROOT:-}"
 INSTALL_DIR="$ROOT/opt/devpilot-agent"
 ENV_FILE="$ROOT/etc/devpilot-agent.env"
@@ -15,7 +18,9 @@ ENV_FILE="$ROOT/etc/devpilot-agent.env"
 INSTALLED_CA="$ROOT/etc/devpilot-agent/ca.pem"
 UNIT_FILE="$ROOT/etc/systemd/system/devpilot-agent.service"
 AGENT_USER=devpilot-agent
-USAGE="usage: install.sh --url URL --token TOKEN [--ca-file PEM] (or DEVPILOT_URL, DEVPILOT_AGENT_TOKEN, DEVPILOT_CA_FILE)"
+# Scripts run as this user: no login shell, its own home, nothing else.
+SCRIPT_USER=devpilot-run
+USAGE="usage: install.sh --url URL --token TOKEN [--ca-file PEM] [--allow-run-as USER,...] (or DEVPILOT_URL, DEVPILOT_AGENT_TOKEN, DEVPILOT_CA_FILE, DEVPILOT_ALLOW_RUN_AS)"
 
 fail() {
   echo "devpilot-agent install: $*" >&2
@@ -28,12 +33,14 @@ write_env_file() {
   mkdir -p "$(dirname "$ENV_FILE")"
   OWNED='DEVPILOT_URL|DEVPILOT_AGENT_TOKEN'
   [ -z "$CA_FILE" ] || OWNED="$OWNED|DEVPILOT_CA_FILE"
+  [ -z "$ALLOW_RUN_AS" ] || OWNED="$OWNED|DEVPILOT_ALLOW_RUN_AS"
   # The token is a secret: the file is root's, mode 0600 (systemd reads it before dropping to the user).
   (
     umask 077
     if [ -f "$ENV_FILE" ]; then grep -Ev "^[[:space:]]*($OWNED)=" "$ENV_FILE" || true; fi > "$ENV_FILE.tmp"
     printf 'DEVPILOT_URL=%s\nDEVPILOT_AGENT_TOKEN=%s\n' "$URL" "$TOKEN" >> "$ENV_FILE.tmp"
     [ -z "$CA_FILE" ] || printf 'DEVPILOT_CA_FILE=%s\n' "${INSTALLED_CA#"$ROOT"}" >> "$ENV_FILE.tmp"
+    [ -z "$ALLOW_RUN_AS" ] || printf 'DEVPILOT_ALLOW_RUN_AS=%s\n' "$ALLOW_RUN_AS" >> "$ENV_FILE.tmp"
   )
   chmod 0600 "$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -50,6 +57,19 @@ install_ca_file() {
   install -m 0644 "$CA_FILE" "$INSTALLED_CA"
 }
 
+# A system user: $1 name, $2 home (created, owned by it).
+create_system_user() {
+  id "$1" >/dev/null 2>&1 && return 0
+  echo "Creating system user $1 ..."
+  if command -v useradd >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir "$2" --create-home --shell /usr/sbin/nologin "$1"
+  elif command -v adduser >/dev/null 2>&1; then
+    adduser -S -D -h "$2" -s /sbin/nologin "$1"
+  else
+    fail "neither useradd nor adduser found: create a system user named $1 and run this again"
+  fi
+}
+
 # Sourced with DEVPILOT_INSTALL_FUNCTIONS_ONLY=1 (the tests): define the steps, run nothing.
 [ "${DEVPILOT_INSTALL_FUNCTIONS_ONLY:-}" != 1 ] || return 0
 
@@ -61,6 +81,8 @@ while [ $# -gt 0 ]; do
     --token=*) TOKEN="${1#--token=}"; shift ;;
     --ca-file) [ $# -ge 2 ] || fail "--ca-file needs a value"; CA_FILE="$2"; shift 2 ;;
     --ca-file=*) CA_FILE="${1#--ca-file=}"; shift ;;
+    --allow-run-as) [ $# -ge 2 ] || fail "--allow-run-as needs a value"; ALLOW_RUN_AS="$2"; shift 2 ;;
+    --allow-run-as=*) ALLOW_RUN_AS="${1#--allow-run-as=}"; shift ;;
     -h|--help) echo "$USAGE"; exit 0 ;;
     *) fail "unknown argument: $1 ($USAGE)" ;;
   esac
@@ -72,6 +94,7 @@ URL="${URL%/}"
 case "$URL" in http://*|https://*) ;; *) fail "--url must start with http:// or https://" ;; esac
 case "$TOKEN" in *"
 "*) fail "the token must be one line" ;; esac
+case "$ALLOW_RUN_AS" in *[!A-Za-z0-9_.,\$-]*) fail "--allow-run-as takes comma-separated user names" ;; esac
 if [ -n "$CA_FILE" ]; then
   [ -r "$CA_FILE" ] || fail "cannot read the CA file $CA_FILE"
   grep -q -- '-----BEGIN CERTIFICATE-----' "$CA_FILE" || fail "$CA_FILE holds no PEM certificate"
@@ -103,16 +126,9 @@ fetch "$URL/agent/devpilot-agent.cjs" -o "$TMP/devpilot-agent.cjs" || fail "coul
 fetch "$URL/agent/devpilot-agent.service" -o "$TMP/devpilot-agent.service" || fail "could not download $URL/agent/devpilot-agent.service"
 node "$TMP/devpilot-agent.cjs" --version >/dev/null || fail "the downloaded agent does not run with $(node --version)"
 
-if ! id "$AGENT_USER" >/dev/null 2>&1; then
-  echo "Creating system user $AGENT_USER ..."
-  if command -v useradd >/dev/null 2>&1; then
-    useradd --system --home-dir /var/lib/devpilot-agent --create-home --shell /usr/sbin/nologin "$AGENT_USER"
-  elif command -v adduser >/dev/null 2>&1; then
-    adduser -S -D -H -h /var/lib/devpilot-agent -s /sbin/nologin "$AGENT_USER"
-  else
-    fail "neither useradd nor adduser found: create a system user named $AGENT_USER and run this again"
-  fi
-fi
+create_system_user "$AGENT_USER" /var/lib/devpilot-agent
+create_system_user "$SCRIPT_USER" "/var/lib/$SCRIPT_USER"
+command -v setpriv >/dev/null 2>&1 || echo "warning: setpriv (util-linux) not found: the agent will run scripts as $AGENT_USER itself until it is installed" >&2
 
 mkdir -p "$INSTALL_DIR"
 install -m 0755 "$TMP/devpilot-agent.cjs" "$INSTALL_DIR/devpilot-agent.cjs"

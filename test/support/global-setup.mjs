@@ -1,4 +1,5 @@
 // Plain ESM: jest loads globalSetup without the moduleNameMapper, so this uses the build (npm run build).
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -14,6 +15,7 @@ const embeddedModule = path.join(root, 'dist/apps/control-plane/apps/control-pla
  */
 export default async function globalSetup() {
   if (!existsSync(embeddedModule)) throw new Error('the control plane is not built: run `npm run build` before the e2e tests');
+  ensureScriptUser();
   const given = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   if (given) {
     process.env.DEVPILOT_TEST_PG_URL = given;
@@ -24,4 +26,17 @@ export default async function globalSetup() {
   const pg = new EmbeddedPostgres({ dataDir: dir, log: () => undefined });
   process.env.DEVPILOT_TEST_PG_URL = await pg.start();
   globalThis.__devpilotEmbeddedPg = pg;
+}
+
+/**
+ * Agents started as root run scripts as `devpilot-run` and refuse to start without it, as an
+ * installed agent would (install.sh creates it): the tests run as root here, so it must exist.
+ */
+function ensureScriptUser() {
+  if (process.getuid?.() !== 0) return;
+  try {
+    execFileSync('id', ['-u', 'devpilot-run'], { stdio: 'ignore' });
+  } catch {
+    execFileSync('useradd', ['--system', '--user-group', '--create-home', '--home-dir', '/var/lib/devpilot-run', '--shell', '/usr/sbin/nologin', 'devpilot-run']);
+  }
 }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectRefusal, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_BATCH, PROTOCOL_VERSION } from '@app/protocol';
 import { Agent, type AgentOptions } from './agent.js';
+import { ScriptUsers } from './script-users.js';
 import { FakeControlPlane } from './testing/fake-control-plane.js';
 import { liveGroupMembers } from './testing/process-group.js';
 
@@ -25,6 +26,8 @@ describe('Agent against a socket.io control plane', () => {
       flushTimeoutMs: 1_000,
       reconnectDelayMs: 20,
       reconnectDelayMaxMs: 100,
+      // Scripts run as this test process (they write into its temp folders); the user switch has its own tests.
+      users: new ScriptUsers(null, 'devpilot-run', []),
       ...over,
     });
     agents.push(agent);

@@ -14,6 +14,7 @@ import { ExecutionJob, type OutputChannel } from './execution.js';
 import { silentLogger, type Logger } from './logger.js';
 import { FinishedOutbox, ReportOutbox } from './outbox.js';
 import { RecentIds } from './recent-ids.js';
+import { DEFAULT_SCRIPT_USER, ScriptUsers } from './script-users.js';
 import { AGENT_VERSION } from './version.js';
 
 export interface AgentOptions {
@@ -25,6 +26,8 @@ export interface AgentOptions {
   /** PEM CA certificates trusted in addition to the system's. */
   ca?: string;
   logger?: Logger;
+  /** Who runs scripts; by default detected (devpilot-run when this process can switch users, no runAs allowed). */
+  users?: ScriptUsers;
   agentVersion?: string;
   /** On shutdown, how long to wait for the last output and reports to be acked. */
   flushTimeoutMs?: number;
@@ -60,6 +63,7 @@ export class Agent {
   /** Spawned reports not yet acked: the control plane marks the run `running` on them. */
   private readonly spawned = new ReportOutbox<ExecutionSpawned>();
   private readonly channel: OutputChannel;
+  private readonly users: ScriptUsers;
   private active = 0;
   private ready = false;
   private shuttingDown = false;
@@ -70,10 +74,12 @@ export class Agent {
     this.log = opts.logger ?? silentLogger;
     this.recent = new RecentIds(opts.recentIdsLimit ?? 10_000);
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
+    this.users = opts.users ?? ScriptUsers.detect(DEFAULT_SCRIPT_USER, []);
     this.conn = new AgentConnection(
       {
         url: opts.url,
         token: opts.token,
+        scriptUsers: { runsScriptsAs: this.users.runsScriptsAs, switchesUsers: this.users.switches, allowRunAs: this.users.allowed },
         ca: opts.ca,
         agentVersion: opts.agentVersion ?? AGENT_VERSION,
         logger: this.log.child('AgentConnection'),
@@ -120,11 +126,18 @@ export class Agent {
     // A redelivered start (the control plane did not see our ack) must not run the script twice.
     if (this.jobs.has(cmd.executionId) || this.recent.has(cmd.executionId)) return ack({ accepted: true });
     if (this.shuttingDown) return ack({ accepted: false, reason: SHUTTING_DOWN, code: 'SHUTTING_DOWN' });
+    // Refused before anything is queued: the control plane fails the run with this reason.
+    const allowed = this.users.check(cmd.runAs);
+    if (!allowed.ok) {
+      this.log.warn('refused a start: its runAs is not allowed here', { executionId: cmd.executionId, runAs: cmd.runAs });
+      return ack({ accepted: false, reason: allowed.reason, code: 'RUN_AS_NOT_ALLOWED' });
+    }
 
     const job = new ExecutionJob(cmd, {
       channel: this.channel,
       killGraceMs: this.opts.killGraceMs,
       logger: this.log.child('ExecutionJob'),
+      users: this.users,
       windowBytes: this.opts.windowBytes,
       onSpawned: (spawned) => this.onJobSpawned(spawned),
       onDone: (done, report) => this.onJobDone(done, report),

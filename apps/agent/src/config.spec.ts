@@ -1,15 +1,24 @@
 import { describe, expect, it } from '@jest/globals';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, parseCli, readCaFile } from './config.js';
+import { ConfigError, parseCli, readCaFile, readTokenFile } from './config.js';
 
 describe('parseCli', () => {
   it('takes url and token from flags, with defaults for the rest', () => {
     const cmd = parseCli(['--url', 'https://cp.example.com', '--token', 'tok'], {});
     expect(cmd).toEqual({
       kind: 'run',
-      config: { url: 'https://cp.example.com', token: 'tok', concurrency: 4, killGraceMs: 5000, shutdownGraceMs: 30000, logLevel: 'info' },
+      config: {
+        url: 'https://cp.example.com',
+        tokenSource: { kind: 'argument', token: 'tok' },
+        runAsDefault: 'devpilot-run',
+        allowRunAs: [],
+        concurrency: 4,
+        killGraceMs: 5000,
+        shutdownGraceMs: 30000,
+        logLevel: 'info',
+      },
     });
   });
 
@@ -23,7 +32,7 @@ describe('parseCli', () => {
     });
     expect(cmd.kind === 'run' && cmd.config).toMatchObject({
       url: 'http://localhost:3000',
-      token: 'from-env',
+      tokenSource: { kind: 'environment', token: 'from-env' },
       concurrency: 4,
       killGraceMs: 250,
       shutdownGraceMs: 1000,
@@ -32,7 +41,7 @@ describe('parseCli', () => {
 
   it('prefers flags over the environment', () => {
     const cmd = parseCli(['--concurrency', '2', '--token', 'flag'], { DEVPILOT_URL: 'http://x', DEVPILOT_AGENT_TOKEN: 'env', DEVPILOT_AGENT_CONCURRENCY: '9' });
-    expect(cmd.kind === 'run' && [cmd.config.token, cmd.config.concurrency]).toEqual(['flag', 2]);
+    expect(cmd.kind === 'run' && [cmd.config.tokenSource, cmd.config.concurrency]).toEqual([{ kind: 'argument', token: 'flag' }, 2]);
   });
 
   it('answers --help and --version without needing a url', () => {
@@ -48,6 +57,8 @@ describe('parseCli', () => {
     [['--url', 'http://x', '--token', 't', '--concurrency', '0'], 'between 1 and'],
     [['--url', 'http://x', '--token', 't', '--concurrency', 'many'], 'whole number'],
     [['--url', 'http://x', '--token', 't', '--log-level', 'loud'], 'invalid log level'],
+    [['--url', 'http://x', '--token', 't', '--allow-run-as', 'deploy,bad user'], '--allow-run-as: "bad user" is not a valid user name'],
+    [['--url', 'http://x', '--token', 't', '--run-as-default', 'x'.repeat(33)], 'is not a valid user name'],
     [['--bogus'], "Unknown option '--bogus'"],
   ])('refuses %j with a clear message', (argv, message) => {
     expect(() => parseCli(argv, {})).toThrow(ConfigError);
@@ -62,6 +73,44 @@ describe('parseCli', () => {
     expect(fromEnv.kind === 'run' && fromEnv.config.caFile).toBe('/env.pem');
     const none = parseCli([], { ...base, DEVPILOT_CA_FILE: '' });
     expect(none.kind === 'run' && 'caFile' in none.config).toBe(false);
+  });
+});
+
+describe('token sources and users', () => {
+  const base = { DEVPILOT_URL: 'https://x' };
+  const config = (argv: string[], env: NodeJS.ProcessEnv) => {
+    const cmd = parseCli(argv, { ...base, ...env });
+    if (cmd.kind !== 'run') throw new Error('not a run');
+    return cmd.config;
+  };
+
+  it('prefers the token file to the environment, and knows a one-time hand-over file', () => {
+    expect(config(['--token-file', '/etc/t'], { DEVPILOT_AGENT_TOKEN: 'env' }).tokenSource).toEqual({ kind: 'file', path: '/etc/t', removeAfterRead: false });
+    expect(config([], { DEVPILOT_AGENT_TOKEN_FILE: '/tmp/x/token', DEVPILOT_AGENT_TOKEN_FILE_ONCE: '1' }).tokenSource).toEqual({
+      kind: 'file',
+      path: '/tmp/x/token',
+      removeAfterRead: true,
+    });
+    expect(config([], { DEVPILOT_AGENT_TOKEN_FD: '3' }).tokenSource).toEqual({ kind: 'fd', fd: 3 });
+    expect(config([], { DEVPILOT_AGENT_TOKEN: 'env' }).tokenSource).toEqual({ kind: 'environment', token: 'env' });
+  });
+
+  it('reads the users scripts may run as', () => {
+    expect(config(['--token', 't', '--allow-run-as', 'deploy, backup,deploy'], {}).allowRunAs).toEqual(['deploy', 'backup']);
+    expect(config(['--token', 't'], { DEVPILOT_ALLOW_RUN_AS: 'root', DEVPILOT_RUN_AS_DEFAULT: 'nobody' })).toMatchObject({ allowRunAs: ['root'], runAsDefault: 'nobody' });
+  });
+
+  it('reads a 0600 token file and refuses one other users may read', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'agent-token-'));
+    try {
+      const file = join(dir, 'token');
+      writeFileSync(file, 'dpa_secret\n', { mode: 0o600 });
+      expect(readTokenFile(file)).toBe('dpa_secret');
+      chmodSync(file, 0o640);
+      expect(() => readTokenFile(file)).toThrow('may be read by other users (mode 640): chmod 600');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

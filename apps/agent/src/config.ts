@@ -1,11 +1,28 @@
-import { readFileSync } from 'node:fs';
+import { MAX_RUN_AS_LENGTH, RUN_AS_PATTERN } from '@app/protocol';
 import { parseArgs } from 'node:util';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { isLogLevel, type LogLevel } from './logger.js';
+import { DEFAULT_SCRIPT_USER } from './script-users.js';
+
+/**
+ * Where the agent token comes from. Preferred: a 0600 file. From the environment, the agent
+ * re-executes itself without it (see token.ts); from a file descriptor, a parent that started it
+ * (the control plane's local agent, or that re-execution) hands it over through a pipe.
+ */
+export type TokenSource =
+  | { kind: 'argument'; token: string }
+  | { kind: 'file'; path: string; removeAfterRead: boolean }
+  | { kind: 'fd'; fd: number }
+  | { kind: 'environment'; token: string };
 
 /** Everything the agent needs to run, parsed once at start. */
 export interface AgentConfig {
   url: string;
-  token: string;
+  tokenSource: TokenSource;
+  /** Scripts run as this user when the agent can switch users and the script names no `runAs`. */
+  runAsDefault: string;
+  /** Users a script's `runAs` may name (besides the default). */
+  allowRunAs: string[];
   concurrency: number;
   /** SIGTERM -> SIGKILL delay when a script is stopped (timeout, cancel, shutdown). */
   killGraceMs: number;
@@ -27,13 +44,21 @@ export const DEFAULT_CONCURRENCY = 4;
 export const DEFAULT_KILL_GRACE_MS = 5_000;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 
-export const USAGE = `Usage: devpilot-agent --url URL --token TOKEN [options]
+export const USAGE = `Usage: devpilot-agent --url URL (--token-file FILE | --token TOKEN) [options]
 
 Connects to a Devpilot control plane and runs the scripts it sends.
 
 Options:
   --url URL            control plane URL, e.g. https://cp.example.com   (env DEVPILOT_URL)
-  --token TOKEN        this server's agent token                        (env DEVPILOT_AGENT_TOKEN)
+  --token-file FILE    a file (mode 0600) holding this server's agent token
+                                                                        (env DEVPILOT_AGENT_TOKEN_FILE)
+  --token TOKEN        the agent token itself (visible in ps: prefer the file, or
+                       env DEVPILOT_AGENT_TOKEN, which the agent removes by re-executing itself)
+  --allow-run-as LIST  comma-separated users a script's "run as" may name (default: none)
+                                                                        (env DEVPILOT_ALLOW_RUN_AS)
+  --run-as-default USER  the user scripts run as when the agent can switch users
+                       (root, or CAP_SETUID+CAP_SETGID+CAP_KILL) (default ${DEFAULT_SCRIPT_USER})
+                                                                        (env DEVPILOT_RUN_AS_DEFAULT)
   --concurrency N      scripts run at once, more wait in order (default ${DEFAULT_CONCURRENCY})
                                                                         (env DEVPILOT_AGENT_CONCURRENCY)
   --log-level LEVEL    debug, info, warn or error (default info)      (env DEVPILOT_AGENT_LOG_LEVEL)
@@ -42,7 +67,7 @@ Options:
   -h, --help           show this help
   -v, --version        print the agent version
 
-Prefer the environment variable for the token: command-line arguments are visible to other users in ps.
+An agent that cannot switch users runs scripts as itself, and says so at start.
 Other environment: DEVPILOT_AGENT_KILL_GRACE_MS (default ${DEFAULT_KILL_GRACE_MS}),
 DEVPILOT_AGENT_SHUTDOWN_GRACE_MS (default ${DEFAULT_SHUTDOWN_GRACE_MS}).
 Exit codes: 0 stopped by SIGTERM/SIGINT, 2 bad configuration or the control plane refused this agent.
@@ -59,6 +84,9 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliCommand {
       options: {
         url: { type: 'string' },
         token: { type: 'string' },
+        'token-file': { type: 'string' },
+        'allow-run-as': { type: 'string' },
+        'run-as-default': { type: 'string' },
         concurrency: { type: 'string' },
         'log-level': { type: 'string' },
         'ca-file': { type: 'string' },
@@ -73,10 +101,13 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliCommand {
   if (values.version) return { kind: 'version' };
 
   const url = values.url || nonEmpty(env.DEVPILOT_URL);
-  const token = values.token || nonEmpty(env.DEVPILOT_AGENT_TOKEN);
   if (!url) throw new ConfigError('missing --url (or DEVPILOT_URL)');
-  if (!token) throw new ConfigError('missing --token (or DEVPILOT_AGENT_TOKEN)');
+  const tokenSource = tokenSourceOf(values.token, values['token-file'], env);
   checkUrl(url);
+  const runAsDefault = userName('--run-as-default', values['run-as-default'] || nonEmpty(env.DEVPILOT_RUN_AS_DEFAULT) || DEFAULT_SCRIPT_USER);
+  const allowRaw = values['allow-run-as'] ?? nonEmpty(env.DEVPILOT_ALLOW_RUN_AS) ?? '';
+  const allowRunAs = [...new Set(allowRaw.split(',').map((u) => u.trim()).filter(Boolean).map((u) => userName('--allow-run-as', u)))];
+  if (allowRunAs.length > 63) throw new ConfigError('--allow-run-as lists more than 63 users');
 
   const logLevel = values['log-level'] || nonEmpty(env.DEVPILOT_AGENT_LOG_LEVEL) || 'info';
   if (!isLogLevel(logLevel)) throw new ConfigError(`invalid log level "${logLevel}"`);
@@ -86,7 +117,9 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliCommand {
     kind: 'run',
     config: {
       url,
-      token,
+      tokenSource,
+      runAsDefault,
+      allowRunAs,
       ...(caFile ? { caFile } : {}),
       concurrency: integer('--concurrency', values.concurrency || nonEmpty(env.DEVPILOT_AGENT_CONCURRENCY), DEFAULT_CONCURRENCY, 1, 1024),
       killGraceMs: integer('DEVPILOT_AGENT_KILL_GRACE_MS', nonEmpty(env.DEVPILOT_AGENT_KILL_GRACE_MS), DEFAULT_KILL_GRACE_MS, 0, 3_600_000),
@@ -106,6 +139,48 @@ export function readCaFile(file: string): string {
   }
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`the CA file ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
   return pem;
+}
+
+function tokenSourceOf(argument: string | undefined, file: string | undefined, env: NodeJS.ProcessEnv): TokenSource {
+  if (argument) return { kind: 'argument', token: argument };
+  const path = file || nonEmpty(env.DEVPILOT_AGENT_TOKEN_FILE);
+  if (path) return { kind: 'file', path, removeAfterRead: !file && env.DEVPILOT_AGENT_TOKEN_FILE_ONCE === '1' };
+  const fd = nonEmpty(env.DEVPILOT_AGENT_TOKEN_FD);
+  if (fd !== undefined) return { kind: 'fd', fd: integer('DEVPILOT_AGENT_TOKEN_FD', fd, 3, 3, 1023) };
+  const token = nonEmpty(env.DEVPILOT_AGENT_TOKEN);
+  if (token) return { kind: 'environment', token };
+  throw new ConfigError('missing --token-file (or DEVPILOT_AGENT_TOKEN_FILE, or DEVPILOT_AGENT_TOKEN)');
+}
+
+function userName(option: string, name: string): string {
+  if (name.length > MAX_RUN_AS_LENGTH || !RUN_AS_PATTERN.test(name)) throw new ConfigError(`${option}: "${name}" is not a valid user name`);
+  return name;
+}
+
+/**
+ * The token in a file: refused when other users could read it (group or other permissions),
+ * since whoever holds it can act as this server's agent.
+ */
+export function readTokenFile(file: string): string {
+  let text: string;
+  let mode: number;
+  try {
+    const fd = openSync(file, 'r');
+    try {
+      mode = fstatSync(fd).mode;
+      text = readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    throw new ConfigError(`cannot read the token file ${file}: ${(err as Error).message}`);
+  }
+  if (mode & 0o077) {
+    throw new ConfigError(`the token file ${file} may be read by other users (mode ${(mode & 0o777).toString(8)}): chmod 600 ${file}`);
+  }
+  const token = text.trim();
+  if (!token) throw new ConfigError(`the token file ${file} is empty`);
+  return token;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -23,6 +23,8 @@ export interface ConnectionOptions {
   ca?: string;
   agentVersion: string;
   logger: Logger;
+  /** Who runs scripts here, told to the control plane in the handshake (shown on the server's page). */
+  scriptUsers?: { runsScriptsAs: string; switchesUsers: boolean; allowRunAs: string[] };
   /** First reconnect delay and its cap; each wait is randomized by +-50%. */
   reconnectDelayMs?: number;
   reconnectDelayMaxMs?: number;
@@ -87,6 +89,7 @@ export class AgentConnection {
         agentVersion: opts.agentVersion,
         hostname: hostname().slice(0, 255),
         platform: `${process.platform}-${process.arch}`,
+        ...(opts.scriptUsers ?? {}),
       },
     });
     this.listen();

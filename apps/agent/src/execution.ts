@@ -2,6 +2,7 @@ import type { AgentReply, ExecutionFinished, OutputBatch, OutputStream, StartExe
 import type { Logger } from './logger.js';
 import { OutputOutbox, type SentBatch } from './outbox.js';
 import { ScriptRun, type RunResult } from './runner.js';
+import type { ScriptUsers } from './script-users.js';
 import { SecretMask } from './secret-mask.js';
 
 /** Where output batches go; the ack callback only fires for an ack on the connection it was sent on. */
@@ -15,6 +16,8 @@ export interface ExecutionJobOptions {
   channel: OutputChannel;
   killGraceMs: number;
   logger: Logger;
+  /** Who the script runs as. */
+  users: ScriptUsers;
   /** Unacked output per execution above which the script's pipes are paused. */
   windowBytes?: number;
   /**
@@ -46,6 +49,9 @@ export class ExecutionJob {
   private retryTimer?: NodeJS.Timeout;
   private refusals = 0;
   private done = false;
+  /** Cancelled while its user was being looked up: it never spawns. */
+  private cancelledEarly: string | null | undefined;
+  private tookSlot = false;
   private markEnded!: () => void;
   /** Per stream: the run's secret values masked before output leaves the agent. */
   private readonly masks: Record<OutputStream, SecretMask>;
@@ -67,23 +73,37 @@ export class ExecutionJob {
   get running(): boolean {
     return this.state === 'running';
   }
+  /** It left the queue (and holds one of the agent's slots until done). */
   get started(): boolean {
-    return this.run !== undefined;
+    return this.tookSlot;
   }
 
   start(): void {
     if (this.state !== 'queued') return;
     this.state = 'running';
-    this.opts.logger.info('execution started', { executionId: this.id, interpreter: this.cmd.interpreter });
-    this.run = new ScriptRun(this.cmd, {
-      killGraceMs: this.opts.killGraceMs,
-      logger: this.opts.logger,
-      onSpawn: () => this.opts.onSpawned(this),
-      onOutput: (stream, data) => this.onOutput(stream, this.masks[stream].write(data)),
-    });
-    void this.run.result.then((result) => {
-      for (const stream of ['stdout', 'stderr'] as const) this.onOutput(stream, this.masks[stream].end());
-      this.onEnd(result);
+    this.tookSlot = true;
+    void this.opts.users.choose(this.cmd.runAs).then((choice) => {
+      if (this.cancelledEarly !== undefined) {
+        return this.onEnd({ exitCode: null, signal: null, timedOut: false, cancelled: true, error: this.cancelledEarly });
+      }
+      if (!choice.ok) {
+        // Written as output too, so whoever watches the run sees why it did not start.
+        this.onOutput('stderr', Buffer.from(`${choice.reason}\n`));
+        return this.onEnd({ exitCode: null, signal: null, timedOut: false, cancelled: false, error: choice.reason });
+      }
+      const { setpriv } = this.opts.users;
+      this.opts.logger.info('execution started', { executionId: this.id, interpreter: this.cmd.interpreter, user: choice.user?.name ?? this.opts.users.self });
+      this.run = new ScriptRun(this.cmd, {
+        killGraceMs: this.opts.killGraceMs,
+        logger: this.opts.logger,
+        onSpawn: () => this.opts.onSpawned(this),
+        onOutput: (stream, data) => this.onOutput(stream, this.masks[stream].write(data)),
+        ...(choice.user && setpriv ? { runAs: { user: choice.user, setpriv } } : {}),
+      });
+      void this.run.result.then((result) => {
+        for (const stream of ['stdout', 'stderr'] as const) this.onOutput(stream, this.masks[stream].end());
+        this.onEnd(result);
+      });
     });
   }
 
@@ -97,6 +117,10 @@ export class ExecutionJob {
   cancel(error: string | null = null): boolean {
     if (this.state === 'queued') {
       this.finishUnstarted(error);
+      return true;
+    }
+    if (this.state === 'running' && !this.run) {
+      this.cancelledEarly ??= error;
       return true;
     }
     return this.state === 'running' && !!this.run?.cancel(error);

@@ -1,4 +1,5 @@
-import { rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -6,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import type { Interpreter, OutputStream, StartExecution } from '@app/protocol';
 import { silentLogger, type Logger } from './logger.js';
+import type { ScriptUser } from './script-users.js';
 import { scriptsDirPrefix } from './temp-files.js';
 
 /** How a script run ended, in the words of `execution.finished`. */
@@ -29,6 +31,14 @@ export interface RunOptions {
   /** The script's process exists (called once, not when it could not be spawned). */
   onSpawn?: () => void;
   logger?: Logger;
+  /** Run as this user (through setpriv) in a private working directory it owns; else as the agent. */
+  runAs?: { user: ScriptUser; setpriv: string };
+}
+
+/** A file a run gets, written where only the user it runs as can read it. */
+interface RunFile {
+  name: string;
+  content: string | Buffer;
 }
 
 export type ScriptSpec = Pick<StartExecution, 'interpreter' | 'content' | 'env' | 'timeoutMs'>;
@@ -47,6 +57,7 @@ let scriptsDir: Promise<string> | null = null;
  * when the process exits: a folder per run cost a mkdtemp, a chmod and a recursive rm each time.
  * Its name carries the agent's pid, so a later agent can tell it was left by a dead one.
  * Each script file is 0600, named after its execution, and removed when its run ends.
+ * (Runs as another user get a working directory of their own instead: see runAsUser.)
  */
 function privateScriptsDir(): Promise<string> {
   scriptsDir ??= (async () => {
@@ -61,15 +72,58 @@ function privateScriptsDir(): Promise<string> {
   return scriptsDir;
 }
 
+let umask: string | undefined;
+
+/** The agent's umask, as `umask` prints it (read from /proc: `process.umask()` without arguments is deprecated). */
+function agentUmask(): string {
+  umask ??= /^Umask:\s*(\d+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0022';
+  return umask;
+}
+
+let shared: Promise<string> | null = null;
+
+/**
+ * The same folder opened for runs as other users: 01733, so they may each create their own
+ * working directory in it (0700) but not list it, nor remove or rename what others made (sticky).
+ */
+function sharedScriptsDir(): Promise<string> {
+  shared ??= privateScriptsDir().then(async (dir) => {
+    await chmod(dir, 0o1733);
+    return dir;
+  });
+  shared.catch(() => (shared = null));
+  return shared;
+}
+
 let fileCounter = 0;
 
 /**
  * The script's environment: exactly what the control plane sent, plus a minimal PATH, HOME and
  * LANG when not given. Never the agent's own environment (it holds the agent token).
  */
-export function scriptEnv(sent: Record<string, string>): Record<string, string> {
-  return { PATH: DEFAULT_PATH, HOME: homedir(), LANG: 'C.UTF-8', ...sent };
+export function scriptEnv(sent: Record<string, string>, user?: ScriptUser): Record<string, string> {
+  if (!user) return { PATH: DEFAULT_PATH, HOME: homedir(), LANG: 'C.UTF-8', ...sent };
+  return { PATH: DEFAULT_PATH, LANG: 'C.UTF-8', ...sent, HOME: user.home, USER: user.name, LOGNAME: user.name };
 }
+
+/**
+ * Run by `sh` as the script's user (after setpriv): makes the private working directory (0700,
+ * owned by that user), writes the run's files into it from stdin (`head -c` reads exactly each
+ * file's length from the pipe), then replaces itself with the interpreter, stdin on /dev/null.
+ * The script then gets the agent's umask back. Arguments: umask, dir, file count, then name and
+ * byte length of each file, then the command.
+ */
+const AS_USER_PREPARE = [
+  'u=$1; d=$2; n=$3; shift 3',
+  'umask 077',
+  'mkdir -m 700 -- "$d" && cd -- "$d" || { echo "devpilot-agent: cannot create the working directory $d as $(id -un) (it must be able to enter every folder above it: check TMPDIR)" >&2; exit 126; }',
+  'while [ "$n" -gt 0 ]; do',
+  '  head -c "$2" > "$1" || { echo "devpilot-agent: cannot write $1" >&2; exit 126; }',
+  '  shift 2; n=$((n - 1))',
+  'done',
+  'umask "$u"',
+  'exec "$@" < /dev/null',
+].join('\n');
 
 /**
  * One script run: written to a private temp file, run by its interpreter in its own process group,
@@ -77,6 +131,9 @@ export function scriptEnv(sent: Record<string, string>): Record<string, string> 
  */
 export class ScriptRun {
   readonly result: Promise<RunResult>;
+  /** Resolves once the run's files are gone (for a run as another user, after its result). */
+  readonly cleaned: Promise<void>;
+  private markCleaned!: () => void;
   private stdout?: Readable;
   private stderr?: Readable;
   private pid?: number;
@@ -92,6 +149,7 @@ export class ScriptRun {
     private readonly opts: RunOptions,
   ) {
     this.log = opts.logger ?? silentLogger;
+    this.cleaned = new Promise((resolve) => (this.markCleaned = resolve));
     this.result = this.run();
   }
 
@@ -116,7 +174,13 @@ export class ScriptRun {
     return true;
   }
 
+  /** The files a run gets: the script (the interpreter runs the first one). */
+  private files(): RunFile[] {
+    return [{ name: `script.${EXTENSIONS[this.spec.interpreter]}`, content: this.spec.content }];
+  }
+
   private async run(): Promise<RunResult> {
+    if (this.opts.runAs) return this.runAsUser(this.opts.runAs);
     let file: string | undefined;
     try {
       const dir = await privateScriptsDir();
@@ -125,20 +189,56 @@ export class ScriptRun {
       // trips (open, write, close) before the spawn can start.
       writeFileSync(file, this.spec.content, { mode: 0o600, flag: 'wx' });
       if (this.stop) return this.outcome(null, null, null);
-      return await this.spawn(file);
+      return await this.spawn(this.spec.interpreter, [file]);
     } catch (err) {
       return this.failed(`could not prepare the script: ${(err as Error).message}`);
     } finally {
       for (const t of this.timers) clearTimeout(t);
       if (file) removeFile(file, this.log);
+      this.markCleaned();
     }
   }
 
-  private async spawn(file: string): Promise<RunResult> {
-    const child = execa(this.spec.interpreter, [file], {
-      env: scriptEnv(this.spec.env),
+  /**
+   * As another user: its private working directory (in the agent's folder) and files are made by
+   * that user (the agent may lack CAP_CHOWN and CAP_DAC_OVERRIDE), so they are removed by it too,
+   * once the run is over.
+   */
+  private async runAsUser({ user, setpriv }: NonNullable<RunOptions['runAs']>): Promise<RunResult> {
+    let dir: string | undefined;
+    try {
+      const base = await sharedScriptsDir();
+      if (this.stop) return this.outcome(null, null, null);
+      // The name cannot be guessed, and mkdir fails (never reuses) if it exists.
+      dir = join(base, `run-${randomBytes(12).toString('hex')}`);
+      const files = this.files().map((f) => ({ path: join(dir!, f.name), bytes: Buffer.from(f.content) }));
+      const asUser = [setpriv, `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--inh-caps=-all', '--ambient-caps=-all', '--'];
+      const prepare = ['/bin/sh', '-c', AS_USER_PREPARE, 'devpilot-run', agentUmask(), dir, String(files.length), ...files.flatMap((f) => [f.path, String(f.bytes.length)])];
+      return await this.spawn(asUser[0]!, [...asUser.slice(1), ...prepare, this.spec.interpreter, files[0]!.path], {
+        env: scriptEnv(this.spec.env, user),
+        input: Buffer.concat(files.map((f) => f.bytes)),
+        cwd: '/',
+      });
+    } catch (err) {
+      return this.failed(`could not prepare the script: ${(err as Error).message}`);
+    } finally {
+      for (const t of this.timers) clearTimeout(t);
+      // Not awaited: the run's result does not wait for its folder to go.
+      if (dir) void removeAsUser(setpriv, user, dir, this.log).finally(this.markCleaned);
+      else this.markCleaned();
+    }
+  }
+
+  private async spawn(
+    command: string,
+    args: string[],
+    how: { env: Record<string, string>; input?: Buffer; cwd?: string } = { env: scriptEnv(this.spec.env) },
+  ): Promise<RunResult> {
+    const child = execa(command, args, {
+      env: how.env,
       extendEnv: false,
-      stdin: 'ignore',
+      ...(how.input ? { input: how.input } : { stdin: 'ignore' as const }),
+      ...(how.cwd ? { cwd: how.cwd } : {}),
       detached: true,
       buffer: false,
       reject: false,
@@ -229,6 +329,18 @@ export class ScriptRun {
     this.timers.add(t);
     return t;
   }
+}
+
+/** Removes a run's working directory as the user who owns it. */
+async function removeAsUser(setpriv: string, user: ScriptUser, dir: string, log: Logger): Promise<void> {
+  const r = await execa(setpriv, [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--inh-caps=-all', '--ambient-caps=-all', '--', 'rm', '-rf', '--', dir], {
+    reject: false,
+    stdin: 'ignore',
+    cwd: '/',
+    env: { PATH: DEFAULT_PATH },
+    extendEnv: false,
+  });
+  if (r.exitCode !== 0) log.warn('the run\'s working directory was not removed', { dir, stderr: r.stderr });
 }
 
 function removeFile(file: string, log: Logger): void {

@@ -42,7 +42,7 @@ describe('the AsyncAPI document', () => {
     expect((doc.info as { version: string }).version).toBe(String(PROTOCOL_VERSION));
     const schemas = (doc.components as { schemas: Record<string, { enum?: string[]; properties?: Record<string, unknown> }> }).schemas;
     expect(schemas.ProtocolErrorCode!.enum).toEqual([...PROTOCOL_ERROR_CODES]);
-    expect(Object.keys(schemas.AgentHandshake!.properties!)).toEqual(['token', 'protocolVersion', 'agentVersion', 'hostname', 'platform']);
+    expect(Object.keys(schemas.AgentHandshake!.properties!)).toEqual(['token', 'protocolVersion', 'agentVersion', 'hostname', 'platform', 'runsScriptsAs', 'switchesUsers', 'allowRunAs']);
     expect(JSON.stringify(doc)).toContain('"maximum":2147483647');
   });
 });

@@ -21,6 +21,13 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 /** Largest script content, in UTF-16 code units as JavaScript counts them. */
 export const MAX_SCRIPT_CONTENT = 1024 * 1024;
 
+/**
+ * A user a script may run as (`runAs`): a POSIX-style login name of at most 32 characters, as
+ * `useradd` accepts it (a trailing `$` is allowed for machine accounts).
+ */
+export const RUN_AS_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;
+export const MAX_RUN_AS_LENGTH = 32;
+
 export const INTERPRETERS = ['bash', 'sh', 'python3', 'node'] as const;
 export type Interpreter = (typeof INTERPRETERS)[number];
 

@@ -10,6 +10,7 @@ export const PROTOCOL_ERRORS = {
   NOT_DISPATCHED: 'The execution is queued again (its start was never acknowledged); it will be sent again.',
   CUT_OFF: 'This agent sent more than the control plane accepts; it is disconnected and may reconnect later.',
   SHUTTING_DOWN: 'The agent is stopping and takes no new work.',
+  RUN_AS_NOT_ALLOWED: 'The script asks to run as a user this agent may not run scripts as (not in its `--allow-run-as`, or the agent cannot switch users); nothing ran.',
   NOT_FOUND: 'No execution with this id in the viewer’s workspace.',
   RATE_LIMITED: 'Too many requests on this connection; slow down.',
   TOO_MANY_SUBSCRIPTIONS: 'This connection already watches as many executions as it may.',

@@ -5,7 +5,9 @@ import {
   MAX_CHUNK_BYTES,
   MAX_CHUNKS_PER_BATCH,
   MAX_SCRIPT_CONTENT,
+  MAX_RUN_AS_LENGTH,
   MAX_SEQ,
+  RUN_AS_PATTERN,
   STREAMS,
   TRIGGERS,
 } from './constants.js';
@@ -27,6 +29,9 @@ export const Bytes = z
     description: `Bytes: a socket.io binary attachment (Buffer, ArrayBuffer or Uint8Array), at most ${MAX_CHUNK_BYTES} bytes.`,
   });
 
+/** A user name a script may run as. */
+export const RunAsUser = z.string().min(1).max(MAX_RUN_AS_LENGTH).regex(RUN_AS_PATTERN, 'not a valid user name');
+
 /** Handshake `auth` an agent sends when it connects to `/agent`. */
 export const AgentHandshake = z
   .object({
@@ -35,6 +40,12 @@ export const AgentHandshake = z
     agentVersion: z.string().max(64).default('unknown'),
     hostname: z.string().max(255).default(''),
     platform: z.string().max(64).default(''),
+    /** The user scripts run as when they name no `runAs` (the agent's own user when it cannot switch users). */
+    runsScriptsAs: z.string().max(MAX_RUN_AS_LENGTH).optional(),
+    /** Whether the agent can run scripts as another user than its own (root, or CAP_SETUID+CAP_SETGID+CAP_KILL). */
+    switchesUsers: z.boolean().optional(),
+    /** The users a script's `runAs` may name on this agent (`--allow-run-as`). */
+    allowRunAs: z.array(z.string().max(MAX_RUN_AS_LENGTH)).max(64).optional(),
   })
   .meta({ id: 'AgentHandshake' });
 export type AgentHandshake = z.infer<typeof AgentHandshake>;
@@ -53,6 +64,11 @@ export const StartExecution = z.object({
   maskEnv: z.array(z.string().max(64)).max(1000).optional(),
   timeoutMs: z.number().int().min(1).max(3_600_000),
   maxOutputBytes: z.number().int().min(0),
+  /**
+   * The user the script asks to run as; an agent that does not allow it refuses the start
+   * (`RUN_AS_NOT_ALLOWED`). Without it the agent's default script user.
+   */
+  runAs: RunAsUser.optional(),
 });
 export type StartExecution = z.infer<typeof StartExecution>;
 

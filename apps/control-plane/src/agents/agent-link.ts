@@ -9,6 +9,10 @@ export interface AgentInfo {
   platform: string;
   agentVersion: string;
   protocolVersion: number;
+  /** Who runs its scripts (absent from agents older than this field: null on the server's page). */
+  runsScriptsAs: string | null;
+  switchesUsers: boolean | null;
+  allowRunAs: string[] | null;
 }
 
 /** What the gateway keeps on each authenticated agent socket. */

@@ -27,7 +27,7 @@ export class AgentPresence {
   ) {}
 
   async connected(serverId: string, info: AgentInfo): Promise<void> {
-    await this.set(serverId, 'online', [info.hostname, info.platform, info.agentVersion, info.protocolVersion]);
+    await this.set(serverId, 'online', [info.hostname, info.platform, info.agentVersion, info.protocolVersion, info.runsScriptsAs, info.switchesUsers, info.allowRunAs]);
   }
 
   /**
@@ -68,12 +68,17 @@ export class AgentPresence {
     }
   }
 
-  private async set(serverId: string, status: ServerStatus, info?: [string, string, string, number]): Promise<void> {
+  private async set(
+    serverId: string,
+    status: ServerStatus,
+    info?: [string, string, string, number, string | null, boolean | null, string[] | null],
+  ): Promise<void> {
     const params: unknown[] = [serverId, status];
     let extra = '';
     if (info) {
       params.push(...info);
-      extra = ', hostname = $3, platform = $4, agent_version = $5, agent_protocol_version = $6';
+      extra =
+        ', hostname = $3, platform = $4, agent_version = $5, agent_protocol_version = $6, runs_scripts_as = $7, switches_users = $8, allow_run_as = $9::text[]';
     }
     const [row] = await rows<{ workspace_id: string }>(
       this.db,

@@ -97,8 +97,9 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     if (!parsed.success) return connectRefusal('UNAUTHORIZED', 'unauthorized');
     const server = await this.servers.findByAgentToken(parsed.data.token);
     if (!server) return connectRefusal('UNAUTHORIZED', 'unauthorized');
-    const { hostname, platform, agentVersion, protocolVersion } = parsed.data;
-    socket.data = { serverId: server.id, workspaceId: server.workspaceId, agent: { hostname, platform, agentVersion, protocolVersion }, protocolVersion, ready: false };
+    const { hostname, platform, agentVersion, protocolVersion, runsScriptsAs, switchesUsers, allowRunAs } = parsed.data;
+    const agent = { hostname, platform, agentVersion, protocolVersion, runsScriptsAs: runsScriptsAs ?? null, switchesUsers: switchesUsers ?? null, allowRunAs: allowRunAs ?? null };
+    socket.data = { serverId: server.id, workspaceId: server.workspaceId, agent, protocolVersion, ready: false };
     return null;
   }
 

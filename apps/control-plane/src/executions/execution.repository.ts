@@ -141,10 +141,12 @@ export class ExecutionRepository {
        )${after}
        SELECT x.*, (SELECT bool_or(backlog >= $3) FROM b) AS overloaded
        FROM (SELECT 1) one LEFT JOIN (
-         SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets
+         SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets, v.run_as,
+                srv.allow_run_as IS NOT NULL AS agent_knows_run_as
          FROM e
          JOIN script s ON s.id = e.script_id
          JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version
+         JOIN server srv ON srv.id = e.server_id
        ) x ON true`;
     const run = async () => {
       try {
@@ -211,10 +213,12 @@ export class ExecutionRepository {
          RETURNING x.id, x.workspace_id, x.server_id, x.script_id, x.script_version, x.webhook_id, x.trigger, x.queued_at,
                    x.timeout_seconds)
        SELECT c.id, c.workspace_id, c.server_id, c.script_id, c.script_version, c.webhook_id, c.trigger,
-              COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets
+              COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets, v.run_as,
+              srv.allow_run_as IS NOT NULL AS agent_knows_run_as
        FROM c
        JOIN script s ON s.id = c.script_id
        JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version
+       JOIN server srv ON srv.id = c.server_id
        ORDER BY c.queued_at, c.id`,
       params,
     );

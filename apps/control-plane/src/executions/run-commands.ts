@@ -15,6 +15,13 @@ export interface ClaimRow {
   content: string;
   /** The secrets its script version declares. */
   secrets: string[];
+  /** The user its script version asks to run as. */
+  run_as: string | null;
+  /**
+   * Its server's last agent said who runs its scripts: it knows `runAs`. An older agent would
+   * drop the field and run the script as its default user.
+   */
+  agent_knows_run_as: boolean;
 }
 
 /** A claimed execution (`dispatched`) with what its agent needs to run it. */
@@ -53,6 +60,7 @@ export function startCommand(r: ClaimRow, secrets: Record<string, string> = {}):
     ...(Object.keys(secrets).length ? { maskEnv: Object.keys(secrets) } : {}),
     timeoutMs: r.timeout_seconds * 1000,
     maxOutputBytes: Number(r.max_output_bytes),
+    ...(r.run_as ? { runAs: r.run_as } : {}),
   };
 }
 

@@ -7,8 +7,9 @@ import { type ClaimedExecution, type ClaimRow, startCommand } from './run-comman
 /**
  * Start commands for claimed runs, with the values of the secrets their script version declares,
  * read when the run is dispatched (so a rotated value applies to runs not yet started) and kept
- * nowhere but in the command on its way to the agent. A run whose secrets cannot all be given
- * ends `failed` before it starts, its reason naming what is missing, and nothing runs.
+ * nowhere but in the command on its way to the agent. A run whose secrets cannot all be given,
+ * or whose `runAs` its server's agent is too old to honour, ends `failed` before it starts, its
+ * reason naming what is missing, and nothing runs.
  */
 @Injectable()
 export class StartCommands {
@@ -22,17 +23,21 @@ export class StartCommands {
   async build(rows: ClaimRow[]): Promise<ClaimedExecution[]> {
     const ready: ClaimedExecution[] = [];
     for (const r of rows) {
+      if (r.run_as && !r.agent_knows_run_as) {
+        await this.fail(r, `the script asks to run as "${r.run_as}", but the agent of this server is too old to run scripts as another user: upgrade it; nothing ran`, 'runAs');
+        continue;
+      }
       let values: Record<string, string> = {};
       if (r.secrets.length) {
         const found = await this.secrets.valuesFor(r.workspace_id, r.server_id, r.secrets);
         if (found.missing.length) {
           const names = found.missing.join(', ');
-          await this.fail(r, `secret${found.missing.length > 1 ? 's' : ''} ${names} ${found.missing.length > 1 ? 'are' : 'is'} not defined for this server or its workspace; nothing ran`);
+          await this.fail(r, `secret${found.missing.length > 1 ? 's' : ''} ${names} ${found.missing.length > 1 ? 'are' : 'is'} not defined for this server or its workspace; nothing ran`, 'secrets');
           continue;
         }
         const bytes = Object.entries(found.values).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v) + 2, 0);
         if (bytes > MAX_SECRETS_PER_RUN_BYTES) {
-          await this.fail(r, `the declared secrets add up to ${bytes} bytes, more than the ${MAX_SECRETS_PER_RUN_BYTES} a run may get; nothing ran`);
+          await this.fail(r, `the declared secrets add up to ${bytes} bytes, more than the ${MAX_SECRETS_PER_RUN_BYTES} a run may get; nothing ran`, 'secrets');
           continue;
         }
         values = found.values;
@@ -42,8 +47,8 @@ export class StartCommands {
     return ready;
   }
 
-  private async fail(r: ClaimRow, reason: string): Promise<void> {
-    this.logger.warn({ executionId: r.id }, 'a run could not get its secrets; failed before it started');
+  private async fail(r: ClaimRow, reason: string, why: 'secrets' | 'runAs'): Promise<void> {
+    this.logger.warn({ executionId: r.id, why }, 'a run could not be started as its script asks; failed before it started');
     await this.repo.transition([r.id], 'failed', { error: reason });
   }
 }

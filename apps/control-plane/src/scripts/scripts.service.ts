@@ -20,6 +20,8 @@ export interface ScriptView {
   content?: string;
   /** Secrets its runs get (with the content: a change is the next version). */
   secrets?: string[];
+  /** The user its runs ask for (with the content); null: the agent's default script user. */
+  runAs?: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -46,8 +48,9 @@ export class ScriptsService {
           currentVersion: 1,
         }),
       );
-      await tx.getRepository(ScriptVersion).insert({ scriptId: script.id, version: 1, content: dto.content, secrets });
-      return toView(script, { content: dto.content, secrets });
+      const runAs = dto.runAs ?? null;
+      await tx.getRepository(ScriptVersion).insert({ scriptId: script.id, version: 1, content: dto.content, secrets, runAs });
+      return toView(script, { content: dto.content, secrets, runAs });
     });
   }
 
@@ -72,7 +75,7 @@ export class ScriptsService {
     return toView(script, v);
   }
 
-  /** Applies a change; a different `content` or `secrets` becomes the next version, atomically. */
+  /** Applies a change; a different `content`, `secrets` or `runAs` becomes the next version, atomically. */
   async update(workspaceId: string, id: string, dto: UpdateScriptDto): Promise<ScriptView> {
     const newSecrets = dto.secrets === undefined ? undefined : checkSecretNames(dto.secrets);
     return this.db.transaction(async (tx) => {
@@ -80,8 +83,12 @@ export class ScriptsService {
       const script = await repo.findOne({ where: { id, workspaceId }, lock: { mode: 'pessimistic_write' } });
       if (!script) throw notFound('Script');
       const current = await tx.getRepository(ScriptVersion).findOneOrFail({ where: { scriptId: id, version: script.currentVersion } });
-      const next = { content: dto.content ?? current.content, secrets: newSecrets ?? current.secrets };
-      if (next.content !== current.content || next.secrets.join('\n') !== current.secrets.join('\n')) {
+      const next = {
+        content: dto.content ?? current.content,
+        secrets: newSecrets ?? current.secrets,
+        runAs: dto.runAs === undefined ? current.runAs : dto.runAs,
+      };
+      if (next.content !== current.content || next.secrets.join('\n') !== current.secrets.join('\n') || next.runAs !== current.runAs) {
         script.currentVersion += 1;
         await tx.getRepository(ScriptVersion).insert({ scriptId: id, version: script.currentVersion, ...next });
       }
@@ -114,11 +121,11 @@ export class ScriptsService {
     workspaceId: string,
     id: string,
     version: number,
-  ): Promise<{ scriptId: string; version: number; content: string; secrets: string[]; createdAt: Date }> {
+  ): Promise<{ scriptId: string; version: number; content: string; secrets: string[]; runAs: string | null; createdAt: Date }> {
     await this.find(workspaceId, id);
     const v = await this.versions.findOne({ where: { scriptId: id, version } });
     if (!v) throw notFound('Script version');
-    return { scriptId: id, version: v.version, content: v.content, secrets: v.secrets, createdAt: v.createdAt };
+    return { scriptId: id, version: v.version, content: v.content, secrets: v.secrets, runAs: v.runAs, createdAt: v.createdAt };
   }
 }
 
@@ -131,7 +138,7 @@ function checkSecretNames(names: string[]): string[] {
   return names;
 }
 
-function toView(s: Script, v?: { content: string; secrets: string[] }): ScriptView {
+function toView(s: Script, v?: { content: string; secrets: string[]; runAs: string | null }): ScriptView {
   return {
     id: s.id,
     name: s.name,
@@ -140,7 +147,7 @@ function toView(s: Script, v?: { content: string; secrets: string[] }): ScriptVi
     timeoutSeconds: s.timeoutSeconds,
     maxOutputBytes: s.maxOutputBytes,
     version: s.currentVersion,
-    ...(v === undefined ? {} : { content: v.content, secrets: v.secrets }),
+    ...(v === undefined ? {} : { content: v.content, secrets: v.secrets, runAs: v.runAs }),
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
   };

@@ -16,6 +16,10 @@ export class Server {
   @Column('text', { name: 'agent_version', nullable: true }) agentVersion!: string | null;
   /** Protocol version of the agent last connected for this server. */
   @Column('int', { name: 'agent_protocol_version', nullable: true }) agentProtocolVersion!: number | null;
+  /** What its agent said in its last handshake: who runs scripts, whether it can switch users, which runAs it allows. */
+  @Column('text', { name: 'runs_scripts_as', nullable: true }) runsScriptsAs!: string | null;
+  @Column('boolean', { name: 'switches_users', nullable: true }) switchesUsers!: boolean | null;
+  @Column('text', { name: 'allow_run_as', array: true, nullable: true }) allowRunAs!: string[] | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;
 }

@@ -16,6 +16,12 @@ export interface ServerView {
   hostname: string | null;
   platform: string | null;
   agentVersion: string | null;
+  /** Who runs scripts, as its agent said when it last connected (null: never connected, or an older agent). */
+  runsScriptsAs: string | null;
+  /** False: the agent runs scripts as itself (it cannot switch users). */
+  switchesUsers: boolean | null;
+  /** The users a script's runAs may name on this server. */
+  allowRunAs: string[] | null;
   installCommand: string;
   createdAt: Date;
 }
@@ -93,6 +99,9 @@ export class ServersService {
       hostname: s.hostname,
       platform: s.platform,
       agentVersion: s.agentVersion,
+      runsScriptsAs: s.runsScriptsAs,
+      switchesUsers: s.switchesUsers,
+      allowRunAs: s.allowRunAs,
       installCommand: this.installCommand(token),
       createdAt: s.createdAt,
     };

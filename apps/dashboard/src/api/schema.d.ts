@@ -550,6 +550,12 @@ export interface components {
             platform: string | null;
             /** @example 0.1.0 */
             agentVersion: string | null;
+            /** @description The user scripts run as when they name no runAs, as the agent said when it last connected (null: never connected, or an agent too old to say) */
+            runsScriptsAs: string | null;
+            /** @description False: the agent cannot switch users and runs scripts as itself (a script can read what the agent can) */
+            switchesUsers: boolean | null;
+            /** @description Users a script's runAs may name on this server */
+            allowRunAs: string[] | null;
             /**
              * @description The command that installs the agent on this server (with a placeholder unless the token was just issued)
              * @example curl -fsSL https://devpilot.example.com/agent/install.sh | sudo sh -s -- --url https://devpilot.example.com --token <agent token>
@@ -575,6 +581,12 @@ export interface components {
             platform: string | null;
             /** @example 0.1.0 */
             agentVersion: string | null;
+            /** @description The user scripts run as when they name no runAs, as the agent said when it last connected (null: never connected, or an agent too old to say) */
+            runsScriptsAs: string | null;
+            /** @description False: the agent cannot switch users and runs scripts as itself (a script can read what the agent can) */
+            switchesUsers: boolean | null;
+            /** @description Users a script's runAs may name on this server */
+            allowRunAs: string[] | null;
             /**
              * @description The command that installs the agent on this server (with a placeholder unless the token was just issued)
              * @example curl -fsSL https://devpilot.example.com/agent/install.sh | sudo sh -s -- --url https://devpilot.example.com --token <agent token>
@@ -616,6 +628,11 @@ export interface components {
              *     ]
              */
             secrets?: string[];
+            /**
+             * @description The user its runs ask the agent for (versioned with the content). The agent must allow it (--allow-run-as) or the run fails before it starts; null or absent: the agent's default script user (devpilot-run)
+             * @example deploy
+             */
+            runAs?: string | null;
         };
         ScriptViewDto: {
             /** Format: uuid */
@@ -634,6 +651,8 @@ export interface components {
             content?: string;
             /** @description Secrets its runs get (in a single script, not in lists); versioned with the content */
             secrets?: string[];
+            /** @description The user its runs ask the agent for (in a single script, not in lists); versioned with the content; null: the agent's default script user */
+            runAs?: string | null;
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
@@ -668,6 +687,11 @@ export interface components {
              *     ]
              */
             secrets?: string[];
+            /**
+             * @description The user its runs ask the agent for (versioned with the content). The agent must allow it (--allow-run-as) or the run fails before it starts; null or absent: the agent's default script user (devpilot-run)
+             * @example deploy
+             */
+            runAs?: string | null;
         };
         ScriptVersionSummaryDto: {
             version: number;
@@ -690,6 +714,8 @@ export interface components {
              */
             content: string;
             secrets: string[];
+            /** @description The user its runs ask the agent for; null: the agent's default script user */
+            runAs: string | null;
             /** Format: date-time */
             createdAt: string;
         };

@@ -194,6 +194,7 @@ function ScriptEditor({ script, onSaved, onDelete }: { script: Script; onSaved: 
   if (draft.maxOutputBytes !== script.maxOutputBytes) changes.maxOutputBytes = draft.maxOutputBytes;
   if (draft.content !== (script.content ?? '')) changes.content = draft.content;
   if ((draft.secrets ?? []).join() !== (script.secrets ?? []).join()) changes.secrets = draft.secrets ?? [];
+  if ((draft.runAs ?? '') !== (script.runAs ?? '')) changes.runAs = draft.runAs?.trim() || null;
   const dirty = Object.keys(changes).length > 0;
   const readOnly = !isOwner;
 
@@ -252,6 +253,12 @@ function ScriptEditor({ script, onSaved, onDelete }: { script: Script; onSaved: 
         </Field>
       </div>
       <SecretsField scriptId={script.id} value={draft.secrets ?? []} readOnly={readOnly} onChange={(v) => set('secrets', v)} />
+      <Field
+        label="Run as user"
+        hint="Empty: the agent's own script user (devpilot-run). Another user must be allowed by the agent (--allow-run-as) or the run fails before it starts. A change creates a new version."
+      >
+        <input value={draft.runAs ?? ''} maxLength={32} readOnly={readOnly} placeholder="devpilot-run" onInput={(e) => set('runAs', e.currentTarget.value)} data-testid="script-edit-run-as" />
+      </Field>
       <Field label="Content" hint={isOwner ? 'Tab indents, Shift+Tab dedents, Esc then Tab leaves the editor, Ctrl+S saves. A content change creates a new version.' : undefined}>
         <CodeEditor value={draft.content} onChange={(v) => set('content', v)} interpreter={draft.interpreter} readOnly={readOnly} testid="script-edit-content" onSave={() => void save()} />
       </Field>

@@ -239,6 +239,17 @@ function ServerRow(props: {
           <dt>Agent</dt>
           <dd>{s.agentVersion || '—'}</dd>
         </div>
+        <div>
+          <dt>Scripts run as</dt>
+          <dd data-testid="server-runs-scripts-as">
+            {s.runsScriptsAs === null
+              ? '—'
+              : s.switchesUsers === false
+                ? `${s.runsScriptsAs} (the agent itself: it cannot switch users)`
+                : s.runsScriptsAs}
+            {s.switchesUsers && s.allowRunAs && s.allowRunAs.length > 1 ? `; allowed: ${s.allowRunAs.join(', ')}` : ''}
+          </dd>
+        </div>
       </dl>
       <div class="kv-block">
         <span class="field-label">Install command</span>

@@ -15,6 +15,12 @@ export class ScriptViewDto {
   @ApiPropertyOptional({ description: 'The current content (in a single script, not in lists)' }) content?: string;
   @ApiPropertyOptional({ type: [String], description: 'Secrets its runs get (in a single script, not in lists); versioned with the content' })
   secrets?: string[];
+  @ApiPropertyOptional({
+    type: String,
+    nullable: true,
+    description: "The user its runs ask the agent for (in a single script, not in lists); versioned with the content; null: the agent's default script user",
+  })
+  runAs?: string | null;
   @ApiProperty(DATE_TIME) createdAt!: string;
   @ApiProperty(DATE_TIME) updatedAt!: string;
 }
@@ -41,6 +47,8 @@ export class ScriptVersionDto {
   @ApiProperty() version!: number;
   @ApiProperty({ example: 'set -e\ncd /srv/app && git pull --ff-only && systemctl restart app' }) content!: string;
   @ApiProperty({ type: [String] }) secrets!: string[];
+  @ApiProperty({ type: String, nullable: true, description: "The user its runs ask the agent for; null: the agent's default script user" })
+  runAs!: string | null;
   @ApiProperty(DATE_TIME) createdAt!: string;
 }
 

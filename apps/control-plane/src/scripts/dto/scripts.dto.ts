@@ -1,6 +1,6 @@
-import { INTERPRETERS, type Interpreter, MAX_SCRIPT_CONTENT } from '@app/protocol';
+import { INTERPRETERS, type Interpreter, MAX_RUN_AS_LENGTH, MAX_SCRIPT_CONTENT, RUN_AS_PATTERN } from '@app/protocol';
 import { ApiProperty, ApiPropertyOptional, PartialType } from '@nestjs/swagger';
-import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateIf } from 'class-validator';
 import { MAX_SECRETS_PER_SCRIPT } from '../../secrets/secret-names.js';
 
 export const MAX_OUTPUT_BYTES_LIMIT = 1024 * 1024 * 1024;
@@ -54,6 +54,21 @@ export class CreateScriptDto {
   @ArrayUnique({ message: 'secrets must not name a secret twice' })
   @IsString({ each: true })
   secrets?: string[];
+
+  @ApiPropertyOptional({
+    type: String,
+    nullable: true,
+    maxLength: MAX_RUN_AS_LENGTH,
+    example: 'deploy',
+    description:
+      "The user its runs ask the agent for (versioned with the content). The agent must allow it (--allow-run-as) or the run fails before it starts; null or absent: the agent's default script user (devpilot-run)",
+  })
+  @IsOptional()
+  @ValidateIf((_, v) => v !== null)
+  @IsString()
+  @MaxLength(MAX_RUN_AS_LENGTH)
+  @Matches(RUN_AS_PATTERN, { message: 'runAs must be a user name (letters, digits, _ . -, not starting with a digit, . or -)' })
+  runAs?: string | null;
 }
 
 /** Every field optional; a changed `content` creates the next version. */

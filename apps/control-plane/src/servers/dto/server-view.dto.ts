@@ -12,6 +12,20 @@ export class ServerViewDto {
   @ApiProperty({ type: String, nullable: true, example: 'web-01.example.com' }) hostname!: string | null;
   @ApiProperty({ type: String, nullable: true, example: 'linux x64' }) platform!: string | null;
   @ApiProperty({ type: String, nullable: true, example: '0.1.0' }) agentVersion!: string | null;
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    description: 'The user scripts run as when they name no runAs, as the agent said when it last connected (null: never connected, or an agent too old to say)',
+  })
+  runsScriptsAs!: string | null;
+  @ApiProperty({
+    type: Boolean,
+    nullable: true,
+    description: 'False: the agent cannot switch users and runs scripts as itself (a script can read what the agent can)',
+  })
+  switchesUsers!: boolean | null;
+  @ApiProperty({ type: [String], nullable: true, description: "Users a script's runAs may name on this server" })
+  allowRunAs!: string[] | null;
   @ApiProperty({ description: 'The command that installs the agent on this server (with a placeholder unless the token was just issued)',
     example: 'curl -fsSL https://devpilot.example.com/agent/install.sh | sudo sh -s -- --url https://devpilot.example.com --token <agent token>',
   })
