@@ -10,6 +10,7 @@ import { peerBinary } from './lib/peer.mjs';
 import { pgServer } from './lib/postgres.mjs';
 import { summariseProfile } from './lib/profile.mjs';
 import { printTable } from './lib/report.mjs';
+import { ensureScriptUser } from '../scripts/script-user.mjs';
 import { ensureBuilt } from './lib/stack.mjs';
 import { envInt, liveProcesses, nowMs } from './lib/util.mjs';
 
@@ -47,6 +48,7 @@ async function main() {
   const chosen = args.length ? SCENARIOS.filter((s) => args.includes(s)) : DEFAULT_SCENARIOS;
 
   raiseOpenFiles();
+  ensureScriptUser();
   ensureBuilt(log);
   // The whole run uses one build even if someone rebuilds dist/ meanwhile (node_modules still
   // resolve from the repository, as the snapshot lives inside it).

@@ -23,6 +23,7 @@ import pg from 'pg';
 import { io } from 'socket.io-client';
 import { EMBEDDED_PG_MODULE, ROOT } from '../bench/lib/paths.mjs';
 import { ensureBuilt, startAgent, startControlPlane, TRIGGER_PATH } from '../bench/lib/stack.mjs';
+import { ensureScriptUser } from '../scripts/script-user.mjs';
 import { envInt, liveProcesses, median, sleep } from '../bench/lib/util.mjs';
 
 const SECONDS = envInt('SOAK_SECONDS', 300);
@@ -257,6 +258,7 @@ class SoakViewer {
 // ---- main ----
 
 async function main() {
+  ensureScriptUser();
   ensureBuilt(log);
   const started = Date.now();
   log(`soak for ${SECONDS} s at ${RATE} triggers/s with ${VIEWERS} viewers, memory sampled every ${SAMPLE_MS} ms`);

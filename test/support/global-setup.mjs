@@ -1,6 +1,6 @@
 // Plain ESM: jest loads globalSetup without the moduleNameMapper, so this uses the build (npm run build).
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { ensureScriptUser } from '../../scripts/script-user.mjs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,15 +28,3 @@ export default async function globalSetup() {
   globalThis.__devpilotEmbeddedPg = pg;
 }
 
-/**
- * Agents started as root run scripts as `devpilot-run` and refuse to start without it, as an
- * installed agent would (install.sh creates it): the tests run as root here, so it must exist.
- */
-function ensureScriptUser() {
-  if (process.getuid?.() !== 0) return;
-  try {
-    execFileSync('id', ['-u', 'devpilot-run'], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--system', '--user-group', '--create-home', '--home-dir', '/var/lib/devpilot-run', '--shell', '/usr/sbin/nologin', 'devpilot-run']);
-  }
-}
