@@ -15,6 +15,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import type { Subscription } from 'rxjs';
 import type { DataSource } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { ClusterNews, type OutputElsewhere } from '../executions/cluster-news.js';
 import { ExecutionEvents, type OutputStored, type StatusChanged } from '../executions/execution-events.js';
 import type { StoredChunk } from '../executions/execution-output.service.js';
 import type { Execution } from '../executions/execution.entity.js';
@@ -55,6 +56,7 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     private readonly cursors: OutputCursors,
     private readonly executionEvents: ExecutionEvents,
     private readonly serverEvents: ServerEvents,
+    private readonly news: ClusterNews,
   ) {
     this.backlogReads = new Semaphore(Math.max(1, Math.floor(config.dbPoolSize / 4)));
   }
@@ -77,6 +79,8 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     this.subscriptions.push(
       this.executionEvents.output.subscribe(guard('output', (e: OutputStored) => this.onOutput(e))),
       this.executionEvents.status.subscribe(guard('status', (e: StatusChanged) => this.onStatus(e))),
+      this.news.statusElsewhere.subscribe(guard('status from another node', (e: StatusChanged) => this.onStatus(e))),
+      this.news.outputElsewhere.subscribe(guard('output from another node', (e: OutputElsewhere) => this.onOutputElsewhere(e))),
       this.executionEvents.created.subscribe(guard('created', (e: Execution) => this.onCreated(e))),
       this.serverEvents.statusChanged.subscribe(
         guard('server status', (e: { serverId: string; workspaceId: string; status: 'online' | 'offline' }) =>
@@ -214,14 +218,21 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     for (const v of inStep) v.queued(chunk.data.length);
   }
 
+  /** Another node stored output: this node's viewers of the execution read it from the database. */
+  private onOutputElsewhere(e: OutputElsewhere): void {
+    for (const sub of this.byExecution.get(e.executionId) ?? []) if (sub.viewer.workspaceId === e.workspaceId) sub.nudge();
+  }
+
   /**
-   * To the whole workspace (the history page), except sockets that watch this execution: those get
-   * it through their subscription, after any output still being caught up on.
+   * To the workspace's viewers on this node (the history page), except sockets that watch this
+   * execution: those get it through their subscription, after any output still being caught up on.
+   * Every node does this for its own viewers (the status reaches the others as ClusterNews), since
+   * only this node knows which of its sockets watch the execution.
    */
   private onStatus(e: StatusChanged): void {
     const event: ExecutionStatusEvent = { executionId: e.executionId, status: e.status, exitCode: e.exitCode };
     const subs = [...(this.byExecution.get(e.executionId) ?? [])].filter((s) => s.viewer.workspaceId === e.workspaceId);
-    const room = this.nsp?.to(workspaceRoom(e.workspaceId));
+    const room = this.nsp?.local.to(workspaceRoom(e.workspaceId));
     if (room) (subs.length ? room.except(subs.map((s) => s.viewer.id)) : room).emit(DashboardEvents.status, event);
     for (const sub of subs) sub.onStatus(event);
   }

@@ -15,6 +15,7 @@ import { LiveConnections } from '../metrics/live-connections.js';
 import { ApiKeyEvents } from '../workspaces/api-key-events.js';
 import { KeyConnections } from '../workspaces/key-connections.js';
 import type { Subscription } from 'rxjs';
+import { ClusterNews } from '../executions/cluster-news.js';
 import { DashboardFeed } from './dashboard-feed.service.js';
 import { Semaphore } from './semaphore.js';
 import { keyRoom, type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer.js';
@@ -49,6 +50,7 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
     private readonly live: LiveConnections,
     private readonly keyEvents: ApiKeyEvents,
     private readonly connections: KeyConnections,
+    private readonly news: ClusterNews,
   ) {}
   private revoked?: Subscription;
 
@@ -75,6 +77,7 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
         );
     });
     this.feed.attach(nsp);
+    this.news.attach(nsp as unknown as Parameters<ClusterNews['attach']>[0]);
     // A deleted key's sockets go at once, on whichever node holds them (a room per key).
     this.revoked = this.keyEvents.revoked.subscribe(({ keyId }) => nsp.in(keyRoom(keyId)).disconnectSockets(true));
   }

@@ -47,6 +47,11 @@ export class OutputSubscription {
     this.cursor.push(c);
   }
 
+  /** Another node stored output of this execution. */
+  nudge(): void {
+    this.cursor.nudge();
+  }
+
   onStatus(e: ExecutionStatusEvent): void {
     this.cursor.pushStatus({ status: e.status, exitCode: e.exitCode ?? null });
   }

@@ -17,9 +17,12 @@ export class KeyConnections implements OnModuleDestroy {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     events: ApiKeyEvents,
   ) {
-    this.revoked = events.revoked.subscribe(({ keyId }) => {
-      for (const close of [...(this.byKey.get(keyId) ?? [])]) close();
-    });
+    this.revoked = events.revoked.subscribe(({ keyId }) => this.closeAll(keyId));
+  }
+
+  /** Closes every connection the key holds on this node (the key was deleted here or on another node). */
+  closeAll(keyId: string): void {
+    for (const close of [...(this.byKey.get(keyId) ?? [])]) close();
   }
 
   onModuleDestroy(): void {
