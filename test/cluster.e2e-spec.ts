@@ -27,6 +27,8 @@ let tmp: string;
 const agents: AgentProcess[] = [];
 const viewers: ViewerClient[] = [];
 let closing = false;
+/** A finished execution any key of the workspace may read. */
+let anyExecutionId = '';
 
 const api = (node: ControlPlane | Nginx) => new Api(node.url, adminKey);
 
@@ -110,6 +112,7 @@ describe('any node serves any request', () => {
     const done = await waitForTerminal(api(nodes[2]), accepted.body.executionId as string, 20_000);
     expect(done.status).toBe('succeeded');
     expect((await getOutput(api(nodes[2]), done.id as string)).bytes.toString()).toBe(`ran on ${os.hostname()}\n`);
+    anyExecutionId = done.id as string;
   });
 
   it('a cancel sent to node C reaches the agent on node A; a viewer and an SSE reader on node C see the output live', async () => {
@@ -153,6 +156,21 @@ describe('any node serves any request', () => {
     expect(await gone).toBe('io server disconnect');
     expect(await stream).toBe('closed');
     await api(nodes[1]).post(`/api/v1/executions/${executionId}/cancel`, {});
+  });
+
+  it('a key’s connections are counted over every node', async () => {
+    const key = await api(nodes[0]).post('/api/v1/api-keys', { name: 'capped', role: 'viewer' });
+    expect(key.status).toBe(201);
+    const held: ViewerClient[] = [];
+    // Five places (DEVPILOT_VIEWER_CONNECTIONS_PER_KEY), taken on all three nodes.
+    for (let i = 0; i < 5; i++) held.push(await ViewerClient.connect(nodes[i % 3].url, key.body.key as string));
+    viewers.push(...held);
+    await expect(ViewerClient.connect(nodes[2].url, key.body.key as string)).rejects.toThrow(/too many connections/);
+    const refused = await new Api(nodes[2].url, key.body.key as string).get(`/api/v1/executions/${anyExecutionId}/events`);
+    expect([refused.status, refused.body.code]).toEqual([429, 'TOO_MANY_CONNECTIONS']);
+    // A place freed on node A is a place on node C.
+    held[0].close();
+    viewers.push(await waitFor('a place free again', async () => ViewerClient.connect(nodes[2].url, key.body.key as string).catch(() => undefined)));
   });
 
   it('the trigger failure limiter counts across nodes, and refuses only refused calls', async () => {

@@ -8,6 +8,7 @@ import { ExecutionEvents, type StatusChanged } from './execution-events.js';
 const OUTPUT_NEWS = 'devpilot:output-stored';
 const STATUS_NEWS = 'devpilot:status-changed';
 const KEY_REVOKED = 'devpilot:key-revoked';
+const KEY_COUNT = 'devpilot:key-connections';
 
 /** One execution got output on another node: its stored rows are newer than what was read. */
 export interface OutputElsewhere {
@@ -56,6 +57,10 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
       // Its sockets on this node went with the room-wide disconnect; its SSE streams go here.
       if (typeof keyId === 'string') this.keyConnections.closeAll(keyId);
     });
+    nsp.on(KEY_COUNT, (keyId: unknown, answer: unknown) => {
+      if (typeof keyId === 'string' && typeof answer === 'function') (answer as (n: number) => void)(this.keyConnections.localCount(keyId));
+    });
+    this.keyConnections.elsewhere = (keyId) => this.countElsewhere(nsp, keyId);
   }
 
   onModuleInit(): void {
@@ -77,6 +82,21 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
 
   onModuleDestroy(): void {
     for (const s of this.subscriptions) s.unsubscribe();
+  }
+
+  /** The other nodes' counts of the key's connections; those that do not answer in time count as none. */
+  private countElsewhere(nsp: Namespace, keyId: string): Promise<number> {
+    return new Promise((resolve) => {
+      try {
+        // Waits for every node, at most the adapter's requestsTimeout; a partial answer is used as it is.
+        nsp.serverSideEmit(KEY_COUNT, keyId, (_err: Error | null, counts: unknown[]) => {
+          resolve((counts ?? []).reduce<number>((sum, n) => sum + (typeof n === 'number' && Number.isFinite(n) ? n : 0), 0));
+        });
+      } catch (err) {
+        this.logger.error({ err }, 'could not ask the other nodes for a key’s connections');
+        resolve(0);
+      }
+    });
   }
 
   private flushOutput(): void {
