@@ -37,8 +37,8 @@ export class ExecutionsService {
 
   /**
    * The one way an execution comes about, for webhook calls and manual runs alike: one statement
-   * records it (created `dispatched` with its start command when this node holds the server's
-   * ready agent and nothing older waits, else `queued`), then the dispatcher is told. Null when
+   * records it (created `dispatched` with its start command when the server's agent is online, on
+   * this node or another, and nothing older waits, else `queued`), then the dispatcher is told. Null when
    * the webhook, script or server no longer matches; 503 OVERLOADED when the server's backlog is
    * at its bound (nothing written).
    */
