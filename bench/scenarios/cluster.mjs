@@ -122,20 +122,29 @@ export default {
         }
       }
       const anyNode = [];
+      const ownNode = [];
+      const spreadDispatch = async (h, node) => {
+        const t = nowMs();
+        const res = await fetch(`${node.url}${TRIGGER_PATH}`, { method: 'POST', body: h.body, headers: { 'content-type': 'application/json' } });
+        const b = await res.json();
+        if (res.status !== 202) throw new Error(`trigger answered ${res.status}`);
+        return (await h.fleet.startOf(b.executionId)) - t;
+      };
+      // Each agent triggered on its own node and on another, interleaved.
       await ctx.window(async () => {
         for (let i = 0; i < WARMUP + rounds; i++) {
           const h = spreadHooks[i % spreadHooks.length];
-          const node = nodes[(h.holder + 1 + (i % 2)) % 3];
-          const t = nowMs();
-          const res = await fetch(`${node.url}${TRIGGER_PATH}`, { method: 'POST', body: h.body, headers: { 'content-type': 'application/json' } });
-          const b = await res.json();
-          if (res.status !== 202) throw new Error(`trigger answered ${res.status}`);
-          const ms = (await h.fleet.startOf(b.executionId)) - t;
-          if (i >= WARMUP) anyNode.push(ms);
+          const own = await spreadDispatch(h, nodes[h.holder]);
           await sleep(10);
+          const other = await spreadDispatch(h, nodes[(h.holder + 1 + (i % 2)) % 3]);
+          await sleep(10);
+          if (i >= WARMUP) {
+            ownNode.push(own);
+            anyNode.push(other);
+          }
         }
       });
-      ctx.log(`cluster: ${nAgents} agents spread over 3 nodes in ${connectS.toFixed(1)} s, ${online} servers online; dispatch from another node p50 ${quantile(anyNode, 0.5).toFixed(2)} ms p99 ${quantile(anyNode, 0.99).toFixed(2)} ms`);
+      ctx.log(`cluster: ${nAgents} agents spread over 3 nodes in ${connectS.toFixed(1)} s, ${online} servers online; dispatch on the agent's node p50 ${quantile(ownNode, 0.5).toFixed(2)} ms, from another node p50 ${quantile(anyNode, 0.5).toFixed(2)} ms p99 ${quantile(anyNode, 0.99).toFixed(2)} ms`);
 
       // --- Trigger acceptance: 1 node, then the same connections spread over 3 nodes (3 rounds each, interleaved).
       const call = { body, headers: { 'content-type': 'application/json' } };
@@ -207,7 +216,7 @@ export default {
       const figures = [
         figure({ name: 'dispatch p50, trigger on B / agent on A', unit: 'ms', ours: quantile(cross, 0.5), baseline: quantile(same, 0.5), baselineName: 'trigger and agent on A', better: 'lower', target: 1.5 }),
         figure({ name: 'dispatch p99, trigger on B / agent on A', unit: 'ms', ours: quantile(cross, 0.99), baseline: quantile(same, 0.99), baselineName: 'trigger and agent on A', better: 'lower' }),
-        figure({ name: `dispatch p50, ${nAgents} agents spread, trigger on another node`, unit: 'ms', ours: quantile(anyNode, 0.5), baseline: quantile(same, 0.5), baselineName: 'trigger and agent on A', better: 'lower', target: 1.5 }),
+        figure({ name: `dispatch p50, ${nAgents} agents spread, trigger on another node`, unit: 'ms', ours: quantile(anyNode, 0.5), baseline: quantile(ownNode, 0.5), baselineName: 'trigger on the agent’s node', better: 'lower', target: 1.5 }),
         figure({ name: 'trigger acceptance, 3 nodes', unit: 'calls/s', ours: m(acceptThree), baseline: m(acceptOne), baselineName: '1 node', better: 'higher', target: 0.8, roundsOurs: acceptThree, roundsBaseline: acceptOne }),
         figure({ name: `viewers with every chunk, spread over 3 nodes (of ${nViewers})`, unit: 'viewers', ours: fanout['three nodes'].complete, better: 'higher', targetAbs: nViewers }),
         figure({ name: 'fan-out storage -> viewer p99, viewers on 3 nodes', unit: 'ms', ours: fanout['three nodes'].p99, baseline: fanout['one node'].p99, baselineName: 'all on the agent’s node', better: 'lower' }),

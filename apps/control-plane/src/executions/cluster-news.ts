@@ -85,7 +85,8 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
   }
 
   /** The other nodes' counts of the key's connections; those that do not answer in time count as none. */
-  private countElsewhere(nsp: Namespace, keyId: string): Promise<number> {
+  private async countElsewhere(nsp: Namespace, keyId: string): Promise<number> {
+    if ((await nsp.adapter.serverCount()) <= 1) return 0;
     return new Promise((resolve) => {
       try {
         // Waits for every node, at most the adapter's requestsTimeout; a partial answer is used as it is.
@@ -107,12 +108,16 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
     this.send(OUTPUT_NEWS, items);
   }
 
+  /** Sent only when other nodes are known: a single node pays no NOTIFY per batch of output. */
   private send(event: string, payload: unknown): void {
-    try {
-      this.nsp?.serverSideEmit(event, payload);
-    } catch (err) {
-      this.logger.error({ err, event }, 'could not tell the other nodes');
-    }
+    const nsp = this.nsp;
+    if (!nsp) return;
+    nsp.adapter.serverCount().then(
+      (nodes) => {
+        if (nodes > 1) nsp.serverSideEmit(event, payload);
+      },
+      (err: unknown) => this.logger.error({ err, event }, 'could not tell the other nodes'),
+    ).catch((err: unknown) => this.logger.error({ err, event }, 'could not tell the other nodes'));
   }
 
   private deliver<T>(subject: Subject<T>, value: T): void {
