@@ -78,9 +78,20 @@ export async function createClusterAdapter(
     pub.on('error', onError);
     sub.on('error', onError);
     await Promise.all([pub.connect(), sub.connect()]);
+    // Redis pub/sub channels ignore the database number: the channels are named after the
+    // control plane's database, so clusters sharing a Redis (on other databases) stay apart.
+    const { default: pg } = await import('pg');
+    const client = new pg.Client({ connectionString: options.databaseUrl });
+    await client.connect();
+    let database: string;
+    try {
+      database = (await client.query<{ db: string }>('SELECT current_database() AS db')).rows[0].db;
+    } finally {
+      await client.end();
+    }
     return {
       kind: 'redis',
-      adapter: createAdapter(pub, sub, { requestsTimeout: CLUSTER_REQUEST_TIMEOUT_MS }) as ClusterAdapter['adapter'],
+      adapter: createAdapter(pub, sub, { key: `devpilot:${database}`, requestsTimeout: CLUSTER_REQUEST_TIMEOUT_MS }) as ClusterAdapter['adapter'],
       close: async () => {
         await Promise.allSettled([pub.quit(), sub.quit()]);
       },
