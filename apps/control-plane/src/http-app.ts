@@ -6,7 +6,7 @@ import express from 'express';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
 import { dashboardDir, dashboardMiddleware } from './dashboard/dashboard-static.js';
-import { DevpilotIoAdapter } from './common/socket-io.adapter.js';
+import { createClusterAdapter, DevpilotIoAdapter } from './common/socket-io.adapter.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
 import { QuietRoutesLogger } from './common/logging.js';
 import { trustProxyWarnings, untrustedForwardingDetector, untrustedForwardingWarning } from './common/proxy-trust.js';
@@ -22,7 +22,9 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
   });
   const logger = app.get(Logger);
   app.useLogger(new QuietRoutesLogger(logger));
-  app.useWebSocketAdapter(new DevpilotIoAdapter(app));
+  const io = new DevpilotIoAdapter(app);
+  io.cluster = await createClusterAdapter({ databaseUrl, redisUrl: config.redisUrl }, (err) => logger.error({ err }, 'socket.io cluster adapter error'));
+  app.useWebSocketAdapter(io);
   // X-Forwarded-For is believed only from the configured proxies; otherwise req.ip is the socket's.
   app.set('trust proxy', config.trustProxy.length ? config.trustProxy : false);
   for (const warning of trustProxyWarnings(config.host, config.trustProxy)) logger.warn(warning, 'TrustProxy');

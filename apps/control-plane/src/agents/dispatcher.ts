@@ -54,7 +54,13 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
     // Created already claimed, because this node holds the agent: send it at once.
     if (e.start) return this.send({ id: e.id, workspaceId: e.workspaceId, serverId: e.serverId, start: e.start });
     try {
-      if (await this.link.hasReadyAgent(e.serverId)) await this.dispatchQueued(e.serverId);
+      // A node that just died is still counted until its heartbeat times out, and asks of all
+      // nodes fail meanwhile: try anyway (a start nobody gets is requeued), rather than wait for the sweep.
+      const ready = await this.link.hasReadyAgent(e.serverId).catch((err: unknown) => {
+        this.logger.warn({ err, executionId: e.id }, 'could not ask every node for the agent; dispatching anyway');
+        return true;
+      });
+      if (ready) await this.dispatchQueued(e.serverId);
     } catch (err) {
       this.logger.error({ err, executionId: e.id }, 'dispatch after create failed; the sweep retries');
     }

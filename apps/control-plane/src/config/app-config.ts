@@ -55,6 +55,13 @@ const EnvSchema = z.object({
       .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
       .optional(),
   ),
+  REDIS_URL: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+      .optional(),
+  ),
   DEVPILOT_ADMIN_API_KEY: z.preprocess(emptyAsUnset, z.string().min(32, 'must be at least 32 characters').max(512).optional()),
   DEVPILOT_MASTER_KEY: optionalString,
   DEVPILOT_PUBLIC_URL: z.preprocess(emptyAsUnset, z.url({ message: 'must be an http(s) URL' }).optional()),
@@ -95,6 +102,8 @@ export interface AppConfig {
   dataDir: string;
   /** Null: start the embedded PostgreSQL under dataDir. */
   databaseUrl: string | null;
+  /** Set: the nodes talk through Redis (socket.io adapter, trigger limiter); else through PostgreSQL. */
+  redisUrl: string | null;
   adminApiKey: string | null;
   /** 32 bytes, or null to use (or create) the key file in dataDir. */
   masterKey: Buffer | null;
@@ -152,6 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     host: e.HOST,
     dataDir: path.resolve(e.DEVPILOT_DATA_DIR),
     databaseUrl: e.DATABASE_URL ?? null,
+    redisUrl: e.REDIS_URL ?? null,
     adminApiKey: e.DEVPILOT_ADMIN_API_KEY ?? null,
     masterKey: e.DEVPILOT_MASTER_KEY ? parseMasterKey(e.DEVPILOT_MASTER_KEY, 'DEVPILOT_MASTER_KEY') : null,
     publicUrl: (e.DEVPILOT_PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),

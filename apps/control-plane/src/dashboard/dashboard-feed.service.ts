@@ -15,8 +15,9 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import type { Subscription } from 'rxjs';
 import type { DataSource } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { ClusterNews, type OutputElsewhere } from '../executions/cluster-news.js';
 import { ExecutionEvents, type OutputStored, type StatusChanged } from '../executions/execution-events.js';
-import type { StoredChunk } from '../executions/execution-output.service.js';
+import { ExecutionOutputStore, OUTPUT_PAGE_ROWS, type StoredChunk } from '../executions/execution-output.service.js';
 import type { Execution } from '../executions/execution.entity.js';
 import { OutputCursors } from '../executions/output-cursors.js';
 import { rows } from '../executions/sql.js';
@@ -46,6 +47,8 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
   private readonly byExecution = new Map<string, Set<OutputSubscription>>();
   private readonly byViewer = new Map<string, Map<string, OutputSubscription>>();
   private readonly subscriptions: Subscription[] = [];
+  /** Executions whose output another node stored being read for this node's viewers; `again`: more news meanwhile. */
+  private readonly remoteReads = new Map<string, { again: boolean }>();
   /** Viewers' database reads (backlog pages, idle polls) in flight at once: they never take the pool from the agents' writes. */
   private readonly backlogReads: Semaphore;
 
@@ -55,6 +58,8 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     private readonly cursors: OutputCursors,
     private readonly executionEvents: ExecutionEvents,
     private readonly serverEvents: ServerEvents,
+    private readonly news: ClusterNews,
+    private readonly store: ExecutionOutputStore,
   ) {
     this.backlogReads = new Semaphore(Math.max(1, Math.floor(config.dbPoolSize / 4)));
   }
@@ -77,6 +82,8 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     this.subscriptions.push(
       this.executionEvents.output.subscribe(guard('output', (e: OutputStored) => this.onOutput(e))),
       this.executionEvents.status.subscribe(guard('status', (e: StatusChanged) => this.onStatus(e))),
+      this.news.statusElsewhere.subscribe(guard('status from another node', (e: StatusChanged) => this.onStatus(e))),
+      this.news.outputElsewhere.subscribe(guard('output from another node', (e: OutputElsewhere) => this.onOutputElsewhere(e))),
       this.executionEvents.created.subscribe(guard('created', (e: Execution) => this.onCreated(e))),
       this.serverEvents.statusChanged.subscribe(
         guard('server status', (e: { serverId: string; workspaceId: string; status: 'online' | 'offline' }) =>
@@ -215,13 +222,52 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * To the whole workspace (the history page), except sockets that watch this execution: those get
-   * it through their subscription, after any output still being caught up on.
+   * Another node stored output: this node reads the new chunks once for all its viewers of the
+   * execution and fans them out as if it had stored them (one broadcast to the viewers in step),
+   * rather than each viewer's cursor reading them on its own. Reads for one execution do not
+   * overlap; news during a read makes it read once more.
+   */
+  private onOutputElsewhere(e: OutputElsewhere): void {
+    const watching = () => [...(this.byExecution.get(e.executionId) ?? [])].filter((s) => s.viewer.workspaceId === e.workspaceId && !s.closed);
+    if (watching().length === 0) return;
+    const running = this.remoteReads.get(e.executionId);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const state = { again: false };
+    this.remoteReads.set(e.executionId, state);
+    void (async () => {
+      try {
+        do {
+          state.again = false;
+          const subs = watching();
+          if (subs.length === 0) break;
+          // The furthest viewer's position: those in step are there; the others read on their own.
+          const after = Math.max(...subs.map((s) => s.lastSeq));
+          const page = await this.backlogReads.run(() => this.store.page(e.executionId, after, OUTPUT_PAGE_ROWS));
+          for (const c of page) this.onOutput({ executionId: e.executionId, workspaceId: e.workspaceId, seq: c.seq, stream: c.stream, data: c.data });
+          if (page.length === OUTPUT_PAGE_ROWS) state.again = true;
+        } while (state.again);
+      } catch (err) {
+        this.logger.error({ err, executionId: e.executionId }, 'reading output stored by another node failed; its viewers read it themselves');
+        for (const sub of watching()) sub.nudge();
+      } finally {
+        this.remoteReads.delete(e.executionId);
+      }
+    })();
+  }
+
+  /**
+   * To the workspace's viewers on this node (the history page), except sockets that watch this
+   * execution: those get it through their subscription, after any output still being caught up on.
+   * Every node does this for its own viewers (the status reaches the others as ClusterNews), since
+   * only this node knows which of its sockets watch the execution.
    */
   private onStatus(e: StatusChanged): void {
     const event: ExecutionStatusEvent = { executionId: e.executionId, status: e.status, exitCode: e.exitCode };
     const subs = [...(this.byExecution.get(e.executionId) ?? [])].filter((s) => s.viewer.workspaceId === e.workspaceId);
-    const room = this.nsp?.to(workspaceRoom(e.workspaceId));
+    const room = this.nsp?.local.to(workspaceRoom(e.workspaceId));
     if (room) (subs.length ? room.except(subs.map((s) => s.viewer.id)) : room).emit(DashboardEvents.status, event);
     for (const sub of subs) sub.onStatus(event);
   }

@@ -15,6 +15,7 @@ import { LiveConnections } from '../metrics/live-connections.js';
 import { ApiKeyEvents } from '../workspaces/api-key-events.js';
 import { KeyConnections } from '../workspaces/key-connections.js';
 import type { Subscription } from 'rxjs';
+import { ClusterNews } from '../executions/cluster-news.js';
 import { DashboardFeed } from './dashboard-feed.service.js';
 import { Semaphore } from './semaphore.js';
 import { keyRoom, type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer.js';
@@ -49,6 +50,7 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
     private readonly live: LiveConnections,
     private readonly keyEvents: ApiKeyEvents,
     private readonly connections: KeyConnections,
+    private readonly news: ClusterNews,
   ) {}
   private revoked?: Subscription;
 
@@ -61,10 +63,11 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
       this.lookups
         .run(() => this.apiKeys.authenticate(apiKey))
         .finally(() => this.waitingLookups--)
+        .then(async (auth) => ({ auth, placed: auth ? await this.holdPlace(auth.keyId, socket) : false }))
         .then(
-          (auth) => {
+          ({ auth, placed }) => {
             if (!auth) return next(connectRefusal('UNAUTHORIZED', 'unauthorized'));
-            if (!this.holdPlace(auth.keyId, socket)) return next(connectRefusal('TOO_MANY_CONNECTIONS', 'too many connections for this API key'));
+            if (!placed) return next(connectRefusal('TOO_MANY_CONNECTIONS', 'too many connections for this API key'));
             socket.data = { workspaceId: auth.workspaceId, keyId: auth.keyId, role: auth.role };
             next();
           },
@@ -75,6 +78,7 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
         );
     });
     this.feed.attach(nsp);
+    this.news.attach(nsp as unknown as Parameters<ClusterNews['attach']>[0]);
     // A deleted key's sockets go at once, on whichever node holds them (a room per key).
     this.revoked = this.keyEvents.revoked.subscribe(({ keyId }) => nsp.in(keyRoom(keyId)).disconnectSockets(true));
   }
@@ -87,8 +91,8 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
    * Takes one of the key's places for this socket until it (or its underlying connection, if the
    * client left before the handshake completed) closes. False when the key has none left.
    */
-  private holdPlace(keyId: string, socket: ViewerSocket): boolean {
-    const release = this.connections.hold(keyId, () => socket.disconnect(true));
+  private async holdPlace(keyId: string, socket: ViewerSocket): Promise<boolean> {
+    const release = await this.connections.hold(keyId, () => socket.disconnect(true));
     if (!release) return false;
     socket.once('disconnect', release);
     socket.conn.once('close', release);

@@ -29,6 +29,11 @@ export class OutputSubscription {
     return this.closedFlag;
   }
 
+  /** The last seq sent or taken. */
+  get lastSeq(): number {
+    return this.cursor.lastSeq;
+  }
+
   /** Sends what the cursor yields until it ends (after the terminal status) or the subscription closes. */
   start(): void {
     void this.pump();
@@ -45,6 +50,11 @@ export class OutputSubscription {
 
   onChunk(c: StoredChunk): void {
     this.cursor.push(c);
+  }
+
+  /** Another node stored output of this execution. */
+  nudge(): void {
+    this.cursor.nudge();
   }
 
   onStatus(e: ExecutionStatusEvent): void {

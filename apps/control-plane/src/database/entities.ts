@@ -13,8 +13,17 @@ import { ExecutionLifecycle1764400000000 } from './migrations/1764400000000-exec
 import { RetentionAndQuota1764500000000 } from './migrations/1764500000000-retention-and-quota.js';
 import { ScriptSecrets1764600000000 } from './migrations/1764600000000-script-secrets.js';
 import { RunAs1764710000000 } from './migrations/1764710000000-run-as.js';
+import { Cluster1764730000000 } from './migrations/1764730000000-cluster.js';
 import { ScriptSecret } from '../secrets/secret.entity.js';
 
 /** Listed as classes, not globs, so the same list works from source, the build and a bundle. */
 export const ENTITIES = [Workspace, ApiKey, Server, Script, ScriptVersion, Webhook, WebhookDelivery, Execution, ExecutionOutput, ScriptSecret];
-export const MIGRATIONS = [InitialSchema1764220000000, ExecutionFinishHeldAt1764300000000, ExecutionLifecycle1764400000000, RetentionAndQuota1764500000000, ScriptSecrets1764600000000, RunAs1764710000000];
+export const MIGRATIONS = [
+  InitialSchema1764220000000,
+  ExecutionFinishHeldAt1764300000000,
+  ExecutionLifecycle1764400000000,
+  RetentionAndQuota1764500000000,
+  ScriptSecrets1764600000000,
+  RunAs1764710000000,
+  Cluster1764730000000,
+];

@@ -91,8 +91,10 @@ export class ExecutionRepository {
    * One statement, so one round trip and its own transaction: the execution of the script's
    * current version; for a webhook call also the atomic call counter (`call_count + 1`, only while
    * the webhook is still active with the allowed IPs the call was checked against) and the
-   * delivery row. With `dispatchNow` (this node holds the server's ready agent) and nothing older
-   * queued for the server, it is created already claimed (`dispatched`) with its content.
+   * delivery row. With `dispatchNow` (this node holds the server's ready agent), or with the
+   * server online (its agent may be on another node: the start goes through the socket.io
+   * adapter at once, and a start nobody gets is requeued), and nothing older queued for the
+   * server, it is created already claimed (`dispatched`) with its content.
    * `overloaded` when DEVPILOT_MAX_QUEUED_PER_SERVER runs already wait for the server (nothing is
    * written, the call counter included); null when the webhook no longer matches or the
    * script/server is gone.
@@ -132,9 +134,10 @@ export class ExecutionRepository {
          FROM src
          JOIN script s ON s.id = src.script_id
          CROSS JOIN LATERAL (
-           SELECT CASE WHEN $1::boolean AND NOT EXISTS (
-             SELECT 1 FROM execution q WHERE q.server_id = src.server_id AND q.status = 'queued'
-           ) THEN 'dispatched' ELSE 'queued' END AS status
+           SELECT CASE WHEN ($1::boolean OR EXISTS (SELECT 1 FROM server o WHERE o.id = src.server_id AND o.status = 'online'))
+             AND NOT EXISTS (
+               SELECT 1 FROM execution q WHERE q.server_id = src.server_id AND q.status = 'queued'
+             ) THEN 'dispatched' ELSE 'queued' END AS status
          ) d
          RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at,
                    deliver_by, timeout_seconds

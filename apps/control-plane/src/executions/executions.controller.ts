@@ -87,7 +87,7 @@ export class ExecutionsController {
     const after = parseLastEventId(lastEventId ?? lastEventIdQuery);
     await this.executions.withOutput(auth.workspaceId, id);
     // A stream counts against its key's connections like a feed socket, and ends when the key is deleted.
-    const release = this.connections.hold(auth.keyId, () => res.destroy());
+    const release = await this.connections.hold(auth.keyId, () => res.destroy());
     if (!release) throw new AppException(HttpStatus.TOO_MANY_REQUESTS, 'TOO_MANY_CONNECTIONS', 'Too many open streams and feed connections for this API key');
     this.live.sseStreams++;
     try {

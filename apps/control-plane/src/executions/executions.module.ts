@@ -1,3 +1,4 @@
+import { ClusterNews } from './cluster-news.js';
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ExecutionEvents } from './execution-events.js';
@@ -17,7 +18,7 @@ import { OutputCursors } from './output-cursors.js';
 @Module({
   imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput]), AgentLinkModule, SecretsModule, WorkspacesModule],
   controllers: [ExecutionsController],
-  providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed, StartCommands, OutputCursors],
-  exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, StartCommands, OutputCursors],
+  providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed, StartCommands, OutputCursors, ClusterNews],
+  exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, StartCommands, OutputCursors, ClusterNews],
 })
 export class ExecutionsModule {}

@@ -37,8 +37,8 @@ export class ExecutionsService {
 
   /**
    * The one way an execution comes about, for webhook calls and manual runs alike: one statement
-   * records it (created `dispatched` with its start command when this node holds the server's
-   * ready agent and nothing older waits, else `queued`), then the dispatcher is told. Null when
+   * records it (created `dispatched` with its start command when the server's agent is online, on
+   * this node or another, and nothing older waits, else `queued`), then the dispatcher is told. Null when
    * the webhook, script or server no longer matches; 503 OVERLOADED when the server's backlog is
    * at its bound (nothing written).
    */
@@ -99,7 +99,10 @@ export class ExecutionsService {
    * cancel_requested and its agent is told (it reports `cancelled` when the process is gone).
    */
   async cancel(workspaceId: string, id: string): Promise<ExecutionView> {
-    const result = await this.repo.cancel(workspaceId, id, (serverId) => this.link.hasAgent(serverId));
+    const result = await this.repo.cancel(workspaceId, id, (serverId) =>
+      // Not knowing (a node not answering) counts as online: the agent is asked, and its next hello settles it.
+      this.link.hasAgent(serverId).catch(() => true),
+    );
     if (result === 'unknown') throw notFound('Execution');
     const current = await this.get(workspaceId, id);
     if (result === 'over') throw new AppException(HttpStatus.CONFLICT, 'INVALID_STATE', `The execution is already ${current.status}`);

@@ -327,3 +327,27 @@ describe('OutputCursor', () => {
     expect(r.seqs()).toEqual([]);
   });
 });
+
+describe('OutputCursor.nudge (output another node stored)', () => {
+  it('reads the database at once instead of at the next poll, and past a hole it waits in', async () => {
+    const store = new FakeStore([0]);
+    // A poll far away: only the nudge can make it read again within the test.
+    const cursor = new OutputCursor(ID, -1, store.source, { pollMs: 600_000, gapRetryMs: 600_000, gapRetries: 1 });
+    const r = reader(cursor);
+    await until(() => r.seqs().length === 1);
+    const idle = store.reads;
+    store.store(1, 2);
+    cursor.nudge();
+    await until(() => r.seqs().length === 3);
+    expect(store.reads).toBeGreaterThan(idle);
+    // A chunk held past a hole (seq 4 pushed, 3 not stored yet): the nudge that says 3 is stored fills it.
+    cursor.push(chunk(4));
+    await store.moreReads();
+    store.store(3);
+    cursor.nudge();
+    await until(() => r.seqs().length === 5);
+    expect(r.seqs()).toEqual([0, 1, 2, 3, 4]);
+    cursor.close();
+    await r.done;
+  });
+});

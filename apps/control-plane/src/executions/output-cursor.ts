@@ -75,6 +75,8 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
   private readonly held = new Map<number, StoredChunk>();
   private heldBytes = 0;
   private overflowed = false;
+  /** Another node stored output: the database is newer than what was read. */
+  private stale = false;
   private newStatus: CursorStatus | null = null;
   private closed = false;
   private started = false;
@@ -140,6 +142,13 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
     if (!this.inHole || c.seq === this.last + 1) this.signal();
   }
 
+  /** Another node stored output of this execution: read the database now, not at the next poll. */
+  nudge(): void {
+    if (this.closed) return;
+    this.stale = true;
+    this.signal();
+  }
+
   /** The execution's status changed (committed). */
   pushStatus(s: CursorStatus): void {
     if (this.closed) return;
@@ -192,6 +201,11 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
           mustRead = true;
           polling = false;
         }
+        if (this.stale) {
+          this.stale = false;
+          mustRead = true;
+          polling = false;
+        }
         if (this.overflowed) {
           this.overflowed = false;
           this.caughtUp = false;
@@ -209,7 +223,7 @@ export class OutputCursor implements AsyncIterable<CursorItem> {
           hole ||= this.held.size > 0;
         }
         if (this.closed) return;
-        if (this.overflowed || this.newStatus) continue;
+        if (this.overflowed || this.newStatus || this.stale) continue;
         if (hole) {
           // Held chunks carried it past the hole the page stopped at: read on at once.
           if (this.last !== before) {

@@ -1,4 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
+import { ApiKeyEvents } from '../workspaces/api-key-events.js';
+import type { KeyConnections } from '../workspaces/key-connections.js';
+import { ClusterNews } from './cluster-news.js';
 import { ExecutionEvents } from './execution-events.js';
 import type { ExecutionOutputStore, StoredChunk } from './execution-output.service.js';
 import type { ExecutionView } from './execution-view.js';
@@ -33,7 +36,8 @@ function fakes() {
       return { status: 'running', exitCode: null } as unknown as ExecutionView;
     },
   } as unknown as ExecutionsService;
-  const cursors = new OutputCursors(store, executions, new ExecutionEvents());
+  const events = new ExecutionEvents();
+  const cursors = new OutputCursors(store, executions, events, new ClusterNews(events, new ApiKeyEvents(), {} as KeyConnections));
   return {
     cursors,
     calls,

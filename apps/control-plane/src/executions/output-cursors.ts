@@ -1,6 +1,7 @@
 import { Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import type { Subscription } from 'rxjs';
-import { ExecutionEvents } from './execution-events.js';
+import { ClusterNews } from './cluster-news.js';
+import { ExecutionEvents, type StatusChanged } from './execution-events.js';
 import { ExecutionOutputStore, OUTPUT_PAGE_ROWS, type StoredChunk } from './execution-output.service.js';
 import { ExecutionsService } from './executions.service.js';
 import { type CursorOptions, type CursorSource, OutputCursor, POLL_MS } from './output-cursor.js';
@@ -28,6 +29,7 @@ export class OutputCursors implements OnModuleInit, OnModuleDestroy {
     private readonly store: ExecutionOutputStore,
     private readonly executions: ExecutionsService,
     private readonly events: ExecutionEvents,
+    private readonly news: ClusterNews,
   ) {}
 
   onModuleInit(): void {
@@ -36,12 +38,19 @@ export class OutputCursors implements OnModuleInit, OnModuleDestroy {
         const chunk: StoredChunk = { seq: e.seq, stream: e.stream, data: e.data };
         for (const o of this.open.get(e.executionId) ?? []) if (o.workspaceId === e.workspaceId) o.cursor.push(chunk);
       }),
-      this.events.status.subscribe((e) => {
-        for (const o of this.open.get(e.executionId) ?? []) {
-          if (o.workspaceId === e.workspaceId) o.cursor.pushStatus({ status: e.status, exitCode: e.exitCode });
-        }
+      this.events.status.subscribe((e) => this.onStatus(e)),
+      // Another node stored output or changed a status: its readers here hear of it at once.
+      this.news.outputElsewhere.subscribe((e) => {
+        for (const o of this.open.get(e.executionId) ?? []) if (o.workspaceId === e.workspaceId) o.cursor.nudge();
       }),
+      this.news.statusElsewhere.subscribe((e) => this.onStatus(e)),
     );
+  }
+
+  private onStatus(e: StatusChanged): void {
+    for (const o of this.open.get(e.executionId) ?? []) {
+      if (o.workspaceId === e.workspaceId) o.cursor.pushStatus({ status: e.status, exitCode: e.exitCode });
+    }
   }
 
   onModuleDestroy(): void {

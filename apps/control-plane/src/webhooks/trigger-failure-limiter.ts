@@ -1,21 +1,46 @@
 import ipaddr from 'ipaddr.js';
-import { RateLimiterMemory } from 'rate-limiter-flexible';
+import type { Pool } from 'pg';
+import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterPostgres } from 'rate-limiter-flexible';
+
+/** Where the counts live: the shared table (every node counts together) or, without one, this process. */
+export interface FailureStore {
+  pool: Pool;
+  /** Keeps the limiters that share the table apart. */
+  keyPrefix: string;
+}
+
+/** The table (migration 1764730000000) every node's limiters share. */
+const TABLE = 'trigger_failure_limit';
 
 /**
  * Counts failures per key: a caller address (invalid tokens), or an address and a webhook
  * (invalid signatures). After `points` failures within `windowSeconds`, further failures of that
  * key are answered 429 for `windowSeconds`; a call that passes its checks is never refused for it.
- * IPv6 callers are counted per /64, the block one host usually controls. In-process memory: with
- * several control-plane nodes each one counts on its own.
+ * IPv6 callers are counted per /64, the block one host usually controls. With a store, the counts
+ * are in PostgreSQL, shared by every control-plane node (only failures touch it: a valid call
+ * never reads it); if the database cannot be reached, this process counts on its own meanwhile.
  */
 export class TriggerFailureLimiter {
-  private readonly limiter: RateLimiterMemory;
+  private readonly limiter: RateLimiterAbstract;
 
   constructor(
     private readonly points: number,
     private readonly windowSeconds: number,
+    store?: FailureStore,
   ) {
-    this.limiter = new RateLimiterMemory({ points, duration: windowSeconds });
+    const memory = new RateLimiterMemory({ points, duration: windowSeconds });
+    this.limiter = store
+      ? new RateLimiterPostgres({
+          storeClient: store.pool,
+          storeType: 'pool',
+          tableName: TABLE,
+          tableCreated: true,
+          keyPrefix: store.keyPrefix,
+          points,
+          duration: windowSeconds,
+          insuranceLimiter: memory,
+        })
+      : memory;
   }
 
   /** Seconds until the address may try again, or 0 when it is not blocked. */

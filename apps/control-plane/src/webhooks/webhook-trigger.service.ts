@@ -12,6 +12,7 @@ import { preparedRows } from '../executions/sql.js';
 import { type Accepted, ExecutionsService } from '../executions/executions.service.js';
 import { DeliveryLog, type DeliveryRecord } from './delivery-log.service.js';
 import { AllowlistCache, canonicalAddress } from './ip-allowlist.js';
+import type { Pool } from 'pg';
 import { TriggerFailureLimiter } from './trigger-failure-limiter.js';
 import { checkSignature, SIGNATURE_HEADER } from './webhook-signature.js';
 import { HMAC_PURPOSE } from './webhooks.service.js';
@@ -74,8 +75,11 @@ export class WebhookTriggerService {
     private readonly executions: ExecutionsService,
     private readonly deliveries: DeliveryLog,
   ) {
-    this.failures = new TriggerFailureLimiter(config.triggerFailureLimit.points, config.triggerFailureLimit.windowSeconds);
-    this.signatureFailures = new TriggerFailureLimiter(config.triggerFailureLimit.points, config.triggerFailureLimit.windowSeconds);
+    // Counted in PostgreSQL, so a caller spreading its guesses over the nodes is counted once.
+    const pool = (db.driver as unknown as { master: Pool }).master;
+    const { points, windowSeconds } = config.triggerFailureLimit;
+    this.failures = new TriggerFailureLimiter(points, windowSeconds, { pool, keyPrefix: 'token' });
+    this.signatureFailures = new TriggerFailureLimiter(points, windowSeconds, { pool, keyPrefix: 'signature' });
   }
 
   /** One call, counted by its result code; the accepted ones' latency observed. */

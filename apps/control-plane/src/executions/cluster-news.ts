@@ -1,0 +1,130 @@
+import { Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Subject, type Subscription } from 'rxjs';
+import type { Namespace } from 'socket.io';
+import { ApiKeyEvents } from '../workspaces/api-key-events.js';
+import { KeyConnections } from '../workspaces/key-connections.js';
+import { ExecutionEvents, type StatusChanged } from './execution-events.js';
+
+const OUTPUT_NEWS = 'devpilot:output-stored';
+const STATUS_NEWS = 'devpilot:status-changed';
+const KEY_REVOKED = 'devpilot:key-revoked';
+const KEY_COUNT = 'devpilot:key-connections';
+
+/** One execution got output on another node: its stored rows are newer than what was read. */
+export interface OutputElsewhere {
+  executionId: string;
+  workspaceId: string;
+}
+
+/**
+ * What one node committed that readers on the other nodes must hear of at once, sent through the
+ * socket.io adapter's serverSideEmit (so a NOTIFY or a Redis message, never a protocol of our
+ * own). Output travels as a small notice, not as the bytes: the readers on other nodes read the
+ * chunks from PostgreSQL, where they are already stored, so a large chunk never goes through the
+ * adapter (whose PostgreSQL flavour would INSERT every binary packet into a table). Notices of
+ * one tick are sent together, one per execution.
+ */
+@Injectable()
+export class ClusterNews implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger(ClusterNews.name);
+  readonly outputElsewhere = new Subject<OutputElsewhere>();
+  readonly statusElsewhere = new Subject<StatusChanged>();
+  private nsp: Namespace | null = null;
+  private readonly subscriptions: Subscription[] = [];
+  private pendingOutput = new Map<string, string>();
+  private flushScheduled = false;
+
+  constructor(
+    private readonly events: ExecutionEvents,
+    private readonly keyEvents: ApiKeyEvents,
+    private readonly keyConnections: KeyConnections,
+  ) {}
+
+  /** The namespace whose adapter carries the news (any one will do: server-side events are per namespace). */
+  attach(nsp: Namespace): void {
+    this.nsp = nsp;
+    nsp.on(OUTPUT_NEWS, (items: unknown) => {
+      if (!Array.isArray(items)) return;
+      for (const item of items as unknown[]) {
+        const [executionId, workspaceId] = Array.isArray(item) ? (item as unknown[]) : [];
+        if (typeof executionId === 'string' && typeof workspaceId === 'string') this.deliver(this.outputElsewhere, { executionId, workspaceId });
+      }
+    });
+    nsp.on(STATUS_NEWS, (e: StatusChanged) => {
+      if (e && typeof e.executionId === 'string' && typeof e.workspaceId === 'string') this.deliver(this.statusElsewhere, e);
+    });
+    nsp.on(KEY_REVOKED, (keyId: unknown) => {
+      // Its sockets on this node went with the room-wide disconnect; its SSE streams go here.
+      if (typeof keyId === 'string') this.keyConnections.closeAll(keyId);
+    });
+    nsp.on(KEY_COUNT, (keyId: unknown, answer: unknown) => {
+      if (typeof keyId === 'string' && typeof answer === 'function') (answer as (n: number) => void)(this.keyConnections.localCount(keyId));
+    });
+    this.keyConnections.elsewhere = (keyId) => this.countElsewhere(nsp, keyId);
+  }
+
+  onModuleInit(): void {
+    this.subscriptions.push(
+      this.events.output.subscribe((e) => {
+        this.pendingOutput.set(e.executionId, e.workspaceId);
+        if (this.flushScheduled) return;
+        this.flushScheduled = true;
+        setImmediate(() => this.flushOutput());
+      }),
+      this.events.status.subscribe((e) => {
+        // The output stored before this status goes first, so a reader does not end before it.
+        this.flushOutput();
+        this.send(STATUS_NEWS, { executionId: e.executionId, workspaceId: e.workspaceId, serverId: e.serverId, status: e.status, exitCode: e.exitCode });
+      }),
+      this.keyEvents.revoked.subscribe(({ keyId }) => this.send(KEY_REVOKED, keyId)),
+    );
+  }
+
+  onModuleDestroy(): void {
+    for (const s of this.subscriptions) s.unsubscribe();
+  }
+
+  /** The other nodes' counts of the key's connections; those that do not answer in time count as none. */
+  private async countElsewhere(nsp: Namespace, keyId: string): Promise<number> {
+    if ((await nsp.adapter.serverCount()) <= 1) return 0;
+    return new Promise((resolve) => {
+      try {
+        // Waits for every node, at most the adapter's requestsTimeout; a partial answer is used as it is.
+        nsp.serverSideEmit(KEY_COUNT, keyId, (_err: Error | null, counts: unknown[]) => {
+          resolve((counts ?? []).reduce<number>((sum, n) => sum + (typeof n === 'number' && Number.isFinite(n) ? n : 0), 0));
+        });
+      } catch (err) {
+        this.logger.error({ err }, 'could not ask the other nodes for a key’s connections');
+        resolve(0);
+      }
+    });
+  }
+
+  private flushOutput(): void {
+    this.flushScheduled = false;
+    if (this.pendingOutput.size === 0) return;
+    const items = [...this.pendingOutput];
+    this.pendingOutput = new Map();
+    this.send(OUTPUT_NEWS, items);
+  }
+
+  /** Sent only when other nodes are known: a single node pays no NOTIFY per batch of output. */
+  private send(event: string, payload: unknown): void {
+    const nsp = this.nsp;
+    if (!nsp) return;
+    nsp.adapter.serverCount().then(
+      (nodes) => {
+        if (nodes > 1) nsp.serverSideEmit(event, payload);
+      },
+      (err: unknown) => this.logger.error({ err, event }, 'could not tell the other nodes'),
+    ).catch((err: unknown) => this.logger.error({ err, event }, 'could not tell the other nodes'));
+  }
+
+  private deliver<T>(subject: Subject<T>, value: T): void {
+    try {
+      subject.next(value);
+    } catch (err) {
+      this.logger.error({ err }, 'handling news from another node failed');
+    }
+  }
+}
