@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { mkdtemp } from 'node:fs/promises';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type AgentProcess, startAgent } from './support/agent.js';
@@ -35,6 +35,8 @@ const api = (node: ControlPlane | Nginx) => new Api(node.url, adminKey);
 beforeAll(async () => {
   db = await createTestDatabase();
   tmp = await mkdtemp(path.join(os.tmpdir(), 'devpilot-cluster-'));
+  // Scripts run as the unprivileged devpilot-run: they must see the marker file in here.
+  await chmod(tmp, 0o755);
   for (let i = 0; i < 3; i++) {
     nodes.push(
       await startControlPlane({
