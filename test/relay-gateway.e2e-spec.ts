@@ -159,7 +159,9 @@ describe('dispatch', () => {
     const a = await connect(server.agentToken, { hello: false });
     const script = await createScript(api, 'echo wait');
     const { executionId, status } = await run(api, script.id, server.id);
-    expect(status).toBe('queued');
+    // Its server is online, so the run may be created claimed; with no ready socket the start
+    // reaches nobody and the run goes back to the queue.
+    expect(['queued', 'dispatched']).toContain(status);
     await sleep(800);
     expect(a.starts).toHaveLength(0);
     await a.request(AgentEvents.hello, { running: [], finished: [] });

@@ -2,6 +2,8 @@
 // caller's address forwarded and believed only from nginx.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { chmod, mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
@@ -101,7 +103,10 @@ describe('behind nginx with a private CA', () => {
     const server = await createServer(api, 'live');
     startAgentProcess(server.agentToken, ['--ca-file', pki.caFile]);
     await waitFor('the agent online', async () => (await api.get(`/api/v1/servers/${server.id}`)).body.status === 'online', 30_000);
-    const marker = path.join(pki.dir, 'release-live-script');
+    // The script may run as the unprivileged devpilot-run: the marker lives where that user can look.
+    const markers = await mkdtemp(path.join(os.tmpdir(), 'devpilot-marker-'));
+    await chmod(markers, 0o755);
+    const marker = path.join(markers, 'release-live-script');
     const script = await createScript(api, `echo first; while [ ! -e ${marker} ]; do sleep 0.05; done; echo second`);
     const { executionId } = await run(api, script.id, server.id);
 
