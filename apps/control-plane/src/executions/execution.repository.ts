@@ -38,7 +38,15 @@ export interface TransitionPatch {
 
 /** How a new execution comes about: a webhook call (with its delivery row), or a manual run. */
 export type NewExecution =
-  | { trigger: 'webhook'; webhookId: string; allowedIps: string[]; sourceIp: string; userAgent: string | null }
+  | {
+      trigger: 'webhook';
+      webhookId: string;
+      allowedIps: string[];
+      sourceIp: string;
+      userAgent: string | null;
+      /** The sender's delivery id: remembered with the execution, so the same id is never run twice. */
+      deliveryId: string | null;
+    }
   | { trigger: 'manual'; workspaceId: string; scriptId: string; serverId: string };
 
 /** A new execution, with its start command's ingredients (content only when it was created `dispatched`). */
@@ -47,6 +55,15 @@ export interface CreatedRow extends ClaimRow {
   queued_at: Date;
   deliver_by: Date;
 }
+
+/** The execution an earlier call with the same delivery id created. */
+export interface RememberedDelivery {
+  id: string;
+  status: ExecutionStatus;
+}
+
+/** How long a webhook remembers an accepted delivery id (a sender's retries and replays fall inside). */
+export const DELIVERY_MEMORY_SECONDS = 24 * 3600;
 
 export type CompleteOutcome = 'unknown' | 'queued' | 'over' | 'incomplete' | 'done';
 
@@ -97,17 +114,37 @@ export class ExecutionRepository {
    * written, the call counter included); null when the webhook no longer matches or the
    * script/server is gone.
    */
-  async create(spec: NewExecution, dispatchNow: boolean): Promise<CreatedRow | 'overloaded' | null> {
+  async create(spec: NewExecution, dispatchNow: boolean): Promise<CreatedRow | 'overloaded' | 'duplicate' | null> {
     const params: unknown[] = [dispatchNow, this.config.deliveryDeadlineMs / 1000, this.config.maxQueuedPerServer];
     let target: string;
     let source: string;
     let after = '';
+    let remember = '';
+    let idColumn = '';
+    let idValue = '';
     if (spec.trigger === 'webhook') {
       params.push(spec.webhookId, spec.allowedIps, spec.sourceIp, spec.userAgent?.slice(0, 512) ?? null);
       target = `SELECT workspace_id, script_id, server_id, id AS webhook_id FROM webhook WHERE id = $4 AND active AND allowed_ips = $5::text[]`;
       // The counter moves only for a call that is accepted, and only while the webhook still matches.
+      let gate = 'EXISTS (SELECT 1 FROM room)';
+      if (spec.deliveryId !== null) {
+        // The delivery id is remembered in the same statement as the accept: of concurrent calls
+        // with one id (on any node) the first insert wins, the others wait for it on the key and
+        // then find it there, so they create nothing. An expired id is taken over.
+        params.push(spec.deliveryId, DELIVERY_MEMORY_SECONDS);
+        remember = `, mem AS (
+         INSERT INTO webhook_delivery_id AS m (webhook_id, delivery_id, execution_id, expires_at)
+         SELECT room.webhook_id, $8, gen_random_uuid(), now() + make_interval(secs => $9) FROM room
+         ON CONFLICT (webhook_id, delivery_id) DO UPDATE
+           SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at
+           WHERE m.expires_at <= now()
+         RETURNING execution_id)`;
+        gate = 'EXISTS (SELECT 1 FROM mem)';
+        idColumn = 'id, ';
+        idValue = '(SELECT execution_id FROM mem), ';
+      }
       source = `UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
-         WHERE id = $4 AND active AND allowed_ips = $5::text[] AND EXISTS (SELECT 1 FROM room)
+         WHERE id = $4 AND active AND allowed_ips = $5::text[] AND ${gate}
          RETURNING workspace_id, script_id, server_id, id AS webhook_id`;
       after = `, delivery AS (
          INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
@@ -124,10 +161,10 @@ export class ExecutionRepository {
     const sql = `WITH t AS (${target}), b AS (
          SELECT t.*, (SELECT count(*) FROM (SELECT 1 FROM execution q WHERE q.server_id = t.server_id AND q.status = 'queued' LIMIT $3) z) AS backlog
          FROM t
-       ), room AS (SELECT * FROM b WHERE backlog < $3), src AS (${source}), e AS (
-         INSERT INTO execution (workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
+       ), room AS (SELECT * FROM b WHERE backlog < $3)${remember}, src AS (${source}), e AS (
+         INSERT INTO execution (${idColumn}workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
                                 deliver_by, dispatched_at, timeout_seconds)
-         SELECT src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, '${spec.trigger}', d.status,
+         SELECT ${idValue}src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, '${spec.trigger}', d.status,
                 now() + make_interval(secs => $2), CASE WHEN d.status = 'dispatched' THEN now() END, s.timeout_seconds
          FROM src
          JOIN script s ON s.id = src.script_id
@@ -139,7 +176,8 @@ export class ExecutionRepository {
          RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at,
                    deliver_by, timeout_seconds
        )${after}
-       SELECT x.*, (SELECT bool_or(backlog >= $3) FROM b) AS overloaded
+       SELECT x.*, (SELECT bool_or(backlog >= $3) FROM b) AS overloaded,
+              ${remember ? 'EXISTS (SELECT 1 FROM room) AND NOT EXISTS (SELECT 1 FROM mem)' : 'false'} AS duplicate
        FROM (SELECT 1) one LEFT JOIN (
          SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets
          FROM e
@@ -148,23 +186,50 @@ export class ExecutionRepository {
        ) x ON true`;
     const run = async () => {
       try {
-        return await preparedRows<CreatedRow & { overloaded: boolean | null }>(this.db, sql, params);
+        return await preparedRows<CreatedRow & { overloaded: boolean | null; duplicate: boolean }>(this.db, sql, params);
       } catch (e) {
         // A script or server being deleted at this moment locks in the other order: one retry.
-        if (isSerializationFailure(e)) return preparedRows<CreatedRow & { overloaded: boolean | null }>(this.db, sql, params);
+        if (isSerializationFailure(e)) return preparedRows<CreatedRow & { overloaded: boolean | null; duplicate: boolean }>(this.db, sql, params);
         throw e;
       }
     };
     try {
       const [row] = await run();
-      if (!row?.id) return row?.overloaded ? 'overloaded' : null;
-      if (row.status === 'dispatched') this.emit([{ ...row, exit_code: null }]);
-      return row;
+      if (!row?.id) return row?.duplicate ? 'duplicate' : row?.overloaded ? 'overloaded' : null;
+      // Only the row's own columns go on (callers tell a duplicate by its shape).
+      const created: CreatedRow & { overloaded?: unknown; duplicate?: unknown } = { ...row };
+      delete created.overloaded;
+      delete created.duplicate;
+      if (created.status === 'dispatched') this.emit([{ ...created, exit_code: null }]);
+      return created;
     } catch (e) {
       // The script, server or webhook was deleted while the statement ran.
       if (pgCode(e) === '23503') return null;
       throw e;
     }
+  }
+
+  /** The execution a webhook accepted for this delivery id, while the id is remembered. */
+  async remembered(webhookId: string, deliveryId: string): Promise<RememberedDelivery | null> {
+    const [row] = await rows<RememberedDelivery>(
+      this.db,
+      `SELECT x.id, x.status FROM webhook_delivery_id m JOIN execution x ON x.id = m.execution_id
+       WHERE m.webhook_id = $1 AND m.delivery_id = $2 AND m.expires_at > now()`,
+      [webhookId, deliveryId],
+    );
+    return row ?? null;
+  }
+
+  /** Forgets up to `limit` expired delivery ids; how many went. */
+  async pruneRememberedDeliveries(limit: number): Promise<number> {
+    const gone = await rows<{ webhook_id: string }>(
+      this.db,
+      `DELETE FROM webhook_delivery_id WHERE ctid IN (
+         SELECT ctid FROM webhook_delivery_id WHERE expires_at <= now() LIMIT $1)
+       RETURNING webhook_id`,
+      [limit],
+    );
+    return gone.length;
   }
 
   // ---- dispatch ------------------------------------------------------------------------------

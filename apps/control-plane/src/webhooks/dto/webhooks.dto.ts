@@ -1,7 +1,8 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, IsArray, IsBoolean, IsNotEmpty, IsOptional, IsString, IsUUID, Matches, MaxLength, ValidateIf } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsBoolean, IsIn, IsNotEmpty, IsOptional, IsString, IsUUID, Matches, MaxLength, ValidateIf } from 'class-validator';
 import { Nullable } from '../../common/validation.js';
 import { MAX_ALLOWED_IPS } from '../ip-allowlist.js';
+import { SIGNATURE_SCHEMES, type SignatureScheme } from '../webhook-signature.js';
 
 const NAME = /^[^\u0000-\u001f\u007f]+$/;
 
@@ -27,16 +28,26 @@ export class CreateWebhookDto {
   @IsString({ each: true })
   allowedIps?: string[];
 
-  @ApiPropertyOptional({ description: 'Set once; callers then sign the raw body (X-Webhook-Signature). Never returned.', maxLength: 1024 })
+  @ApiPropertyOptional({
+    description:
+      'Set once, never returned (unless generated: then once, in this answer). Required for `slack` (its signing secret); ' +
+      '`github`, `gitlab` and `standard-webhooks` generate one when none is given (`whsec_...` for standard-webhooks).',
+    maxLength: 1024,
+  })
   @Nullable()
   @IsOptional()
   @IsString()
   @IsNotEmpty()
   @MaxLength(1024)
   hmacSecret?: string | null;
+
+  @ApiPropertyOptional({ enum: SIGNATURE_SCHEMES, default: 'devpilot', description: 'How callers sign (set once, like the secret)' })
+  @OptionalNotNull()
+  @IsIn(SIGNATURE_SCHEMES, { message: `signatureScheme must be one of ${SIGNATURE_SCHEMES.join(', ')}` })
+  signatureScheme?: SignatureScheme;
 }
 
-/** What a PATCH may change. `token` and `hmacSecret` are refused earlier with IMMUTABLE_FIELD. */
+/** What a PATCH may change. `token`, `hmacSecret` and `signatureScheme` are refused earlier with IMMUTABLE_FIELD. */
 export class UpdateWebhookDto {
   @ApiPropertyOptional({ maxLength: 100 })
   @OptionalNotNull()
