@@ -16,7 +16,7 @@ import type { Request, Response } from 'express';
 import { AppException } from '../common/app-exception.js';
 import { Public } from '../common/auth/auth-context.js';
 import { AcceptedDto } from '../executions/dto/execution-view.dto.js';
-import { DuplicateDto, ErrorBodyDto, SlackChallengeDto } from './dto/trigger.dto.js';
+import { DuplicateDto, ErrorBodyDto, FinishedDto, SlackChallengeDto } from './dto/trigger.dto.js';
 import { type TriggerAnswer, WebhookTriggerService } from './webhook-trigger.service.js';
 
 const TOKEN_EXAMPLE = '3f9a1c0e5b7d2a4c6e8f0b1d3a5c7e9f1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a';
@@ -49,6 +49,7 @@ function TriggerHeaders(): MethodDecorator {
     ApiHeader({ name: 'X-Gitlab-Token', required: false, description: 'gitlab scheme: the secret itself' }),
     ApiHeader({ name: 'webhook-signature', required: false, description: 'standard-webhooks scheme, with webhook-id and webhook-timestamp' }),
     ApiHeader({ name: 'X-Slack-Signature', required: false, description: 'slack scheme: `v0=<hex>`, with X-Slack-Request-Timestamp' }),
+    ApiHeader({ name: 'Prefer', required: false, description: '`wait=N` (1..60; also `?wait=N`): answer 200 with the result if the run ends within N s' }),
     ApiHeader({ name: 'Idempotency-Key', required: false, description: 'A delivery id, when the scheme has none of its own: the same id within 24 h runs nothing (200 duplicate)' }),
   ];
   return (target, key, descriptor) => {
@@ -58,8 +59,11 @@ function TriggerHeaders(): MethodDecorator {
 
 /** The 200 answers: a delivery seen before, or Slack's URL verification. */
 const OK_RESPONSE = ApiOkResponse({
-  description: 'A delivery seen before (`duplicate: true`, the first execution; nothing runs), or the `challenge` of a Slack url_verification',
-  schema: { oneOf: [{ $ref: getSchemaPath(DuplicateDto) }, { $ref: getSchemaPath(SlackChallengeDto) }] },
+  description:
+    'With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); ' +
+    'a delivery seen before (`duplicate: true`, the first execution; nothing runs); or the `challenge` of a Slack url_verification',
+  headers: { 'Preference-Applied': { description: '`wait=N` when the answer is the ended run', schema: { type: 'string' } } },
+  schema: { oneOf: [{ $ref: getSchemaPath(FinishedDto) }, { $ref: getSchemaPath(DuplicateDto) }, { $ref: getSchemaPath(SlackChallengeDto) }] },
 });
 
 /**
@@ -70,7 +74,7 @@ const OK_RESPONSE = ApiOkResponse({
  * form-encoded option, Slack's commands) passes when the token is in the path or a header.
  */
 @ApiTags('webhooks')
-@ApiExtraModels(DuplicateDto, SlackChallengeDto, ErrorBodyDto)
+@ApiExtraModels(FinishedDto, DuplicateDto, SlackChallengeDto, ErrorBodyDto)
 @Controller('webhooks')
 export class TriggerController {
   constructor(private readonly triggers: WebhookTriggerService) {}
@@ -118,9 +122,10 @@ export class TriggerController {
   }
 
   private async answer(req: RawBodyRequest<Request>, res: Response, pathToken: string | undefined): Promise<TriggerAnswer['body']> {
-    const answer = await this.triggers.trigger({ pathToken, rawBody: req.rawBody, ip: req.ip, headers: req.headers });
+    const answer = await this.triggers.trigger({ pathToken, rawBody: req.rawBody, ip: req.ip, headers: req.headers, waitQuery: req.query.wait });
     // With the response injected, Nest leaves the status to us (@HttpCode documents the usual one).
     res.status(answer.status);
+    if ('waited' in answer) res.setHeader('Preference-Applied', `wait=${answer.waited}`);
     return answer.body;
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { deliveryIdOf, readToken, tokenOf } from './webhook-trigger.service.js';
+import { deliveryIdOf, readToken, tokenOf, waitPreference } from './webhook-trigger.service.js';
 
 describe('readToken (step 1 of the trigger)', () => {
   it('returns a non-empty string token, ignoring other fields', () => {
@@ -48,5 +48,20 @@ describe('deliveryIdOf', () => {
     expect(deliveryIdOf('standard-webhooks', { 'webhook-id': 'w' })).toBe('w');
     expect(deliveryIdOf('gitlab', { 'x-gitlab-event-uuid': 'u' })).toBe('u');
     expect(deliveryIdOf('slack', { 'x-slack-request-timestamp': '1', 'x-slack-signature': 'v0=ab' })).toBe('1:v0=ab');
+  });
+});
+
+describe('waitPreference', () => {
+  it('reads wait=N from Prefer (among other preferences) or ?wait=N; cuts at 60; ignores the rest', () => {
+    expect(waitPreference('wait=10', undefined)).toBe(10);
+    expect(waitPreference('respond-async, wait=5', undefined)).toBe(5);
+    expect(waitPreference(['handling=lenient', 'wait="7"'], undefined)).toBe(7);
+    expect(waitPreference(undefined, '3')).toBe(3);
+    expect(waitPreference('wait=600', undefined)).toBe(60);
+    expect(waitPreference('wait=0', undefined)).toBeNull();
+    expect(waitPreference('waiting=5', undefined)).toBeNull();
+    expect(waitPreference(undefined, ['1', '2'])).toBeNull();
+    expect(waitPreference(undefined, 'soon')).toBeNull();
+    expect(waitPreference(undefined, undefined)).toBeNull();
   });
 });

@@ -10,6 +10,7 @@ import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import type { CreatedRow, RememberedDelivery } from '../executions/execution.repository.js';
 import { preparedRows } from '../executions/sql.js';
 import { type Accepted, ExecutionsService } from '../executions/executions.service.js';
+import { ExecutionWaiter, type Finished } from '../executions/execution-waiter.js';
 import { DeliveryLog, type DeliveryRecord } from './delivery-log.service.js';
 import { AllowlistCache, canonicalAddress } from './ip-allowlist.js';
 import { TriggerFailureLimiter } from './trigger-failure-limiter.js';
@@ -26,6 +27,8 @@ export interface TriggerCall {
   /** The caller's address: the socket's, or from X-Forwarded-For when sent by a trusted proxy. */
   ip: string | undefined;
   headers: IncomingHttpHeaders;
+  /** `?wait=N` as given (the other way to ask to wait, beside `Prefer: wait=N`). */
+  waitQuery?: unknown;
 }
 
 /** 429: carries how long the caller should wait (the Retry-After header). */
@@ -49,7 +52,13 @@ interface Match {
 
 /** A call answered 200 rather than 202: a delivery seen before, or Slack's URL check. */
 export type Duplicate = Accepted & { duplicate: true };
-export type TriggerAnswer = { status: 202; body: Accepted } | { status: 200; body: Duplicate | { challenge: string } };
+export type TriggerAnswer =
+  | { status: 202; body: Accepted; workspaceId?: string }
+  | { status: 200; body: Duplicate | { challenge: string } }
+  | { status: 200; body: Finished; waited: number };
+
+/** The longest a caller may wait for its run (seconds). */
+export const MAX_WAIT_SECONDS = 60;
 
 /** Delivery ids longer than this are refused (400): no sender's own id comes near it. */
 const MAX_DELIVERY_ID = 255;
@@ -82,6 +91,7 @@ export class WebhookTriggerService {
     private readonly secrets: SecretsService,
     private readonly executions: ExecutionsService,
     private readonly deliveries: DeliveryLog,
+    private readonly waiter: ExecutionWaiter,
   ) {
     this.failures = new TriggerFailureLimiter(config.triggerFailureLimit.points, config.triggerFailureLimit.windowSeconds);
     this.signatureFailures = new TriggerFailureLimiter(config.triggerFailureLimit.points, config.triggerFailureLimit.windowSeconds);
@@ -90,16 +100,26 @@ export class WebhookTriggerService {
   /** One call, counted by its result code; the accepted ones' latency observed. */
   async trigger(call: TriggerCall): Promise<TriggerAnswer> {
     const started = process.hrtime.bigint();
+    const waitSeconds = waitPreference(call.headers.prefer, call.waitQuery);
+    // Listening starts before the accept, so a run that ends at once is not missed.
+    const wait = waitSeconds === null ? null : this.waiter.begin();
     try {
       const answer = await this.check(call);
       if (answer.status === 202) {
         triggerCalls.inc({ code: 'ACCEPTED' });
         triggerAcceptSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        if (wait && waitSeconds !== null && answer.workspaceId) {
+          const finished = await wait.until(answer.workspaceId, answer.body.executionId, waitSeconds * 1000);
+          if (finished) return { status: 200, body: finished, waited: waitSeconds };
+          return { status: 202, body: answer.body };
+        }
       } else {
         triggerCalls.inc({ code: 'challenge' in answer.body ? 'URL_VERIFICATION' : 'DUPLICATE' });
       }
+      wait?.cancel();
       return answer;
     } catch (e) {
+      wait?.cancel();
       triggerCalls.inc({ code: e instanceof AppException ? e.code : isDatabaseUnavailable(e) ? 'DATABASE_UNAVAILABLE' : 'INTERNAL_ERROR' });
       throw e;
     }
@@ -177,7 +197,7 @@ export class WebhookTriggerService {
     }
     const { webhook, execution } = accepted;
     this.deliveries.committed(webhook.id);
-    return { status: 202, body: this.executions.accepted(execution) };
+    return { status: 202, body: this.executions.accepted(execution), workspaceId: execution.workspace_id };
   }
 
   /**
@@ -267,6 +287,20 @@ export class WebhookTriggerService {
     }
     return secret;
   }
+}
+
+/**
+ * How long the caller asks to wait for its run: `Prefer: wait=N` (RFC 7240, among other
+ * preferences) or `?wait=N`; null when it does not ask. Longer than 60 s is cut to 60 s;
+ * anything that is not a whole number of at least 1 is ignored, as RFC 7240 lets a server do.
+ */
+export function waitPreference(prefer: string | string[] | undefined, query: unknown): number | null {
+  const header = Array.isArray(prefer) ? prefer.join(',') : prefer;
+  const fromHeader = header === undefined ? undefined : /(?:^|[,;\s])wait\s*=\s*"?(\d{1,6})"?(?=\s*(?:[,;]|$))/i.exec(header)?.[1];
+  const raw = fromHeader ?? (typeof query === 'string' && /^\d{1,6}$/.test(query) ? query : undefined);
+  if (raw === undefined) return null;
+  const n = Number(raw);
+  return n < 1 ? null : Math.min(n, MAX_WAIT_SECONDS);
 }
 
 const JSON_TYPE = /^application\/json\b/i;

@@ -763,6 +763,20 @@ export interface components {
             items: components["schemas"]["ExecutionViewDto"][];
             nextCursor: string | null;
         };
+        FinishedDto: {
+            /** Format: uuid */
+            executionId: string;
+            /** @enum {string} */
+            status: "queued" | "dispatched" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled" | "lost" | "undeliverable";
+            exitCode: number | null;
+            signal: string | null;
+            durationMs: number | null;
+            /** @description The last 64 KiB of the output as text (invalid UTF-8 replaced) */
+            output: string;
+            outputBytes: number;
+            outputTruncated: boolean;
+            links: components["schemas"]["ExecutionLinksDto"];
+        };
         DuplicateDto: {
             /** Format: uuid */
             executionId: string;
@@ -1636,6 +1650,8 @@ export interface operations {
                 "webhook-signature"?: string;
                 /** @description slack scheme: `v0=<hex>`, with X-Slack-Request-Timestamp */
                 "X-Slack-Signature"?: string;
+                /** @description `wait=N` (1..60; also `?wait=N`): answer 200 with the result if the run ends within N s */
+                Prefer?: string;
                 /** @description A delivery id, when the scheme has none of its own: the same id within 24 h runs nothing (200 duplicate) */
                 "Idempotency-Key"?: string;
             };
@@ -1652,13 +1668,15 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A delivery seen before (`duplicate: true`, the first execution; nothing runs), or the `challenge` of a Slack url_verification */
+            /** @description With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); a delivery seen before (`duplicate: true`, the first execution; nothing runs); or the `challenge` of a Slack url_verification */
             200: {
                 headers: {
+                    /** @description `wait=N` when the answer is the ended run */
+                    "Preference-Applied"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DuplicateDto"] | components["schemas"]["SlackChallengeDto"];
+                    "application/json": components["schemas"]["FinishedDto"] | components["schemas"]["DuplicateDto"] | components["schemas"]["SlackChallengeDto"];
                 };
             };
             202: {
@@ -1761,6 +1779,8 @@ export interface operations {
                 "webhook-signature"?: string;
                 /** @description slack scheme: `v0=<hex>`, with X-Slack-Request-Timestamp */
                 "X-Slack-Signature"?: string;
+                /** @description `wait=N` (1..60; also `?wait=N`): answer 200 with the result if the run ends within N s */
+                Prefer?: string;
                 /** @description A delivery id, when the scheme has none of its own: the same id within 24 h runs nothing (200 duplicate) */
                 "Idempotency-Key"?: string;
             };
@@ -1777,13 +1797,15 @@ export interface operations {
             };
         };
         responses: {
-            /** @description A delivery seen before (`duplicate: true`, the first execution; nothing runs), or the `challenge` of a Slack url_verification */
+            /** @description With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); a delivery seen before (`duplicate: true`, the first execution; nothing runs); or the `challenge` of a Slack url_verification */
             200: {
                 headers: {
+                    /** @description `wait=N` when the answer is the ended run */
+                    "Preference-Applied"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DuplicateDto"] | components["schemas"]["SlackChallengeDto"];
+                    "application/json": components["schemas"]["FinishedDto"] | components["schemas"]["DuplicateDto"] | components["schemas"]["SlackChallengeDto"];
                 };
             };
             202: {

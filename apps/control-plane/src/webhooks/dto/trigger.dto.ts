@@ -3,6 +3,7 @@ import { ApiProperty } from '@nestjs/swagger';
 import type { Assert, Json, Same } from '../../common/api-doc.js';
 import type { ErrorBody, ErrorCode } from '../../common/app-exception.js';
 import { ExecutionLinksDto } from '../../executions/dto/execution-view.dto.js';
+import type { Finished } from '../../executions/execution-waiter.js';
 import type { Duplicate } from '../webhook-trigger.service.js';
 
 /** A delivery the webhook accepted before: the first execution; nothing ran again. */
@@ -11,6 +12,19 @@ export class DuplicateDto {
   @ApiProperty({ enum: EXECUTION_STATUSES }) status!: ExecutionStatus;
   @ApiProperty({ type: ExecutionLinksDto }) links!: ExecutionLinksDto;
   @ApiProperty({ enum: [true] }) duplicate!: true;
+}
+
+/** A run that ended while its caller waited (Prefer: wait=N). */
+export class FinishedDto {
+  @ApiProperty({ format: 'uuid' }) executionId!: string;
+  @ApiProperty({ enum: EXECUTION_STATUSES }) status!: ExecutionStatus;
+  @ApiProperty({ type: Number, nullable: true }) exitCode!: number | null;
+  @ApiProperty({ type: String, nullable: true }) signal!: string | null;
+  @ApiProperty({ type: Number, nullable: true }) durationMs!: number | null;
+  @ApiProperty({ description: 'The last 64 KiB of the output as text (invalid UTF-8 replaced)' }) output!: string;
+  @ApiProperty() outputBytes!: number;
+  @ApiProperty() outputTruncated!: boolean;
+  @ApiProperty({ type: ExecutionLinksDto }) links!: ExecutionLinksDto;
 }
 
 /** The answer to Slack's url_verification request (slack scheme). */
@@ -26,4 +40,6 @@ export class ErrorBodyDto {
   @ApiProperty({ required: false, description: 'For a 500: the id the server logged it under' }) errorId?: string;
 }
 
-export type TriggerDocsMatch = [Assert<Same<Json<Duplicate>, DuplicateDto>>, Assert<Same<ErrorBody, ErrorBodyDto>>];
+export type TriggerDocsMatch = [
+  Assert<Same<Json<Finished>, FinishedDto>>,
+ Assert<Same<Json<Duplicate>, DuplicateDto>>, Assert<Same<ErrorBody, ErrorBodyDto>>];
