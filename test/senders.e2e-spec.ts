@@ -23,7 +23,7 @@ const secretsSeen: string[] = [];
 
 const PUSH = JSON.stringify({ ref: 'refs/heads/main', after: 'a'.repeat(40), repository: { full_name: 'acme/app' }, pusher: { name: 'octo' } });
 
-async function webhook(body: { signatureScheme?: string; hmacSecret?: string; allowedIps?: string[] } = {}) {
+async function webhook(body: { signatureScheme?: string; hmacSecret?: string; allowedIps?: string[]; concurrency?: string; cooldownSeconds?: number } = {}) {
   const w = await createWebhook(owner, scriptId, { serverId, ...body });
   secretsSeen.push(w.token);
   if (typeof w.hmacSecret === 'string') secretsSeen.push(w.hmacSecret);
@@ -320,6 +320,73 @@ describe('deliveries seen before', () => {
     expect(ids.size).toBe(1);
     expect(await executionsOf(w.id)).toHaveLength(1);
     expect((await owner.get(`/api/v1/webhooks/${w.id}`)).body.callCount).toBe(1);
+  });
+});
+
+describe('concurrency policy and cooldown (no agent: runs stay queued, i.e. active)', () => {
+  it('skip: of 20 concurrent calls one runs, the others answer 200 skipped naming it', async () => {
+    const w = await webhook({ concurrency: 'skip' });
+    const answers = await Promise.all(Array.from({ length: 20 }, () => callPath(w.token, undefined)));
+    const accepted = answers.filter((r) => r.status === 202);
+    expect(accepted).toHaveLength(1);
+    const id = accepted[0]!.body.executionId as string;
+    for (const r of answers.filter((a) => a.status !== 202)) {
+      expect(r.status).toBe(200);
+      expect(r.body).toEqual({ status: 'skipped', reason: 'ALREADY_RUNNING', executionId: id });
+    }
+    expect(await executionsOf(w.id)).toHaveLength(1);
+    // Once it ended, the next call runs.
+    expect((await owner.post(`/api/v1/executions/${id}/cancel`)).status).toBe(202);
+    expect((await callPath(w.token, undefined)).status).toBe(202);
+  });
+
+  it('cooldown: of 20 concurrent calls one runs, the others answer 200 skipped COOLDOWN naming it', async () => {
+    const w = await webhook({ cooldownSeconds: 3600 });
+    const answers = await Promise.all(Array.from({ length: 20 }, () => callPath(w.token, undefined)));
+    const accepted = answers.filter((r) => r.status === 202);
+    expect(accepted).toHaveLength(1);
+    for (const r of answers.filter((a) => a.status !== 202)) {
+      expect(r.body).toEqual({ status: 'skipped', reason: 'COOLDOWN', executionId: accepted[0]!.body.executionId });
+    }
+    // Ending the run does not end the cooldown.
+    await owner.post(`/api/v1/executions/${accepted[0]!.body.executionId as string}/cancel`);
+    expect((await callPath(w.token, undefined)).body.reason).toBe('COOLDOWN');
+    // A shorter cooldown (editable) lets the next call run.
+    expect((await owner.patch(`/api/v1/webhooks/${w.id}`, { cooldownSeconds: 0 })).body.cooldownSeconds).toBe(0);
+    expect((await callPath(w.token, undefined)).status).toBe(202);
+  });
+
+  it('replace: 10 concurrent calls all run in turn; each earlier one is cancelled naming a later one; one stays', async () => {
+    const w = await webhook({ concurrency: 'replace' });
+    const answers = await Promise.all(Array.from({ length: 10 }, () => callPath(w.token, undefined)));
+    expect(answers.map((r) => r.status)).toEqual(Array(10).fill(202));
+    const ids = answers.map((r) => r.body.executionId as string);
+    const runs = await Promise.all(ids.map(async (id) => (await owner.get(`/api/v1/executions/${id}`)).body));
+    const active = runs.filter((r) => r.status === 'queued');
+    expect(active).toHaveLength(1);
+    const cancelled = runs.filter((r) => r.status === 'cancelled');
+    expect(cancelled).toHaveLength(9);
+    for (const r of cancelled) {
+      const by = /replaced by execution ([0-9a-f-]{36})/.exec(r.error as string)?.[1];
+      expect(ids).toContain(by);
+      expect(by).not.toBe(r.id);
+    }
+  });
+
+  it('the policy is editable and validated; a duplicate is answered before the policy', async () => {
+    const w = await webhook({ concurrency: 'skip' });
+    for (const body of [{ concurrency: 'queue-ish' }, { cooldownSeconds: -1 }, { cooldownSeconds: 86401 }, { cooldownSeconds: 1.5 }]) {
+      expect((await owner.patch(`/api/v1/webhooks/${w.id}`, body)).status).toBe(400);
+    }
+    const key = { 'idempotency-key': randomUUID() };
+    const first = await callPath(w.token, undefined, key);
+    expect(first.status).toBe(202);
+    const again = await callPath(w.token, undefined, key);
+    expect(again.body).toMatchObject({ duplicate: true, executionId: first.body.executionId });
+    expect((await callPath(w.token, undefined)).body).toMatchObject({ status: 'skipped', reason: 'ALREADY_RUNNING' });
+    const edited = await owner.patch(`/api/v1/webhooks/${w.id}`, { concurrency: 'parallel' });
+    expect(edited.body.concurrency).toBe('parallel');
+    expect((await callPath(w.token, undefined)).status).toBe(202);
   });
 });
 

@@ -56,6 +56,8 @@ describe('create', () => {
       allowedIps: [],
       hmacEnabled: false,
       signatureScheme: 'devpilot',
+      concurrency: 'parallel',
+      cooldownSeconds: 0,
       callCount: 0,
       lastCalledAt: null,
       createdAt: expect.any(String),

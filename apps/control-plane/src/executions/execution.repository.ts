@@ -15,7 +15,7 @@ import { ExecutionEvents, type StatusChanged } from './execution-events.js';
 import type { StoredChunk } from './execution-output.service.js';
 import { type ExecutionRow, VIEW_SELECT } from './execution-view.js';
 import { type ClaimRow, outcome } from './run-commands.js';
-import { preparedRows, rows } from './sql.js';
+import { preparedRows, type Queryable, rows } from './sql.js';
 
 /** A status change as the statements return it. */
 interface ChangedRow {
@@ -46,6 +46,8 @@ export type NewExecution =
       userAgent: string | null;
       /** The sender's delivery id: remembered with the execution, so the same id is never run twice. */
       deliveryId: string | null;
+      /** The policy the call was checked against; the statement creates nothing if it changed meanwhile. */
+      policy: WebhookPolicy;
     }
   | { trigger: 'manual'; workspaceId: string; scriptId: string; serverId: string };
 
@@ -54,6 +56,18 @@ export interface CreatedRow extends ClaimRow {
   status: 'queued' | 'dispatched';
   queued_at: Date;
   deliver_by: Date;
+}
+
+/** How a webhook's runs may overlap (`queue` is not offered: see README). */
+export interface WebhookPolicy {
+  concurrency: 'parallel' | 'skip' | 'replace';
+  cooldownSeconds: number;
+}
+
+/** Why a call was answered `skipped`, and the run it names. */
+export interface Skipped {
+  reason: 'ALREADY_RUNNING' | 'COOLDOWN';
+  executionId: string;
 }
 
 /** The execution an earlier call with the same delivery id created. */
@@ -114,7 +128,7 @@ export class ExecutionRepository {
    * written, the call counter included); null when the webhook no longer matches or the
    * script/server is gone.
    */
-  async create(spec: NewExecution, dispatchNow: boolean): Promise<CreatedRow | 'overloaded' | 'duplicate' | null> {
+  async create(spec: NewExecution, dispatchNow: boolean, on?: Queryable): Promise<CreatedRow | 'overloaded' | 'duplicate' | null> {
     const params: unknown[] = [dispatchNow, this.config.deliveryDeadlineMs / 1000, this.config.maxQueuedPerServer];
     let target: string;
     let source: string;
@@ -124,7 +138,9 @@ export class ExecutionRepository {
     let idValue = '';
     if (spec.trigger === 'webhook') {
       params.push(spec.webhookId, spec.allowedIps, spec.sourceIp, spec.userAgent?.slice(0, 512) ?? null);
-      target = `SELECT workspace_id, script_id, server_id, id AS webhook_id FROM webhook WHERE id = $4 AND active AND allowed_ips = $5::text[]`;
+      params.push(spec.policy.concurrency, spec.policy.cooldownSeconds);
+      const matches = `id = $4 AND active AND allowed_ips = $5::text[] AND concurrency = $8 AND cooldown_seconds = $9`;
+      target = `SELECT workspace_id, script_id, server_id, id AS webhook_id FROM webhook WHERE ${matches}`;
       // The counter moves only for a call that is accepted, and only while the webhook still matches.
       let gate = 'EXISTS (SELECT 1 FROM room)';
       if (spec.deliveryId !== null) {
@@ -134,7 +150,7 @@ export class ExecutionRepository {
         params.push(spec.deliveryId, DELIVERY_MEMORY_SECONDS);
         remember = `, mem AS (
          INSERT INTO webhook_delivery_id AS m (webhook_id, delivery_id, execution_id, expires_at)
-         SELECT room.webhook_id, $8, gen_random_uuid(), now() + make_interval(secs => $9) FROM room
+         SELECT room.webhook_id, $10, gen_random_uuid(), now() + make_interval(secs => $11) FROM room
          ON CONFLICT (webhook_id, delivery_id) DO UPDATE
            SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at
            WHERE m.expires_at <= now()
@@ -144,7 +160,7 @@ export class ExecutionRepository {
         idValue = '(SELECT execution_id FROM mem), ';
       }
       source = `UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
-         WHERE id = $4 AND active AND allowed_ips = $5::text[] AND ${gate}
+         WHERE ${matches} AND ${gate}
          RETURNING workspace_id, script_id, server_id, id AS webhook_id`;
       after = `, delivery AS (
          INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
@@ -184,12 +200,15 @@ export class ExecutionRepository {
          JOIN script s ON s.id = e.script_id
          JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version
        ) x ON true`;
+    type Row = CreatedRow & { overloaded: boolean | null; duplicate: boolean };
+    const once = () => (on ? rows<Row>(on, sql, params) : preparedRows<Row>(this.db, sql, params));
     const run = async () => {
       try {
-        return await preparedRows<CreatedRow & { overloaded: boolean | null; duplicate: boolean }>(this.db, sql, params);
+        return await once();
       } catch (e) {
-        // A script or server being deleted at this moment locks in the other order: one retry.
-        if (isSerializationFailure(e)) return preparedRows<CreatedRow & { overloaded: boolean | null; duplicate: boolean }>(this.db, sql, params);
+        // A script or server being deleted at this moment locks in the other order: one retry
+        // (inside a caller's transaction the error has ended it: the caller decides).
+        if (!on && isSerializationFailure(e)) return once();
         throw e;
       }
     };
@@ -200,12 +219,73 @@ export class ExecutionRepository {
       const created: CreatedRow & { overloaded?: unknown; duplicate?: unknown } = { ...row };
       delete created.overloaded;
       delete created.duplicate;
-      if (created.status === 'dispatched') this.emit([{ ...created, exit_code: null }]);
+      if (created.status === 'dispatched' && !on) this.emit([{ ...created, exit_code: null }]);
       return created;
     } catch (e) {
       // The script, server or webhook was deleted while the statement ran.
       if (pgCode(e) === '23503') return null;
       throw e;
+    }
+  }
+
+  /**
+   * A webhook call under a policy (skip, replace, a cooldown): in one transaction holding the
+   * webhook's row lock, so concurrent calls on any node are decided one after the other against
+   * what the earlier ones committed. In order: a delivery seen before, the cooldown, a run already
+   * active (skip: nothing is created; replace: the active runs are returned for cancelling), then
+   * the usual accept statement.
+   */
+  async createUnderPolicy(
+    spec: Extract<NewExecution, { trigger: 'webhook' }>,
+    dispatchNow: boolean,
+  ): Promise<{ created: CreatedRow; replaces: string[] } | { skipped: Skipped } | 'overloaded' | 'duplicate' | null> {
+    const qr = this.db.createQueryRunner();
+    await qr.connect();
+    let committed = false;
+    try {
+      await qr.startTransaction();
+      const [w] = await rows<{ concurrency: string; cooldown_seconds: number }>(
+        qr,
+        `SELECT concurrency, cooldown_seconds FROM webhook WHERE id = $1 FOR UPDATE`,
+        [spec.webhookId],
+      );
+      if (!w || w.concurrency !== spec.policy.concurrency || w.cooldown_seconds !== spec.policy.cooldownSeconds) return null;
+      if (spec.deliveryId !== null) {
+        const [seen] = await rows<{ id: string }>(
+          qr,
+          `SELECT 1 AS id FROM webhook_delivery_id WHERE webhook_id = $1 AND delivery_id = $2 AND expires_at > now()`,
+          [spec.webhookId, spec.deliveryId],
+        );
+        if (seen) return 'duplicate';
+      }
+      if (spec.policy.cooldownSeconds > 0) {
+        const [last] = await rows<{ id: string; recent: boolean }>(
+          qr,
+          `SELECT id, queued_at > now() - make_interval(secs => $2) AS recent FROM execution
+           WHERE webhook_id = $1 ORDER BY queued_at DESC LIMIT 1`,
+          [spec.webhookId, spec.policy.cooldownSeconds],
+        );
+        if (last?.recent) return { skipped: { reason: 'COOLDOWN', executionId: last.id } };
+      }
+      let active: string[] = [];
+      if (spec.policy.concurrency !== 'parallel') {
+        const found = await rows<{ id: string }>(
+          qr,
+          `SELECT id FROM execution WHERE webhook_id = $1 AND status IN ('queued', ${ACTIVE.slice(1)} ORDER BY queued_at, id`,
+          [spec.webhookId],
+        );
+        active = found.map((r) => r.id);
+        if (spec.policy.concurrency === 'skip' && active.length) return { skipped: { reason: 'ALREADY_RUNNING', executionId: active[0]! } };
+      }
+      const created = await this.create(spec, dispatchNow, qr);
+      if (created === null || typeof created === 'string') return created;
+      await qr.commitTransaction();
+      committed = true;
+      if (created.status === 'dispatched') this.emit([{ ...created, exit_code: null }]);
+      return { created, replaces: active };
+    } finally {
+      if (!committed && qr.isTransactionActive) await qr.rollbackTransaction();
+      await qr.release();
     }
   }
 
@@ -474,7 +554,8 @@ export class ExecutionRepository {
                 (SELECT count(*) FROM execution_output o WHERE o.execution_id = e.id AND o.seq <= $3::bigint) >= $3::bigint + 1 AS whole
          FROM e
        ), done AS (
-         UPDATE execution x SET status = $4, exit_code = $5, signal = $6, error = $7,
+         UPDATE execution x SET status = $4, exit_code = $5, signal = $6,
+           error = CASE WHEN $4 = 'cancelled' THEN COALESCE(x.error, $7) ELSE $7 END,
            output_truncated = x.output_truncated OR $8,
            output_truncated_by = COALESCE(x.output_truncated_by, CASE WHEN $8 THEN 'script_limit' END),
            finished_at = now(), finish_report = $9
@@ -529,9 +610,14 @@ export class ExecutionRepository {
    * whose agent is offline (`agentOnline` false; the agent stops it when it returns); an active run
    * with its agent online gets cancel_requested and `tell` is true (its agent reports the end).
    */
-  async cancel(workspaceId: string, id: string, agentOnline: (serverId: string) => Promise<boolean>): Promise<'cancelled' | 'requested' | 'over' | 'unknown'> {
+  async cancel(
+    workspaceId: string,
+    id: string,
+    agentOnline: (serverId: string) => Promise<boolean>,
+    reason?: string,
+  ): Promise<'cancelled' | 'requested' | 'over' | 'unknown'> {
     const [queued] = await this.change('cancelled', `x.id = $1 AND x.workspace_id = $2 AND x.status = 'queued'`, [id, workspaceId], {
-      error: 'cancelled before it started',
+      error: reason ?? 'cancelled before it started',
       cancelRequested: true,
     });
     if (queued) return 'cancelled';
@@ -542,18 +628,19 @@ export class ExecutionRepository {
     );
     if (!current) return 'unknown';
     if (isTerminal(current.status)) return 'over';
-    if (current.status === 'queued') return this.cancel(workspaceId, id, agentOnline); // requeued meanwhile
+    if (current.status === 'queued') return this.cancel(workspaceId, id, agentOnline, reason); // requeued meanwhile
     if (!(await agentOnline(current.server_id))) {
       const [gone] = await this.change('cancelled', `x.id = $1 AND x.status IN ${ACTIVE}`, [id], {
-        error: 'cancelled while its agent was offline; the agent is told to stop it when it reconnects',
+        error: `${reason ? `${reason}; ` : ''}cancelled while its agent was offline; the agent is told to stop it when it reconnects`,
         cancelRequested: true,
       });
       if (gone) return 'cancelled';
     } else {
       const [asked] = await rows<{ id: string }>(
         this.db,
-        `UPDATE execution SET cancel_requested = true WHERE id = $1 AND status IN ${ACTIVE} RETURNING id`,
-        [id],
+        // The reason is kept for the cancelled status the agent will report (see complete()).
+        `UPDATE execution SET cancel_requested = true, error = COALESCE($2, error) WHERE id = $1 AND status IN ${ACTIVE} RETURNING id`,
+        [id, reason ?? null],
       );
       if (asked) {
         this.events.cancelRequested.next({ executionId: id, serverId: current.server_id });
@@ -561,7 +648,7 @@ export class ExecutionRepository {
       }
     }
     // It moved meanwhile (finished, or went back to the queue): decide again.
-    return this.cancel(workspaceId, id, agentOnline);
+    return this.cancel(workspaceId, id, agentOnline, reason);
   }
 
   // ---- the clock -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import type { Request, Response } from 'express';
 import { AppException } from '../common/app-exception.js';
 import { Public } from '../common/auth/auth-context.js';
 import { AcceptedDto } from '../executions/dto/execution-view.dto.js';
-import { DuplicateDto, ErrorBodyDto, FinishedDto, SlackChallengeDto } from './dto/trigger.dto.js';
+import { DuplicateDto, ErrorBodyDto, FinishedDto, SkippedDto, SlackChallengeDto } from './dto/trigger.dto.js';
 import { type TriggerAnswer, WebhookTriggerService } from './webhook-trigger.service.js';
 
 const TOKEN_EXAMPLE = '3f9a1c0e5b7d2a4c6e8f0b1d3a5c7e9f1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a';
@@ -61,9 +61,10 @@ function TriggerHeaders(): MethodDecorator {
 const OK_RESPONSE = ApiOkResponse({
   description:
     'With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); ' +
-    'a delivery seen before (`duplicate: true`, the first execution; nothing runs); or the `challenge` of a Slack url_verification',
+    'a delivery seen before (`duplicate: true`, the first execution; nothing runs); `skipped` by the webhook’s policy (a run already active, or its cooldown); ' +
+    'or the `challenge` of a Slack url_verification',
   headers: { 'Preference-Applied': { description: '`wait=N` when the answer is the ended run', schema: { type: 'string' } } },
-  schema: { oneOf: [{ $ref: getSchemaPath(FinishedDto) }, { $ref: getSchemaPath(DuplicateDto) }, { $ref: getSchemaPath(SlackChallengeDto) }] },
+  schema: { oneOf: [{ $ref: getSchemaPath(FinishedDto) }, { $ref: getSchemaPath(DuplicateDto) }, { $ref: getSchemaPath(SkippedDto) }, { $ref: getSchemaPath(SlackChallengeDto) }] },
 });
 
 /**
@@ -74,7 +75,7 @@ const OK_RESPONSE = ApiOkResponse({
  * form-encoded option, Slack's commands) passes when the token is in the path or a header.
  */
 @ApiTags('webhooks')
-@ApiExtraModels(FinishedDto, DuplicateDto, SlackChallengeDto, ErrorBodyDto)
+@ApiExtraModels(FinishedDto, DuplicateDto, SkippedDto, SlackChallengeDto, ErrorBodyDto)
 @Controller('webhooks')
 export class TriggerController {
   constructor(private readonly triggers: WebhookTriggerService) {}

@@ -7,7 +7,7 @@ import { AppException, type ErrorCode, RetryLaterException } from '../common/app
 import { SecretsService } from '../common/secrets.service.js';
 import { sha256 } from '../common/tokens.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import type { CreatedRow, RememberedDelivery } from '../executions/execution.repository.js';
+import type { CreatedRow, RememberedDelivery, Skipped, WebhookPolicy } from '../executions/execution.repository.js';
 import { preparedRows } from '../executions/sql.js';
 import { type Accepted, ExecutionsService } from '../executions/executions.service.js';
 import { ExecutionWaiter, type Finished } from '../executions/execution-waiter.js';
@@ -48,13 +48,22 @@ interface Match {
   allowed_ips: string[];
   hmac_secret_encrypted: Buffer | null;
   signature_scheme: SignatureScheme;
+  concurrency: WebhookPolicy['concurrency'];
+  cooldown_seconds: number;
 }
 
 /** A call answered 200 rather than 202: a delivery seen before, or Slack's URL check. */
 export type Duplicate = Accepted & { duplicate: true };
+/** A call the webhook's policy answered without running anything (a 2xx, so senders do not retry). */
+export interface SkippedAnswer {
+  status: 'skipped';
+  reason: Skipped['reason'];
+  executionId: string;
+}
+
 export type TriggerAnswer =
   | { status: 202; body: Accepted; workspaceId?: string }
-  | { status: 200; body: Duplicate | { challenge: string } }
+  | { status: 200; body: Duplicate | SkippedAnswer | { challenge: string } }
   | { status: 200; body: Finished; waited: number };
 
 /** The longest a caller may wait for its run (seconds). */
@@ -114,7 +123,7 @@ export class WebhookTriggerService {
           return { status: 202, body: answer.body };
         }
       } else {
-        triggerCalls.inc({ code: 'challenge' in answer.body ? 'URL_VERIFICATION' : 'DUPLICATE' });
+        triggerCalls.inc({ code: 'challenge' in answer.body ? 'URL_VERIFICATION' : 'duplicate' in answer.body ? 'DUPLICATE' : 'SKIPPED' });
       }
       wait?.cancel();
       return answer;
@@ -150,6 +159,7 @@ export class WebhookTriggerService {
       if (early) return early;
       const execution = await this.acceptRecorded(cached, call, sourceIp, userAgent, record);
       if (execution && 'duplicate' in execution) return this.duplicate(cached, execution.duplicate, record);
+      if (execution && 'skipped' in execution) return this.skipped(cached, execution.skipped, record);
       if (execution) accepted = { webhook: cached, execution };
     }
     // The long way: a fresh lookup and every check. If the webhook changes between the lookup and
@@ -187,6 +197,7 @@ export class WebhookTriggerService {
       if (early) return early;
       const execution = await this.acceptRecorded(webhook, call, sourceIp, userAgent, record);
       if (execution && 'duplicate' in execution) return this.duplicate(webhook, execution.duplicate, record);
+      if (execution && 'skipped' in execution) return this.skipped(webhook, execution.skipped, record);
       if (execution) {
         if (this.matches.size >= MATCH_CACHE_MAX) this.matches.clear();
         if (key !== undefined) this.matches.set(key, webhook);
@@ -215,6 +226,16 @@ export class WebhookTriggerService {
     if (challenge === null) return null;
     this.deliveries.record(record(webhook, HttpStatus.OK, 'URL_VERIFICATION', 'Slack URL verification answered'));
     return { status: 200, body: { challenge } };
+  }
+
+  private skipped(
+    webhook: Match,
+    skipped: Skipped,
+    record: (webhook: Match, statusCode: number, code: DeliveryRecord['code'], reason: string, executionId: string | null) => DeliveryRecord,
+  ): TriggerAnswer {
+    const why = skipped.reason === 'COOLDOWN' ? 'within the cooldown of the last accepted run' : 'a run of this webhook is already queued or running';
+    this.deliveries.record(record(webhook, HttpStatus.OK, 'SKIPPED', `skipped: ${why}`, skipped.executionId));
+    return { status: 200, body: { status: 'skipped', reason: skipped.reason, executionId: skipped.executionId } };
   }
 
   private duplicate(
@@ -250,11 +271,19 @@ export class WebhookTriggerService {
     sourceIp: string,
     userAgent: string | null,
     record: (webhook: Match, statusCode: number, code: DeliveryRecord['code'], reason: string) => DeliveryRecord,
-  ): Promise<CreatedRow | { duplicate: RememberedDelivery } | null> {
+  ): Promise<CreatedRow | { duplicate: RememberedDelivery } | { skipped: Skipped } | null> {
     try {
       const deliveryId = deliveryIdOf(webhook.signature_scheme, call.headers);
       return await this.executions.create(
-        { trigger: 'webhook', webhookId: webhook.id, allowedIps: webhook.allowed_ips, sourceIp, userAgent, deliveryId },
+        {
+          trigger: 'webhook',
+          webhookId: webhook.id,
+          allowedIps: webhook.allowed_ips,
+          sourceIp,
+          userAgent,
+          deliveryId,
+          policy: { concurrency: webhook.concurrency, cooldownSeconds: webhook.cooldown_seconds },
+        },
         webhook.server_id,
       );
     } catch (e) {
@@ -271,7 +300,8 @@ export class WebhookTriggerService {
   private async lookup(tokenHash: Buffer): Promise<Match | null> {
     const [match] = await preparedRows<Match>(
       this.db,
-      `SELECT id, workspace_id, script_id, server_id, active, allowed_ips, hmac_secret_encrypted, signature_scheme
+      `SELECT id, workspace_id, script_id, server_id, active, allowed_ips, hmac_secret_encrypted, signature_scheme,
+              concurrency, cooldown_seconds
          FROM webhook WHERE token_hash = $1`,
       [tokenHash],
     );

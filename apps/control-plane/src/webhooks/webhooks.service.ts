@@ -15,6 +15,7 @@ import { InvalidAllowlistEntry, normalizeAllowlist } from './ip-allowlist.js';
 import { webhookExamples, type WebhookExamples } from './webhook-examples.js';
 import { generateSecret, secretProblem, type SignatureScheme } from './webhook-signature.js';
 import { Webhook } from './webhook.entity.js';
+import type { WebhookPolicy } from '../executions/execution.repository.js';
 
 export const TOKEN_PURPOSE = 'webhook-token';
 export const HMAC_PURPOSE = 'webhook-hmac';
@@ -30,6 +31,8 @@ export interface WebhookView {
   allowedIps: string[];
   hmacEnabled: boolean;
   signatureScheme: SignatureScheme;
+  concurrency: WebhookPolicy['concurrency'];
+  cooldownSeconds: number;
   /** Only in the answer that created the webhook, and only when the secret was generated there. */
   hmacSecret?: string;
   callCount: number;
@@ -81,6 +84,8 @@ export class WebhooksService {
         hmacSecretEncrypted: secret === null ? null : this.secrets.seal(secret, HMAC_PURPOSE),
         hmacEnabled: secret !== null,
         signatureScheme: scheme,
+        concurrency: dto.concurrency ?? 'parallel',
+        cooldownSeconds: dto.cooldownSeconds ?? 0,
         callCount: 0,
         lastCalledAt: null,
       }),
@@ -106,7 +111,9 @@ export class WebhooksService {
   async update(auth: AuthContext, id: string, dto: UpdateWebhookDto): Promise<WebhookView> {
     const allowedIps = dto.allowedIps === undefined ? undefined : allowlist(dto.allowedIps);
     const row = await this.find(auth.workspaceId, id);
-    const change: Partial<Pick<Webhook, 'name' | 'active' | 'allowedIps'>> = {};
+    const change: Partial<Pick<Webhook, 'name' | 'active' | 'allowedIps' | 'concurrency' | 'cooldownSeconds'>> = {};
+    if (dto.concurrency !== undefined) change.concurrency = dto.concurrency;
+    if (dto.cooldownSeconds !== undefined) change.cooldownSeconds = dto.cooldownSeconds;
     if (dto.name !== undefined) change.name = dto.name;
     if (dto.active !== undefined) change.active = dto.active;
     if (allowedIps !== undefined) change.allowedIps = allowedIps;
@@ -153,6 +160,8 @@ export class WebhooksService {
       allowedIps: w.allowedIps,
       hmacEnabled: w.hmacEnabled,
       signatureScheme: w.signatureScheme,
+      concurrency: w.concurrency,
+      cooldownSeconds: w.cooldownSeconds,
       callCount: w.callCount,
       lastCalledAt: w.lastCalledAt,
       createdAt: w.createdAt,

@@ -786,6 +786,17 @@ export interface components {
             /** @enum {boolean} */
             duplicate: true;
         };
+        SkippedDto: {
+            /** @enum {string} */
+            status: "skipped";
+            /** @enum {string} */
+            reason: "ALREADY_RUNNING" | "COOLDOWN";
+            /**
+             * Format: uuid
+             * @description The run that is queued or running (ALREADY_RUNNING), or the last accepted one (COOLDOWN)
+             */
+            executionId: string;
+        };
         SlackChallengeDto: {
             challenge: string;
         };
@@ -827,6 +838,17 @@ export interface components {
              * @enum {string}
              */
             signatureScheme: "devpilot" | "github" | "gitlab" | "standard-webhooks" | "slack";
+            /**
+             * @description skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
+             * @default parallel
+             * @enum {string}
+             */
+            concurrency: "parallel" | "skip" | "replace";
+            /**
+             * @description A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)
+             * @default 0
+             */
+            cooldownSeconds: number;
         };
         WebhookExamplesDto: {
             /** @description A curl command (with a secret: a small shell script that signs with openssl) */
@@ -851,6 +873,9 @@ export interface components {
             hmacEnabled: boolean;
             /** @enum {string} */
             signatureScheme: "devpilot" | "github" | "gitlab" | "standard-webhooks" | "slack";
+            /** @enum {string} */
+            concurrency: "parallel" | "skip" | "replace";
+            cooldownSeconds: number;
             /** @description Only in the 201, and only when the secret was generated: shown this once */
             hmacSecret?: string;
             callCount: number;
@@ -871,6 +896,17 @@ export interface components {
             /** @description false pauses the webhook: its token answers 404 until re-enabled */
             active?: boolean;
             allowedIps?: string[];
+            /**
+             * @description skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
+             * @default parallel
+             * @enum {string}
+             */
+            concurrency: "parallel" | "skip" | "replace";
+            /**
+             * @description A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)
+             * @default 0
+             */
+            cooldownSeconds: number;
         };
         DeliveryViewDto: {
             /** Format: uuid */
@@ -1668,7 +1704,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); a delivery seen before (`duplicate: true`, the first execution; nothing runs); or the `challenge` of a Slack url_verification */
+            /** @description With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); a delivery seen before (`duplicate: true`, the first execution; nothing runs); `skipped` by the webhook’s policy (a run already active, or its cooldown); or the `challenge` of a Slack url_verification */
             200: {
                 headers: {
                     /** @description `wait=N` when the answer is the ended run */
@@ -1676,7 +1712,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["FinishedDto"] | components["schemas"]["DuplicateDto"] | components["schemas"]["SlackChallengeDto"];
+                    "application/json": components["schemas"]["FinishedDto"] | components["schemas"]["DuplicateDto"] | components["schemas"]["SkippedDto"] | components["schemas"]["SlackChallengeDto"];
                 };
             };
             202: {
@@ -1797,7 +1833,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); a delivery seen before (`duplicate: true`, the first execution; nothing runs); or the `challenge` of a Slack url_verification */
+            /** @description With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); a delivery seen before (`duplicate: true`, the first execution; nothing runs); `skipped` by the webhook’s policy (a run already active, or its cooldown); or the `challenge` of a Slack url_verification */
             200: {
                 headers: {
                     /** @description `wait=N` when the answer is the ended run */
@@ -1805,7 +1841,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["FinishedDto"] | components["schemas"]["DuplicateDto"] | components["schemas"]["SlackChallengeDto"];
+                    "application/json": components["schemas"]["FinishedDto"] | components["schemas"]["DuplicateDto"] | components["schemas"]["SkippedDto"] | components["schemas"]["SlackChallengeDto"];
                 };
             };
             202: {

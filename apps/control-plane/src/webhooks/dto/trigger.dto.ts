@@ -4,7 +4,7 @@ import type { Assert, Json, Same } from '../../common/api-doc.js';
 import type { ErrorBody, ErrorCode } from '../../common/app-exception.js';
 import { ExecutionLinksDto } from '../../executions/dto/execution-view.dto.js';
 import type { Finished } from '../../executions/execution-waiter.js';
-import type { Duplicate } from '../webhook-trigger.service.js';
+import type { Duplicate, SkippedAnswer } from '../webhook-trigger.service.js';
 
 /** A delivery the webhook accepted before: the first execution; nothing ran again. */
 export class DuplicateDto {
@@ -27,6 +27,13 @@ export class FinishedDto {
   @ApiProperty({ type: ExecutionLinksDto }) links!: ExecutionLinksDto;
 }
 
+/** A call the webhook's policy answered without running anything. */
+export class SkippedDto {
+  @ApiProperty({ enum: ['skipped'] }) status!: 'skipped';
+  @ApiProperty({ enum: ['ALREADY_RUNNING', 'COOLDOWN'] }) reason!: 'ALREADY_RUNNING' | 'COOLDOWN';
+  @ApiProperty({ format: 'uuid', description: 'The run that is queued or running (ALREADY_RUNNING), or the last accepted one (COOLDOWN)' }) executionId!: string;
+}
+
 /** The answer to Slack's url_verification request (slack scheme). */
 export class SlackChallengeDto {
   @ApiProperty() challenge!: string;
@@ -41,5 +48,6 @@ export class ErrorBodyDto {
 }
 
 export type TriggerDocsMatch = [
+  Assert<Same<SkippedAnswer, SkippedDto>>,
   Assert<Same<Json<Finished>, FinishedDto>>,
  Assert<Same<Json<Duplicate>, DuplicateDto>>, Assert<Same<ErrorBody, ErrorBodyDto>>];

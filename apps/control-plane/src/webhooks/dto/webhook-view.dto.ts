@@ -5,6 +5,8 @@ import type { DeliveryView } from '../delivery-log.service.js';
 import type { WebhookExamples } from '../webhook-examples.js';
 import type { WebhookView } from '../webhooks.service.js';
 import { SIGNATURE_SCHEMES, type SignatureScheme } from '../webhook-signature.js';
+import type { WebhookPolicy } from '../../executions/execution.repository.js';
+import { CONCURRENCY_POLICIES } from './webhooks.dto.js';
 
 export class WebhookExamplesDto {
   @ApiProperty({ description: 'A curl command (with a secret: a small shell script that signs with openssl)' }) curl!: string;
@@ -22,6 +24,8 @@ export class WebhookViewDto {
   @ApiProperty({ type: [String] }) allowedIps!: string[];
   @ApiProperty() hmacEnabled!: boolean;
   @ApiProperty({ enum: SIGNATURE_SCHEMES }) signatureScheme!: SignatureScheme;
+  @ApiProperty({ enum: CONCURRENCY_POLICIES }) concurrency!: WebhookPolicy['concurrency'];
+  @ApiProperty() cooldownSeconds!: number;
   @ApiPropertyOptional({ description: 'Only in the 201, and only when the secret was generated: shown this once' }) hmacSecret?: string;
   @ApiProperty() callCount!: number;
   @ApiProperty({ ...DATE_TIME, nullable: true }) lastCalledAt!: string | null;
