@@ -85,6 +85,7 @@ export class TriggerController {
   @HttpCode(202)
   @ApiOperation({ summary: 'Run the webhook’s script on its server (no API key: the token authenticates)' })
   @ApiBody({
+    required: false,
     description: 'JSON `{"token"}` when the token is in the body; with the token in a header, any body (the sender’s own payload)',
     schema: { type: 'object', properties: { token: { type: 'string', minLength: 64, maxLength: 64, example: TOKEN_EXAMPLE } } },
   })

@@ -1695,7 +1695,7 @@ export interface operations {
             cookie?: never;
         };
         /** @description JSON `{"token"}` when the token is in the body; with the token in a header, any body (the sender’s own payload) */
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": {
                     /** @example 3f9a1c0e5b7d2a4c6e8f0b1d3a5c7e9f1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a */
