@@ -5,6 +5,7 @@ import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
+import { waitFor } from './support/processes.js';
 import { callTrigger, createWebhook, serverAndScript, TRIGGER_PATH, type TriggerResponse } from './support/webhook-fixtures.js';
 
 /**
@@ -59,7 +60,7 @@ function standardHeaders(secret: string, body: string, at = new Date(), id = `ms
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_LOG_LEVEL: 'debug' } });
+  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_LOG_LEVEL: 'debug', DEVPILOT_PRUNE_INTERVAL_SECONDS: '1' } });
   owner = new Api(cp.url, cp.adminKey);
   ({ serverId, scriptId } = await serverAndScript(owner, 'senders'));
 });
@@ -307,6 +308,20 @@ describe('deliveries seen before', () => {
     expect(bad.status).toBe(401);
     const good = await callPath(w.token, PUSH, { 'x-github-delivery': id, 'x-hub-signature-256': await githubSign(w.hmacSecret as string, PUSH) });
     expect(good.status).toBe(202);
+  });
+
+  it('an expired id runs again, and the pruning job forgets it', async () => {
+    const w = await webhook();
+    const key = { 'idempotency-key': `expiring-${randomUUID()}` };
+    expect((await callPath(w.token, undefined, key)).status).toBe(202);
+    expect((await callPath(w.token, undefined, key)).status).toBe(200);
+    // As if 24 h had passed.
+    await db.query(`UPDATE webhook_delivery_id SET expires_at = now() - interval '1 second' WHERE webhook_id = $1`, [w.id]);
+    const again = await callPath(w.token, undefined, key);
+    expect(again.status).toBe(202);
+    expect(await executionsOf(w.id)).toHaveLength(2);
+    await db.query(`UPDATE webhook_delivery_id SET expires_at = now() - interval '1 second' WHERE webhook_id = $1`, [w.id]);
+    await waitFor('the expired id pruned', async () => ((await db.query(`SELECT 1 FROM webhook_delivery_id WHERE webhook_id = $1`, [w.id])) as unknown[]).length === 0);
   });
 
   it('50 concurrent identical deliveries create exactly one execution', async () => {
