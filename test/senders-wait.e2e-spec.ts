@@ -44,12 +44,14 @@ async function call(token: string, headers: Record<string, string> = {}, query =
 
 describe('wait mode', () => {
   it('Prefer: wait=N answers 200 with the exit code, duration and output of a short run', async () => {
-    const token = await hook('echo "out $DEVPILOT_TRIGGER"; echo err >&2; exit 3');
+    const token = await hook('echo "out $DEVPILOT_TRIGGER $DEVPILOT_WEBHOOK_NAME"; echo "id $DEVPILOT_EXECUTION_ID"; echo err >&2; exit 3');
     const r = await call(token, { prefer: 'respond-async, wait=30' });
     expect(r.status).toBe(200);
     expect(r.headers.get('preference-applied')).toBe('wait=30');
-    expect(r.body).toMatchObject({ status: 'failed', exitCode: 3, signal: null, outputTruncated: false, outputBytes: 16 });
-    expect(r.body.output).toContain('out webhook\n');
+    expect(r.body).toMatchObject({ status: 'failed', exitCode: 3, signal: null, outputTruncated: false, outputBytes: 61 });
+    // Every webhook run sees its execution id, its trigger and its webhook's name.
+    expect(r.body.output).toContain('out webhook wait\n');
+    expect(r.body.output).toContain(`id ${r.body.executionId as string}\n`);
     expect(r.body.output).toContain('err\n');
     expect(r.body.durationMs).toEqual(expect.any(Number));
     expect(r.body.links.execution).toBe(`/api/v1/executions/${r.body.executionId}`);

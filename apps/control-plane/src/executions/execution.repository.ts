@@ -195,7 +195,8 @@ export class ExecutionRepository {
        SELECT x.*, (SELECT bool_or(backlog >= $3) FROM b) AS overloaded,
               ${remember ? 'EXISTS (SELECT 1 FROM room) AND NOT EXISTS (SELECT 1 FROM mem)' : 'false'} AS duplicate
        FROM (SELECT 1) one LEFT JOIN (
-         SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets
+         SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets,
+                (SELECT w.name FROM webhook w WHERE w.id = e.webhook_id) AS webhook_name
          FROM e
          JOIN script s ON s.id = e.script_id
          JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version
@@ -356,7 +357,8 @@ export class ExecutionRepository {
          RETURNING x.id, x.workspace_id, x.server_id, x.script_id, x.script_version, x.webhook_id, x.trigger, x.queued_at,
                    x.timeout_seconds)
        SELECT c.id, c.workspace_id, c.server_id, c.script_id, c.script_version, c.webhook_id, c.trigger,
-              COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets
+              COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets,
+              (SELECT w.name FROM webhook w WHERE w.id = c.webhook_id) AS webhook_name
        FROM c
        JOIN script s ON s.id = c.script_id
        JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version
