@@ -55,11 +55,14 @@ describe('create', () => {
       active: true,
       allowedIps: [],
       hmacEnabled: false,
+      signatureScheme: 'devpilot',
+      concurrency: 'parallel',
+      cooldownSeconds: 0,
       callCount: 0,
       lastCalledAt: null,
       createdAt: expect.any(String),
       updatedAt: expect.any(String),
-      examples: { curl: expect.stringContaining(r.body.token) },
+      examples: { curl: expect.stringContaining(r.body.token), node: expect.stringContaining(r.body.token), python: expect.stringContaining(r.body.token) },
     });
     const [row] = await db.query('SELECT token_encrypted, token_hash FROM webhook WHERE id = $1', [r.body.id]);
     expect(Buffer.from(row.token_hash).equals(createHash('sha256').update(r.body.token).digest())).toBe(true);
@@ -217,6 +220,10 @@ describe('the examples', () => {
     expect(plain.examples.curl).toContain(`${cp.url}/api/v1/webhooks/script_execute`);
     const out1 = await run('bash', ['-c', plain.examples.curl], { env });
     expect(JSON.parse(out1.stdout).executionId).toEqual(expect.any(String));
+    await writeFile(path.join(dir, 'plain.mjs'), plain.examples.node);
+    expect((await run(process.execPath, [path.join(dir, 'plain.mjs')], { env })).stdout).toMatch(/^202 /);
+    await writeFile(path.join(dir, 'plain.py'), plain.examples.python);
+    expect((await run('python3', [path.join(dir, 'plain.py')], { env })).stdout).toMatch(/^202 /);
 
     const signed = await createWebhook(owner, scriptId, { serverId, hmacSecret: SECRET });
     expect(Object.keys(signed.examples).sort()).toEqual(['curl', 'node', 'python']);
@@ -233,5 +240,23 @@ describe('the examples', () => {
     // Without the secret, the same snippet is refused.
     const unsigned = await run('bash', ['-c', signed.examples.curl], { env: { ...env, WEBHOOK_SECRET: 'wrong' } });
     expect(JSON.parse(unsigned.stdout).code).toBe('INVALID_SIGNATURE');
+  });
+
+  it.each(['github', 'gitlab', 'standard-webhooks', 'slack'])('%s: the three snippets sign as the sender does and run as pasted', async (scheme) => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'devpilot-examples-'));
+    const given = scheme === 'slack' ? { hmacSecret: SECRET } : {};
+    const w = await createWebhook(owner, scriptId, { serverId, signatureScheme: scheme, ...given });
+    const secret = scheme === 'slack' ? SECRET : (w.hmacSecret as string);
+    const env = { PATH: process.env.PATH, HOME: process.env.HOME, WEBHOOK_SECRET: secret };
+    expect(w.examples.curl).toContain(`/api/v1/webhooks/script_execute/${w.token}`);
+    for (const snippet of Object.values(w.examples) as string[]) expect(snippet).not.toContain(secret);
+    expect(JSON.parse((await run('bash', ['-c', w.examples.curl], { env })).stdout).executionId).toEqual(expect.any(String));
+    await writeFile(path.join(dir, 'trigger.mjs'), w.examples.node);
+    expect((await run(process.execPath, [path.join(dir, 'trigger.mjs')], { env })).stdout).toMatch(/^202 /);
+    await writeFile(path.join(dir, 'trigger.py'), w.examples.python);
+    expect((await run('python3', [path.join(dir, 'trigger.py')], { env })).stdout).toMatch(/^202 /);
+    const refused = await run('bash', ['-c', w.examples.curl], { env: { ...env, WEBHOOK_SECRET: scheme === 'standard-webhooks' ? `whsec_${Buffer.alloc(32, 1).toString('base64')}` : 'wrong' } });
+    expect(JSON.parse(refused.stdout).code).toBe('INVALID_SIGNATURE');
+    expect((await owner.get(`/api/v1/webhooks/${w.id}`)).body.callCount).toBe(3);
   });
 });

@@ -46,7 +46,7 @@ export interface CreatedWebhook {
 export async function createWebhook(
   api: Api,
   scriptId: string,
-  body: { name?: string; serverId: string; allowedIps?: string[]; hmacSecret?: string },
+  body: { name?: string; serverId: string; allowedIps?: string[]; hmacSecret?: string; signatureScheme?: string },
 ): Promise<CreatedWebhook> {
   const r = await api.post(`/api/v1/scripts/${scriptId}/webhooks`, { name: 'hook', ...body });
   if (r.status !== 201) throw new Error(`create webhook: ${r.status} ${JSON.stringify(r.body)}`);

@@ -14,6 +14,9 @@ import { validationPipe } from './common/validation.js';
 import type { AppConfig } from './config/app-config.js';
 import { openApiDocument, setApiPrefix } from './openapi.js';
 
+/** The public trigger, in both forms (token in the body or in the path). */
+const TRIGGER_PATH = /^\/api\/v1\/webhooks\/script_execute(?:\/[^/]*)?\/?$/i;
+
 /** Builds the Nest application: body parsing, validation, errors, proxies, OpenAPI. */
 export async function createHttpApp(config: AppConfig, databaseUrl: string): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, databaseUrl), {
@@ -38,15 +41,20 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
     next();
   });
   app.disable('x-powered-by');
-  app.use(
-    express.json({
-      limit: config.bodyLimitBytes,
-      // The raw bytes as received: what an HMAC signature is computed over.
-      verify: (req, _res, buf) => {
-        (req as unknown as { rawBody: Buffer }).rawBody = buf;
-      },
-    }),
-  );
+  // The trigger takes any body as raw bytes (a sender's own payload: JSON, form-encoded, empty):
+  // what a signature covers, and what the trigger itself parses when the token is in it. Every
+  // other route takes JSON. Both keep the same limit (413 beyond it).
+  const triggerBody = express.raw({ type: () => true, limit: config.bodyLimitBytes });
+  const jsonBody = express.json({ limit: config.bodyLimitBytes });
+  app.use((req: express.Request, res: express.Response, next: express.NextFunction) => {
+    if (!TRIGGER_PATH.test(req.path)) return jsonBody(req, res, next);
+    triggerBody(req, res, (err?: unknown) => {
+      const body: unknown = req.body;
+      if (Buffer.isBuffer(body)) (req as unknown as { rawBody: Buffer }).rawBody = body;
+      req.body = undefined;
+      next(err);
+    });
+  });
   const dashboard = dashboardDir();
   if (dashboard) app.use(...dashboardMiddleware(dashboard));
   else app.get(Logger).warn('the dashboard is not built (npm run build:dashboard): serving the API only');

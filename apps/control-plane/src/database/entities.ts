@@ -12,6 +12,7 @@ import { ExecutionFinishHeldAt1764300000000 } from './migrations/1764300000000-e
 import { ExecutionLifecycle1764400000000 } from './migrations/1764400000000-execution-lifecycle.js';
 import { RetentionAndQuota1764500000000 } from './migrations/1764500000000-retention-and-quota.js';
 import { ScriptSecrets1764600000000 } from './migrations/1764600000000-script-secrets.js';
+import { RealSenders1764700000000 } from './migrations/1764700000000-real-senders.js';
 import { RunAs1764710000000 } from './migrations/1764710000000-run-as.js';
 import { Cluster1764730000000 } from './migrations/1764730000000-cluster.js';
 import { ScriptSecret } from '../secrets/secret.entity.js';
@@ -24,6 +25,7 @@ export const MIGRATIONS = [
   ExecutionLifecycle1764400000000,
   RetentionAndQuota1764500000000,
   ScriptSecrets1764600000000,
+  RealSenders1764700000000,
   RunAs1764710000000,
   Cluster1764730000000,
 ];

@@ -49,6 +49,20 @@ export class ExecutionOutputStore {
     );
   }
 
+  /** The last `bytes` bytes of the stored output (both streams, in seq order). */
+  async tail(executionId: string, bytes: number): Promise<Buffer> {
+    const found = await rows<{ data: Buffer }>(
+      this.db,
+      `SELECT data FROM (
+         SELECT seq, data, sum(octet_length(data)) OVER (ORDER BY seq DESC) AS upto
+         FROM execution_output WHERE execution_id = $1
+       ) t WHERE upto - octet_length(data) < $2 ORDER BY seq`,
+      [executionId, bytes],
+    );
+    const all = Buffer.concat(found.map((r) => r.data));
+    return all.length > bytes ? all.subarray(all.length - bytes) : all;
+  }
+
   /** Every stored chunk after `afterSeq`, page by page, so memory stays bounded whatever the size. */
   async *chunksAfter(executionId: string, afterSeq: number, stream?: OutputStream): AsyncGenerator<StoredChunk> {
     let after = afterSeq;

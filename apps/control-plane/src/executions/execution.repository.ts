@@ -15,7 +15,7 @@ import { ExecutionEvents, type StatusChanged } from './execution-events.js';
 import type { StoredChunk } from './execution-output.service.js';
 import { type ExecutionRow, VIEW_SELECT } from './execution-view.js';
 import { type ClaimRow, outcome } from './run-commands.js';
-import { preparedRows, rows } from './sql.js';
+import { preparedRows, type Queryable, rows } from './sql.js';
 
 /** A status change as the statements return it. */
 interface ChangedRow {
@@ -38,7 +38,17 @@ export interface TransitionPatch {
 
 /** How a new execution comes about: a webhook call (with its delivery row), or a manual run. */
 export type NewExecution =
-  | { trigger: 'webhook'; webhookId: string; allowedIps: string[]; sourceIp: string; userAgent: string | null }
+  | {
+      trigger: 'webhook';
+      webhookId: string;
+      allowedIps: string[];
+      sourceIp: string;
+      userAgent: string | null;
+      /** The sender's delivery id: remembered with the execution, so the same id is never run twice. */
+      deliveryId: string | null;
+      /** The policy the call was checked against; the statement creates nothing if it changed meanwhile. */
+      policy: WebhookPolicy;
+    }
   | { trigger: 'manual'; workspaceId: string; scriptId: string; serverId: string };
 
 /** A new execution, with its start command's ingredients (content only when it was created `dispatched`). */
@@ -47,6 +57,27 @@ export interface CreatedRow extends ClaimRow {
   queued_at: Date;
   deliver_by: Date;
 }
+
+/** How a webhook's runs may overlap (`queue` is not offered: see README). */
+export interface WebhookPolicy {
+  concurrency: 'parallel' | 'skip' | 'replace';
+  cooldownSeconds: number;
+}
+
+/** Why a call was answered `skipped`, and the run it names. */
+export interface Skipped {
+  reason: 'ALREADY_RUNNING' | 'COOLDOWN';
+  executionId: string;
+}
+
+/** The execution an earlier call with the same delivery id created. */
+export interface RememberedDelivery {
+  id: string;
+  status: ExecutionStatus;
+}
+
+/** How long a webhook remembers an accepted delivery id (a sender's retries and replays fall inside). */
+export const DELIVERY_MEMORY_SECONDS = 24 * 3600;
 
 export type CompleteOutcome = 'unknown' | 'queued' | 'over' | 'incomplete' | 'done';
 
@@ -99,17 +130,39 @@ export class ExecutionRepository {
    * written, the call counter included); null when the webhook no longer matches or the
    * script/server is gone.
    */
-  async create(spec: NewExecution, dispatchNow: boolean): Promise<CreatedRow | 'overloaded' | null> {
+  async create(spec: NewExecution, dispatchNow: boolean, on?: Queryable): Promise<CreatedRow | 'overloaded' | 'duplicate' | null> {
     const params: unknown[] = [dispatchNow, this.config.deliveryDeadlineMs / 1000, this.config.maxQueuedPerServer];
     let target: string;
     let source: string;
     let after = '';
+    let remember = '';
+    let idColumn = '';
+    let idValue = '';
     if (spec.trigger === 'webhook') {
       params.push(spec.webhookId, spec.allowedIps, spec.sourceIp, spec.userAgent?.slice(0, 512) ?? null);
-      target = `SELECT workspace_id, script_id, server_id, id AS webhook_id FROM webhook WHERE id = $4 AND active AND allowed_ips = $5::text[]`;
+      params.push(spec.policy.concurrency, spec.policy.cooldownSeconds);
+      const matches = `id = $4 AND active AND allowed_ips = $5::text[] AND concurrency = $8 AND cooldown_seconds = $9`;
+      target = `SELECT workspace_id, script_id, server_id, id AS webhook_id FROM webhook WHERE ${matches}`;
       // The counter moves only for a call that is accepted, and only while the webhook still matches.
+      let gate = 'EXISTS (SELECT 1 FROM room)';
+      if (spec.deliveryId !== null) {
+        // The delivery id is remembered in the same statement as the accept: of concurrent calls
+        // with one id (on any node) the first insert wins, the others wait for it on the key and
+        // then find it there, so they create nothing. An expired id is taken over.
+        params.push(spec.deliveryId, DELIVERY_MEMORY_SECONDS);
+        remember = `, mem AS (
+         INSERT INTO webhook_delivery_id AS m (webhook_id, delivery_id, execution_id, expires_at)
+         SELECT room.webhook_id, $10, gen_random_uuid(), now() + make_interval(secs => $11) FROM room
+         ON CONFLICT (webhook_id, delivery_id) DO UPDATE
+           SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at
+           WHERE m.expires_at <= now()
+         RETURNING execution_id)`;
+        gate = 'EXISTS (SELECT 1 FROM mem)';
+        idColumn = 'id, ';
+        idValue = '(SELECT execution_id FROM mem), ';
+      }
       source = `UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
-         WHERE id = $4 AND active AND allowed_ips = $5::text[] AND EXISTS (SELECT 1 FROM room)
+         WHERE ${matches} AND ${gate}
          RETURNING workspace_id, script_id, server_id, id AS webhook_id`;
       after = `, delivery AS (
          INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
@@ -126,10 +179,10 @@ export class ExecutionRepository {
     const sql = `WITH t AS (${target}), b AS (
          SELECT t.*, (SELECT count(*) FROM (SELECT 1 FROM execution q WHERE q.server_id = t.server_id AND q.status = 'queued' LIMIT $3) z) AS backlog
          FROM t
-       ), room AS (SELECT * FROM b WHERE backlog < $3), src AS (${source}), e AS (
-         INSERT INTO execution (workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
+       ), room AS (SELECT * FROM b WHERE backlog < $3)${remember}, src AS (${source}), e AS (
+         INSERT INTO execution (${idColumn}workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
                                 deliver_by, dispatched_at, timeout_seconds)
-         SELECT src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, '${spec.trigger}', d.status,
+         SELECT ${idValue}src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, '${spec.trigger}', d.status,
                 now() + make_interval(secs => $2), CASE WHEN d.status = 'dispatched' THEN now() END, s.timeout_seconds
          FROM src
          JOIN script s ON s.id = src.script_id
@@ -142,34 +195,127 @@ export class ExecutionRepository {
          RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at,
                    deliver_by, timeout_seconds
        )${after}
-       SELECT x.*, (SELECT bool_or(backlog >= $3) FROM b) AS overloaded
+       SELECT x.*, (SELECT bool_or(backlog >= $3) FROM b) AS overloaded,
+              ${remember ? 'EXISTS (SELECT 1 FROM room) AND NOT EXISTS (SELECT 1 FROM mem)' : 'false'} AS duplicate
        FROM (SELECT 1) one LEFT JOIN (
          SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets, v.run_as,
-                srv.allow_run_as IS NOT NULL AS agent_knows_run_as
+                srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
+                (SELECT w.name FROM webhook w WHERE w.id = e.webhook_id) AS webhook_name
          FROM e
          JOIN script s ON s.id = e.script_id
          JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version
          JOIN server srv ON srv.id = e.server_id
        ) x ON true`;
+    type Row = CreatedRow & { overloaded: boolean | null; duplicate: boolean };
+    const once = () => (on ? rows<Row>(on, sql, params) : preparedRows<Row>(this.db, sql, params));
     const run = async () => {
       try {
-        return await preparedRows<CreatedRow & { overloaded: boolean | null }>(this.db, sql, params);
+        return await once();
       } catch (e) {
-        // A script or server being deleted at this moment locks in the other order: one retry.
-        if (isSerializationFailure(e)) return preparedRows<CreatedRow & { overloaded: boolean | null }>(this.db, sql, params);
+        // A script or server being deleted at this moment locks in the other order: one retry
+        // (inside a caller's transaction the error has ended it: the caller decides).
+        if (!on && isSerializationFailure(e)) return once();
         throw e;
       }
     };
     try {
       const [row] = await run();
-      if (!row?.id) return row?.overloaded ? 'overloaded' : null;
-      if (row.status === 'dispatched') this.emit([{ ...row, exit_code: null }]);
-      return row;
+      if (!row?.id) return row?.duplicate ? 'duplicate' : row?.overloaded ? 'overloaded' : null;
+      // Only the row's own columns go on (callers tell a duplicate by its shape).
+      const created: CreatedRow & { overloaded?: unknown; duplicate?: unknown } = { ...row };
+      delete created.overloaded;
+      delete created.duplicate;
+      if (created.status === 'dispatched' && !on) this.emit([{ ...created, exit_code: null }]);
+      return created;
     } catch (e) {
       // The script, server or webhook was deleted while the statement ran.
       if (pgCode(e) === '23503') return null;
       throw e;
     }
+  }
+
+  /**
+   * A webhook call under a policy (skip, replace, a cooldown): in one transaction holding the
+   * webhook's row lock, so concurrent calls on any node are decided one after the other against
+   * what the earlier ones committed. In order: a delivery seen before, the cooldown, a run already
+   * active (skip: nothing is created; replace: the active runs are returned for cancelling), then
+   * the usual accept statement.
+   */
+  async createUnderPolicy(
+    spec: Extract<NewExecution, { trigger: 'webhook' }>,
+    dispatchNow: boolean,
+  ): Promise<{ created: CreatedRow; replaces: string[] } | { skipped: Skipped } | 'overloaded' | 'duplicate' | null> {
+    const qr = this.db.createQueryRunner();
+    await qr.connect();
+    let committed = false;
+    try {
+      await qr.startTransaction();
+      const [w] = await rows<{ concurrency: string; cooldown_seconds: number }>(
+        qr,
+        `SELECT concurrency, cooldown_seconds FROM webhook WHERE id = $1 FOR UPDATE`,
+        [spec.webhookId],
+      );
+      if (!w || w.concurrency !== spec.policy.concurrency || w.cooldown_seconds !== spec.policy.cooldownSeconds) return null;
+      if (spec.deliveryId !== null) {
+        const [seen] = await rows<{ id: string }>(
+          qr,
+          `SELECT 1 AS id FROM webhook_delivery_id WHERE webhook_id = $1 AND delivery_id = $2 AND expires_at > now()`,
+          [spec.webhookId, spec.deliveryId],
+        );
+        if (seen) return 'duplicate';
+      }
+      if (spec.policy.cooldownSeconds > 0) {
+        const [last] = await rows<{ id: string; recent: boolean }>(
+          qr,
+          `SELECT id, queued_at > now() - make_interval(secs => $2) AS recent FROM execution
+           WHERE webhook_id = $1 ORDER BY queued_at DESC LIMIT 1`,
+          [spec.webhookId, spec.policy.cooldownSeconds],
+        );
+        if (last?.recent) return { skipped: { reason: 'COOLDOWN', executionId: last.id } };
+      }
+      let active: string[] = [];
+      if (spec.policy.concurrency !== 'parallel') {
+        const found = await rows<{ id: string }>(
+          qr,
+          `SELECT id FROM execution WHERE webhook_id = $1 AND status IN ('queued', ${ACTIVE.slice(1)} ORDER BY queued_at, id`,
+          [spec.webhookId],
+        );
+        active = found.map((r) => r.id);
+        if (spec.policy.concurrency === 'skip' && active.length) return { skipped: { reason: 'ALREADY_RUNNING', executionId: active[0]! } };
+      }
+      const created = await this.create(spec, dispatchNow, qr);
+      if (created === null || typeof created === 'string') return created;
+      await qr.commitTransaction();
+      committed = true;
+      if (created.status === 'dispatched') this.emit([{ ...created, exit_code: null }]);
+      return { created, replaces: active };
+    } finally {
+      if (!committed && qr.isTransactionActive) await qr.rollbackTransaction();
+      await qr.release();
+    }
+  }
+
+  /** The execution a webhook accepted for this delivery id, while the id is remembered. */
+  async remembered(webhookId: string, deliveryId: string): Promise<RememberedDelivery | null> {
+    const [row] = await rows<RememberedDelivery>(
+      this.db,
+      `SELECT x.id, x.status FROM webhook_delivery_id m JOIN execution x ON x.id = m.execution_id
+       WHERE m.webhook_id = $1 AND m.delivery_id = $2 AND m.expires_at > now()`,
+      [webhookId, deliveryId],
+    );
+    return row ?? null;
+  }
+
+  /** Forgets up to `limit` expired delivery ids; how many went. */
+  async pruneRememberedDeliveries(limit: number): Promise<number> {
+    const gone = await rows<{ webhook_id: string }>(
+      this.db,
+      `DELETE FROM webhook_delivery_id WHERE ctid IN (
+         SELECT ctid FROM webhook_delivery_id WHERE expires_at <= now() LIMIT $1)
+       RETURNING webhook_id`,
+      [limit],
+    );
+    return gone.length;
   }
 
   // ---- dispatch ------------------------------------------------------------------------------
@@ -217,7 +363,8 @@ export class ExecutionRepository {
                    x.timeout_seconds)
        SELECT c.id, c.workspace_id, c.server_id, c.script_id, c.script_version, c.webhook_id, c.trigger,
               COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets, v.run_as,
-              srv.allow_run_as IS NOT NULL AS agent_knows_run_as
+              srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
+              (SELECT w.name FROM webhook w WHERE w.id = c.webhook_id) AS webhook_name
        FROM c
        JOIN script s ON s.id = c.script_id
        JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version
@@ -416,7 +563,8 @@ export class ExecutionRepository {
                 (SELECT count(*) FROM execution_output o WHERE o.execution_id = e.id AND o.seq <= $3::bigint) >= $3::bigint + 1 AS whole
          FROM e
        ), done AS (
-         UPDATE execution x SET status = $4, exit_code = $5, signal = $6, error = $7,
+         UPDATE execution x SET status = $4, exit_code = $5, signal = $6,
+           error = CASE WHEN $4 = 'cancelled' THEN COALESCE(x.error, $7) ELSE $7 END,
            output_truncated = x.output_truncated OR $8,
            output_truncated_by = COALESCE(x.output_truncated_by, CASE WHEN $8 THEN 'script_limit' END),
            finished_at = now(), finish_report = $9
@@ -471,9 +619,14 @@ export class ExecutionRepository {
    * whose agent is offline (`agentOnline` false; the agent stops it when it returns); an active run
    * with its agent online gets cancel_requested and `tell` is true (its agent reports the end).
    */
-  async cancel(workspaceId: string, id: string, agentOnline: (serverId: string) => Promise<boolean>): Promise<'cancelled' | 'requested' | 'over' | 'unknown'> {
+  async cancel(
+    workspaceId: string,
+    id: string,
+    agentOnline: (serverId: string) => Promise<boolean>,
+    reason?: string,
+  ): Promise<'cancelled' | 'requested' | 'over' | 'unknown'> {
     const [queued] = await this.change('cancelled', `x.id = $1 AND x.workspace_id = $2 AND x.status = 'queued'`, [id, workspaceId], {
-      error: 'cancelled before it started',
+      error: reason ?? 'cancelled before it started',
       cancelRequested: true,
     });
     if (queued) return 'cancelled';
@@ -484,18 +637,19 @@ export class ExecutionRepository {
     );
     if (!current) return 'unknown';
     if (isTerminal(current.status)) return 'over';
-    if (current.status === 'queued') return this.cancel(workspaceId, id, agentOnline); // requeued meanwhile
+    if (current.status === 'queued') return this.cancel(workspaceId, id, agentOnline, reason); // requeued meanwhile
     if (!(await agentOnline(current.server_id))) {
       const [gone] = await this.change('cancelled', `x.id = $1 AND x.status IN ${ACTIVE}`, [id], {
-        error: 'cancelled while its agent was offline; the agent is told to stop it when it reconnects',
+        error: `${reason ? `${reason}; ` : ''}cancelled while its agent was offline; the agent is told to stop it when it reconnects`,
         cancelRequested: true,
       });
       if (gone) return 'cancelled';
     } else {
       const [asked] = await rows<{ id: string }>(
         this.db,
-        `UPDATE execution SET cancel_requested = true WHERE id = $1 AND status IN ${ACTIVE} RETURNING id`,
-        [id],
+        // The reason is kept for the cancelled status the agent will report (see complete()).
+        `UPDATE execution SET cancel_requested = true, error = COALESCE($2, error) WHERE id = $1 AND status IN ${ACTIVE} RETURNING id`,
+        [id, reason ?? null],
       );
       if (asked) {
         this.events.cancelRequested.next({ executionId: id, serverId: current.server_id });
@@ -503,7 +657,7 @@ export class ExecutionRepository {
       }
     }
     // It moved meanwhile (finished, or went back to the queue): decide again.
-    return this.cancel(workspaceId, id, agentOnline);
+    return this.cancel(workspaceId, id, agentOnline, reason);
   }
 
   // ---- the clock -------------------------------------------------------------------------------

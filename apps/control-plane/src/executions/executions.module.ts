@@ -14,11 +14,12 @@ import { Execution } from './execution.entity.js';
 import { ExecutionsController } from './executions.controller.js';
 import { ExecutionsService } from './executions.service.js';
 import { OutputCursors } from './output-cursors.js';
+import { ExecutionWaiter } from './execution-waiter.js';
 
 @Module({
   imports: [TypeOrmModule.forFeature([Execution, ExecutionOutput]), AgentLinkModule, SecretsModule, WorkspacesModule],
   controllers: [ExecutionsController],
-  providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed, StartCommands, OutputCursors, ClusterNews],
-  exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, StartCommands, OutputCursors, ClusterNews],
+  providers: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, ExecutionFeed, StartCommands, OutputCursors, ClusterNews, ExecutionWaiter],
+  exports: [ExecutionsService, ExecutionEvents, ExecutionRepository, ExecutionOutputStore, StartCommands, OutputCursors, ClusterNews, ExecutionWaiter],
 })
 export class ExecutionsModule {}

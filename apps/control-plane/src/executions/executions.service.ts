@@ -5,7 +5,7 @@ import { AppException, notFound, overloaded } from '../common/app-exception.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import type { Page } from '../common/pagination.js';
 import { ExecutionEvents } from './execution-events.js';
-import { type CreatedRow, ExecutionRepository, type NewExecution } from './execution.repository.js';
+import { type CreatedRow, ExecutionRepository, type NewExecution, type RememberedDelivery, type Skipped } from './execution.repository.js';
 import { Execution } from './execution.entity.js';
 import { decodeExecutionCursor, type ExecutionView, toPageOfExecutions, toView } from './execution-view.js';
 import { StartCommands } from './start-commands.js';
@@ -42,19 +42,40 @@ export class ExecutionsService {
    * the webhook, script or server no longer matches; 503 OVERLOADED when the server's backlog is
    * at its bound (nothing written).
    */
-  async create(spec: NewExecution, serverId: string): Promise<CreatedRow | null> {
-    const row = await this.repo.create(spec, this.link.hasLocalReadyAgent(serverId));
-    if (row === 'overloaded') throw overloaded(this.config.maxQueuedPerServer);
+  async create(spec: NewExecution, serverId: string): Promise<CreatedRow | { duplicate: RememberedDelivery } | { skipped: Skipped } | null> {
+    const underPolicy = spec.trigger === 'webhook' && (spec.policy.concurrency !== 'parallel' || spec.policy.cooldownSeconds > 0);
+    const decided = underPolicy ? await this.repo.createUnderPolicy(spec, this.link.hasLocalReadyAgent(serverId)) : null;
+    if (decided !== null && typeof decided === 'object' && 'skipped' in decided) return decided;
+    const row =
+      decided === null && !underPolicy
+        ? await this.repo.create(spec, this.link.hasLocalReadyAgent(serverId))
+        : decided !== null && typeof decided === 'object'
+          ? decided.created
+          : decided;
+    if (row === 'duplicate' || row === 'overloaded') {
+      // A delivery seen before answers as such even while the backlog is full (it would not add to it).
+      const seen = spec.trigger === 'webhook' && spec.deliveryId !== null ? await this.repo.remembered(spec.webhookId, spec.deliveryId) : null;
+      if (seen) return { duplicate: seen };
+      if (row === 'overloaded') throw overloaded(this.config.maxQueuedPerServer);
+      // Remembered by a call whose statement had not committed when this one read: now it has.
+      return null;
+    }
     if (!row) return null;
     const [claimed] = row.status === 'dispatched' ? await this.commands.build([row]) : [];
     this.events.created.next(toCreated(row, claimed?.start ?? null));
+    // replace: the runs that were active when this one was accepted are cancelled, naming it.
+    if (decided !== null && typeof decided === 'object' && 'replaces' in decided) {
+      for (const id of decided.replaces) {
+        await this.repo.cancel(row.workspace_id, id, (sid) => this.link.hasAgent(sid), `replaced by execution ${row.id}`);
+      }
+    }
     return row;
   }
 
   /** A manual run of the script's current version on one of the workspace's servers. */
   async runManually(workspaceId: string, scriptId: string, serverId: string): Promise<Accepted> {
     const row = await this.create({ trigger: 'manual', workspaceId, scriptId, serverId }, serverId);
-    if (!row) throw notFound(await this.repo.scriptExists(workspaceId, scriptId) ? 'Server' : 'Script');
+    if (!row || 'duplicate' in row || 'skipped' in row) throw notFound(await this.repo.scriptExists(workspaceId, scriptId) ? 'Server' : 'Script');
     return this.accepted(row);
   }
 

@@ -8,6 +8,8 @@ export interface ClaimRow {
   script_id: string;
   script_version: number;
   webhook_id: string | null;
+  /** The webhook's name when the run is a webhook's (null if it was deleted since). */
+  webhook_name: string | null;
   trigger: Trigger;
   interpreter: Interpreter;
   timeout_seconds: number;
@@ -52,6 +54,7 @@ export function startCommand(r: ClaimRow, secrets: Record<string, string> = {}):
     DEVPILOT_TRIGGER: r.trigger,
   };
   if (r.webhook_id) env.DEVPILOT_WEBHOOK_ID = r.webhook_id;
+  if (r.webhook_name !== null) env.DEVPILOT_WEBHOOK_NAME = r.webhook_name;
   return {
     executionId: r.id,
     interpreter: r.interpreter,

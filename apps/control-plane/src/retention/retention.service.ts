@@ -20,6 +20,8 @@ export interface PruneProgress {
   outputBytes: number;
   executionsExpired: number;
   deliveries: number;
+  /** Remembered delivery ids forgotten after their expiry. */
+  deliveryIds: number;
   passes: number;
   lastPassAt: Date | null;
   /** Ended runs waiting for their output to be pruned when the last pass stopped (0: caught up). */
@@ -39,7 +41,7 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
   private timer?: NodeJS.Timeout;
   private running: Promise<void> | null = null;
   private stopping = false;
-  readonly progress: PruneProgress = { outputRows: 0, outputBytes: 0, executionsExpired: 0, deliveries: 0, passes: 0, lastPassAt: null, backlog: 0 };
+  readonly progress: PruneProgress = { outputRows: 0, outputBytes: 0, executionsExpired: 0, deliveries: 0, deliveryIds: 0, passes: 0, lastPassAt: null, backlog: 0 };
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -106,6 +108,13 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
     while (more()) {
       const n = await this.deliveries.pruneExpired(this.config.deliveryRetentionSeconds, DELIVERIES_PER_STATEMENT);
       this.progress.deliveries += n;
+      await breathe();
+      if (n < DELIVERIES_PER_STATEMENT) break;
+    }
+    // Delivery ids past their memory (24 h): a later call with one of them runs again.
+    while (more()) {
+      const n = await this.executions.pruneRememberedDeliveries(DELIVERIES_PER_STATEMENT);
+      this.progress.deliveryIds += n;
       await breathe();
       if (n < DELIVERIES_PER_STATEMENT) break;
     }

@@ -7,26 +7,29 @@ import { AppException, type ErrorCode, RetryLaterException } from '../common/app
 import { SecretsService } from '../common/secrets.service.js';
 import { sha256 } from '../common/tokens.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import type { CreatedRow } from '../executions/execution.repository.js';
+import type { CreatedRow, RememberedDelivery, Skipped, WebhookPolicy } from '../executions/execution.repository.js';
 import { preparedRows } from '../executions/sql.js';
 import { type Accepted, ExecutionsService } from '../executions/executions.service.js';
+import { ExecutionWaiter, type Finished } from '../executions/execution-waiter.js';
 import { DeliveryLog, type DeliveryRecord } from './delivery-log.service.js';
 import { AllowlistCache, canonicalAddress } from './ip-allowlist.js';
 import type { Pool } from 'pg';
 import { TriggerFailureLimiter } from './trigger-failure-limiter.js';
-import { checkSignature, SIGNATURE_HEADER } from './webhook-signature.js';
+import { type SignatureScheme, verifyScheme } from './webhook-signature.js';
 import { HMAC_PURPOSE } from './webhooks.service.js';
 import { triggerAcceptSeconds, triggerCalls } from '../metrics/trigger-metrics.js';
 
 /** One call of the public trigger, as the HTTP layer received it. */
 export interface TriggerCall {
-  /** The parsed JSON body; undefined when the body was not JSON. */
-  body: unknown;
-  /** The bytes as received (what a signature covers); undefined for an empty or non-JSON body. */
+  /** The token from the path form (`/script_execute/{token}`), if that route was called. */
+  pathToken?: string;
+  /** The bytes as received, whatever their type (what a signature covers); undefined for an empty body. */
   rawBody: Buffer | undefined;
   /** The caller's address: the socket's, or from X-Forwarded-For when sent by a trusted proxy. */
   ip: string | undefined;
   headers: IncomingHttpHeaders;
+  /** `?wait=N` as given (the other way to ask to wait, beside `Prefer: wait=N`). */
+  waitQuery?: unknown;
 }
 
 /** 429: carries how long the caller should wait (the Retry-After header). */
@@ -45,7 +48,30 @@ interface Match {
   active: boolean;
   allowed_ips: string[];
   hmac_secret_encrypted: Buffer | null;
+  signature_scheme: SignatureScheme;
+  concurrency: WebhookPolicy['concurrency'];
+  cooldown_seconds: number;
 }
+
+/** A call answered 200 rather than 202: a delivery seen before, or Slack's URL check. */
+export type Duplicate = Accepted & { duplicate: true };
+/** A call the webhook's policy answered without running anything (a 2xx, so senders do not retry). */
+export interface SkippedAnswer {
+  status: 'skipped';
+  reason: Skipped['reason'];
+  executionId: string;
+}
+
+export type TriggerAnswer =
+  | { status: 202; body: Accepted; workspaceId?: string }
+  | { status: 200; body: Duplicate | SkippedAnswer | { challenge: string } }
+  | { status: 200; body: Finished; waited: number };
+
+/** The longest a caller may wait for its run (seconds). */
+export const MAX_WAIT_SECONDS = 60;
+
+/** Delivery ids longer than this are refused (400): no sender's own id comes near it. */
+const MAX_DELIVERY_ID = 255;
 
 const TOKEN_SHAPE = /^[0-9a-f]{64}$/;
 const INVALID_TOKEN = 'Invalid or inactive webhook token';
@@ -54,8 +80,9 @@ const MATCH_CACHE_MAX = 10_000;
 
 /**
  * The public trigger, checked in docs/architecture.md's order: body and token (400), an active webhook
- * with that token (404), the caller's address (403), the HMAC signature (401); then, in one
- * transaction, the execution, the delivery row and the atomic call counter (202). Every answer
+ * with that token (404), the caller's address (403), the signature of the webhook's scheme (401);
+ * then, in one statement, the remembered delivery id (200 duplicate when seen before), the
+ * execution, the delivery row and the atomic call counter (202). Every answer
  * is recorded in the delivery log; tokens, signatures and secrets are never logged.
  */
 @Injectable()
@@ -74,6 +101,7 @@ export class WebhookTriggerService {
     private readonly secrets: SecretsService,
     private readonly executions: ExecutionsService,
     private readonly deliveries: DeliveryLog,
+    private readonly waiter: ExecutionWaiter,
   ) {
     // Counted in PostgreSQL, so a caller spreading its guesses over the nodes is counted once.
     const pool = (db.driver as unknown as { master: Pool }).master;
@@ -83,20 +111,34 @@ export class WebhookTriggerService {
   }
 
   /** One call, counted by its result code; the accepted ones' latency observed. */
-  async trigger(call: TriggerCall): Promise<Accepted> {
+  async trigger(call: TriggerCall): Promise<TriggerAnswer> {
     const started = process.hrtime.bigint();
+    const waitSeconds = waitPreference(call.headers.prefer, call.waitQuery);
+    // Listening starts before the accept, so a run that ends at once is not missed.
+    const wait = waitSeconds === null ? null : this.waiter.begin();
     try {
-      const accepted = await this.check(call);
-      triggerCalls.inc({ code: 'ACCEPTED' });
-      triggerAcceptSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      return accepted;
+      const answer = await this.check(call);
+      if (answer.status === 202) {
+        triggerCalls.inc({ code: 'ACCEPTED' });
+        triggerAcceptSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        if (wait && waitSeconds !== null && answer.workspaceId) {
+          const finished = await wait.until(answer.workspaceId, answer.body.executionId, waitSeconds * 1000);
+          if (finished) return { status: 200, body: finished, waited: waitSeconds };
+          return { status: 202, body: answer.body };
+        }
+      } else {
+        triggerCalls.inc({ code: 'challenge' in answer.body ? 'URL_VERIFICATION' : 'duplicate' in answer.body ? 'DUPLICATE' : 'SKIPPED' });
+      }
+      wait?.cancel();
+      return answer;
     } catch (e) {
+      wait?.cancel();
       triggerCalls.inc({ code: e instanceof AppException ? e.code : isDatabaseUnavailable(e) ? 'DATABASE_UNAVAILABLE' : 'INTERNAL_ERROR' });
       throw e;
     }
   }
 
-  private async check(call: TriggerCall): Promise<Accepted> {
+  private async check(call: TriggerCall): Promise<TriggerAnswer> {
     const sourceIp = canonicalAddress(call.ip) ?? call.ip ?? 'unknown';
     const userAgent = typeof call.headers['user-agent'] === 'string' ? call.headers['user-agent'] : null;
     const record = (webhook: Match | null, statusCode: number, code: DeliveryRecord['code'], reason: string, executionId: string | null = null) =>
@@ -106,7 +148,7 @@ export class WebhookTriggerService {
       return new AppException(status, code, message);
     };
 
-    const token = readToken(call.body, call.headers['content-type']);
+    const token = tokenOf(call);
     if (typeof token !== 'string') throw reject(null, HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', token.message, token.reason);
 
     const tokenHash = TOKEN_SHAPE.test(token) ? sha256(token) : null;
@@ -117,7 +159,11 @@ export class WebhookTriggerService {
     const cached = key === undefined ? undefined : this.matches.get(key);
     let accepted: { webhook: Match; execution: CreatedRow } | null = null;
     if (cached?.active && !this.denial(cached, call, sourceIp)) {
-      const execution = await this.acceptRecorded(cached, sourceIp, userAgent, record);
+      const early = this.beforeAccept(cached, call, record);
+      if (early) return early;
+      const execution = await this.acceptRecorded(cached, call, sourceIp, userAgent, record);
+      if (execution && 'duplicate' in execution) return this.duplicate(cached, execution.duplicate, record);
+      if (execution && 'skipped' in execution) return this.skipped(cached, execution.skipped, record);
       if (execution) accepted = { webhook: cached, execution };
     }
     // The long way: a fresh lookup and every check. If the webhook changes between the lookup and
@@ -139,7 +185,7 @@ export class WebhookTriggerService {
       }
 
       const denied = this.denial(webhook, call, sourceIp);
-      if (denied?.code === 'INVALID_SIGNATURE') {
+      if (denied?.code === 'INVALID_SIGNATURE' || denied?.code === 'STALE_SIGNATURE') {
         // Per address and webhook: someone holding the token cannot lock the real sender out.
         const key = `${sourceIp}|${webhook.id}`;
         const wait = await this.signatureFailures.blockedFor(key);
@@ -151,7 +197,11 @@ export class WebhookTriggerService {
       }
       if (denied) throw reject(webhook, denied.status, denied.code, denied.message, denied.reason);
 
-      const execution = await this.acceptRecorded(webhook, sourceIp, userAgent, record);
+      const early = this.beforeAccept(webhook, call, record);
+      if (early) return early;
+      const execution = await this.acceptRecorded(webhook, call, sourceIp, userAgent, record);
+      if (execution && 'duplicate' in execution) return this.duplicate(webhook, execution.duplicate, record);
+      if (execution && 'skipped' in execution) return this.skipped(webhook, execution.skipped, record);
       if (execution) {
         if (this.matches.size >= MATCH_CACHE_MAX) this.matches.clear();
         if (key !== undefined) this.matches.set(key, webhook);
@@ -162,7 +212,43 @@ export class WebhookTriggerService {
     }
     const { webhook, execution } = accepted;
     this.deliveries.committed(webhook.id);
-    return this.executions.accepted(execution);
+    return { status: 202, body: this.executions.accepted(execution), workspaceId: execution.workspace_id };
+  }
+
+  /**
+   * After the checks, before anything is written: a delivery id too long to remember (400), and
+   * Slack's one-off URL verification, answered with its challenge and never run.
+   */
+  private beforeAccept(webhook: Match, call: TriggerCall, record: (webhook: Match, statusCode: number, code: DeliveryRecord['code'], reason: string) => DeliveryRecord): TriggerAnswer | null {
+    const id = deliveryIdOf(webhook.signature_scheme, call.headers);
+    if (id !== null && id.length > MAX_DELIVERY_ID) {
+      this.deliveries.record(record(webhook, HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', 'delivery id too long'));
+      throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', `The delivery id (Idempotency-Key) is longer than ${MAX_DELIVERY_ID} characters`);
+    }
+    if (webhook.signature_scheme !== 'slack') return null;
+    const challenge = slackChallenge(call);
+    if (challenge === null) return null;
+    this.deliveries.record(record(webhook, HttpStatus.OK, 'URL_VERIFICATION', 'Slack URL verification answered'));
+    return { status: 200, body: { challenge } };
+  }
+
+  private skipped(
+    webhook: Match,
+    skipped: Skipped,
+    record: (webhook: Match, statusCode: number, code: DeliveryRecord['code'], reason: string, executionId: string | null) => DeliveryRecord,
+  ): TriggerAnswer {
+    const why = skipped.reason === 'COOLDOWN' ? 'within the cooldown of the last accepted run' : 'a run of this webhook is already queued or running';
+    this.deliveries.record(record(webhook, HttpStatus.OK, 'SKIPPED', `skipped: ${why}`, skipped.executionId));
+    return { status: 200, body: { status: 'skipped', reason: skipped.reason, executionId: skipped.executionId } };
+  }
+
+  private duplicate(
+    webhook: Match,
+    first: { id: string; status: Accepted['status'] },
+    record: (webhook: Match, statusCode: number, code: DeliveryRecord['code'], reason: string, executionId: string | null) => DeliveryRecord,
+  ): TriggerAnswer {
+    this.deliveries.record(record(webhook, HttpStatus.OK, 'DUPLICATE', 'delivery seen before: nothing run', first.id));
+    return { status: 200, body: { ...this.executions.accepted(first), duplicate: true } };
   }
 
   /** Steps 3 and 4: why an active webhook refuses this call (its address, then its signature), or null. */
@@ -171,9 +257,9 @@ export class WebhookTriggerService {
       return { status: HttpStatus.FORBIDDEN, code: 'IP_NOT_ALLOWED', message: 'IP not allowed', reason: `${sourceIp} is not in the allowed IPs` };
     }
     if (!webhook.hmac_secret_encrypted) return null;
-    const check = checkSignature(this.hmacSecret(webhook), call.rawBody ?? Buffer.alloc(0), call.headers[SIGNATURE_HEADER]);
+    const { check, reason } = verifyScheme(webhook.signature_scheme, this.hmacSecret(webhook), call.rawBody ?? Buffer.alloc(0), call.headers, Date.now() / 1000);
     if (check === 'valid') return null;
-    const reason = { missing: 'X-Webhook-Signature is missing', malformed: 'X-Webhook-Signature is not 64 hex characters', mismatch: 'signature does not match the body' }[check];
+    if (check === 'stale') return { status: HttpStatus.UNAUTHORIZED, code: 'STALE_SIGNATURE', message: 'Signature timestamp outside the tolerance', reason };
     return { status: HttpStatus.UNAUTHORIZED, code: 'INVALID_SIGNATURE', message: 'Invalid HMAC signature', reason };
   }
 
@@ -185,13 +271,23 @@ export class WebhookTriggerService {
    */
   private async acceptRecorded(
     webhook: Match,
+    call: TriggerCall,
     sourceIp: string,
     userAgent: string | null,
     record: (webhook: Match, statusCode: number, code: DeliveryRecord['code'], reason: string) => DeliveryRecord,
-  ): Promise<CreatedRow | null> {
+  ): Promise<CreatedRow | { duplicate: RememberedDelivery } | { skipped: Skipped } | null> {
     try {
+      const deliveryId = deliveryIdOf(webhook.signature_scheme, call.headers);
       return await this.executions.create(
-        { trigger: 'webhook', webhookId: webhook.id, allowedIps: webhook.allowed_ips, sourceIp, userAgent },
+        {
+          trigger: 'webhook',
+          webhookId: webhook.id,
+          allowedIps: webhook.allowed_ips,
+          sourceIp,
+          userAgent,
+          deliveryId,
+          policy: { concurrency: webhook.concurrency, cooldownSeconds: webhook.cooldown_seconds },
+        },
         webhook.server_id,
       );
     } catch (e) {
@@ -208,7 +304,8 @@ export class WebhookTriggerService {
   private async lookup(tokenHash: Buffer): Promise<Match | null> {
     const [match] = await preparedRows<Match>(
       this.db,
-      `SELECT id, workspace_id, script_id, server_id, active, allowed_ips, hmac_secret_encrypted
+      `SELECT id, workspace_id, script_id, server_id, active, allowed_ips, hmac_secret_encrypted, signature_scheme,
+              concurrency, cooldown_seconds
          FROM webhook WHERE token_hash = $1`,
       [tokenHash],
     );
@@ -226,7 +323,85 @@ export class WebhookTriggerService {
   }
 }
 
-/** Step 1: the token, or what the caller is told (and what the owner's delivery log says). */
+/**
+ * How long the caller asks to wait for its run: `Prefer: wait=N` (RFC 7240, among other
+ * preferences) or `?wait=N`; null when it does not ask. Longer than 60 s is cut to 60 s;
+ * anything that is not a whole number of at least 1 is ignored, as RFC 7240 lets a server do.
+ */
+export function waitPreference(prefer: string | string[] | undefined, query: unknown): number | null {
+  const header = Array.isArray(prefer) ? prefer.join(',') : prefer;
+  const fromHeader = header === undefined ? undefined : /(?:^|[,;\s])wait\s*=\s*"?(\d{1,6})"?(?=\s*(?:[,;]|$))/i.exec(header)?.[1];
+  const raw = fromHeader ?? (typeof query === 'string' && /^\d{1,6}$/.test(query) ? query : undefined);
+  if (raw === undefined) return null;
+  const n = Number(raw);
+  return n < 1 ? null : Math.min(n, MAX_WAIT_SECONDS);
+}
+
+const JSON_TYPE = /^application\/json\b/i;
+
+/**
+ * Step 1, every place a token may be: the path, `X-Webhook-Token`, `Authorization: Bearer`, and
+ * only when none of these is given, the `token` field of a JSON body (then the body must be JSON;
+ * otherwise it may be anything). Never the query string: proxies log it. Two different tokens
+ * in one call are refused rather than one of them picked.
+ */
+export function tokenOf(call: Pick<TriggerCall, 'pathToken' | 'rawBody' | 'headers'>): string | { message: string; reason: string } {
+  const given = new Set<string>();
+  if (call.pathToken) given.add(call.pathToken);
+  const header = call.headers['x-webhook-token'];
+  if (typeof header === 'string' && header.trim() !== '') given.add(header.trim());
+  const auth = call.headers.authorization;
+  const bearer = typeof auth === 'string' ? /^Bearer[ \t]+(\S+)\s*$/i.exec(auth) : null;
+  if (bearer) given.add(bearer[1]!);
+  if (given.size > 1) return { message: 'Two different tokens in one call (path, X-Webhook-Token, Authorization)', reason: 'two different tokens' };
+  if (given.size === 1) return [...given][0]!;
+  const type = call.headers['content-type'];
+  const raw = call.rawBody;
+  if (!raw?.length || !type || !JSON_TYPE.test(type.trim())) return readToken(undefined, type);
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return { message: 'Malformed JSON body', reason: 'malformed JSON' };
+  }
+  return readToken(body, type);
+}
+
+/**
+ * The sender's id of this delivery: the scheme's own when it has one (signed, for Standard
+ * Webhooks), else `Idempotency-Key`; null when there is none (nothing is remembered then).
+ */
+export function deliveryIdOf(scheme: SignatureScheme, headers: IncomingHttpHeaders): string | null {
+  const h = (name: string) => {
+    const v = headers[name];
+    return typeof v === 'string' && v.trim() !== '' ? v.trim() : null;
+  };
+  let own: string | null = null;
+  if (scheme === 'standard-webhooks') own = h('webhook-id');
+  else if (scheme === 'github') own = h('x-github-delivery');
+  else if (scheme === 'gitlab') own = h('x-gitlab-event-uuid');
+  else if (scheme === 'slack') {
+    const ts = h('x-slack-request-timestamp');
+    const sig = h('x-slack-signature');
+    // Slack sends no id: a retry carries the same timestamp and signature.
+    own = ts && sig ? `${ts}:${sig}` : null;
+  }
+  return own ?? h('idempotency-key');
+}
+
+/** Slack's `url_verification` event (JSON): its challenge, or null for any other request. */
+function slackChallenge(call: TriggerCall): string | null {
+  const type = call.headers['content-type'];
+  if (!call.rawBody?.length || !type || !JSON_TYPE.test(type.trim())) return null;
+  try {
+    const body = JSON.parse(call.rawBody.toString('utf8')) as { type?: unknown; challenge?: unknown } | null;
+    return body?.type === 'url_verification' && typeof body.challenge === 'string' ? body.challenge : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The body's token, or what the caller is told (and what the owner's delivery log says). */
 export function readToken(body: unknown, contentType: string | undefined): string | { message: string; reason: string } {
   const required = 'token is required';
   if (body === undefined) {

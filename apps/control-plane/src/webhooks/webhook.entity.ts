@@ -1,5 +1,7 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 import { bigintAsNumber } from '../scripts/script.entity.js';
+import type { WebhookPolicy } from '../executions/execution.repository.js';
+import type { SignatureScheme } from './webhook-signature.js';
 
 @Entity('webhook')
 export class Webhook {
@@ -16,6 +18,10 @@ export class Webhook {
   @Column('text', { name: 'allowed_ips', array: true, default: () => "'{}'" }) allowedIps!: string[];
   @Column('bytea', { name: 'hmac_secret_encrypted', nullable: true, select: false }) hmacSecretEncrypted!: Buffer | null;
   @Column('boolean', { name: 'hmac_enabled', default: false }) hmacEnabled!: boolean;
+  /** How callers prove they hold the secret; set at creation with it, never changed. */
+  @Column('text', { name: 'signature_scheme', default: 'devpilot' }) signatureScheme!: SignatureScheme;
+  @Column('text', { default: 'parallel' }) concurrency!: WebhookPolicy['concurrency'];
+  @Column('integer', { name: 'cooldown_seconds', default: 0 }) cooldownSeconds!: number;
   @Column('bigint', { name: 'call_count', default: 0, transformer: bigintAsNumber }) callCount!: number;
   @Column('timestamptz', { name: 'last_called_at', nullable: true }) lastCalledAt!: Date | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;

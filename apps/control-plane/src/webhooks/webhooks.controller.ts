@@ -27,10 +27,10 @@ import { CreateWebhookDto, UpdateWebhookDto } from './dto/webhooks.dto.js';
 import { WebhooksService } from './webhooks.service.js';
 import { DeliveryPageDto, WebhookPageDto, WebhookViewDto } from './dto/webhook-view.dto.js';
 
-const IMMUTABLE = ['token', 'hmacSecret'] as const;
+const IMMUTABLE = ['token', 'hmacSecret', 'signatureScheme'] as const;
 
 /**
- * A PATCH naming `token` or `hmacSecret` is IMMUTABLE_FIELD. An interceptor runs after the API key
+ * A PATCH naming `token`, `hmacSecret` or `signatureScheme` is IMMUTABLE_FIELD. An interceptor runs after the API key
  * guard and before any pipe, so this answer comes before the whitelist validation would call
  * them unknown (or null) fields.
  */
@@ -45,7 +45,7 @@ class RefuseImmutableFields implements NestInterceptor {
         throw new AppException(
           HttpStatus.BAD_REQUEST,
           'IMMUTABLE_FIELD',
-          `${named.join(' and ')} cannot be changed: create a new webhook to rotate ${them}`,
+          `${named.join(' and ')} cannot be changed: create a new webhook to ${named.length === 1 && named[0] === 'signatureScheme' ? 'change' : 'rotate'} ${them}`,
         );
       }
     }

@@ -13,7 +13,9 @@ import { DeliveryLog, type DeliveryView } from './delivery-log.service.js';
 import type { CreateWebhookDto, UpdateWebhookDto } from './dto/webhooks.dto.js';
 import { InvalidAllowlistEntry, normalizeAllowlist } from './ip-allowlist.js';
 import { webhookExamples, type WebhookExamples } from './webhook-examples.js';
+import { generateSecret, secretProblem, type SignatureScheme } from './webhook-signature.js';
 import { Webhook } from './webhook.entity.js';
+import type { WebhookPolicy } from '../executions/execution.repository.js';
 
 export const TOKEN_PURPOSE = 'webhook-token';
 export const HMAC_PURPOSE = 'webhook-hmac';
@@ -28,6 +30,11 @@ export interface WebhookView {
   active: boolean;
   allowedIps: string[];
   hmacEnabled: boolean;
+  signatureScheme: SignatureScheme;
+  concurrency: WebhookPolicy['concurrency'];
+  cooldownSeconds: number;
+  /** Only in the answer that created the webhook, and only when the secret was generated there. */
+  hmacSecret?: string;
   callCount: number;
   lastCalledAt: Date | null;
   createdAt: Date;
@@ -54,8 +61,16 @@ export class WebhooksService {
     await this.requireScript(auth.workspaceId, scriptId);
     const server = await this.db.getRepository(Server).exists({ where: { id: dto.serverId, workspaceId: auth.workspaceId } });
     if (!server) throw notFound('Server');
+    const scheme = dto.signatureScheme ?? 'devpilot';
+    let secret = dto.hmacSecret ?? null;
+    let generated: string | undefined;
+    if (secret === null && scheme === 'slack') {
+      throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', "hmacSecret is required for the slack scheme: paste the app's Signing Secret");
+    }
+    if (secret === null && scheme !== 'devpilot' && scheme !== 'slack') secret = generated = generateSecret(scheme);
+    const problem = secret === null ? null : secretProblem(scheme, secret);
+    if (problem) throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', problem);
     const token = newWebhookToken();
-    const secret = dto.hmacSecret ?? null;
     const row = await this.webhooks.save(
       this.webhooks.create({
         workspaceId: auth.workspaceId,
@@ -68,11 +83,15 @@ export class WebhooksService {
         allowedIps,
         hmacSecretEncrypted: secret === null ? null : this.secrets.seal(secret, HMAC_PURPOSE),
         hmacEnabled: secret !== null,
+        signatureScheme: scheme,
+        concurrency: dto.concurrency ?? 'parallel',
+        cooldownSeconds: dto.cooldownSeconds ?? 0,
         callCount: 0,
         lastCalledAt: null,
       }),
     );
-    return this.toView(row, auth, token);
+    const view = this.toView(row, auth, token);
+    return generated === undefined ? view : { ...view, hmacSecret: generated };
   }
 
   async list(auth: AuthContext, scriptId: string, limit = 50, cursor?: string): Promise<Page<WebhookView>> {
@@ -92,7 +111,9 @@ export class WebhooksService {
   async update(auth: AuthContext, id: string, dto: UpdateWebhookDto): Promise<WebhookView> {
     const allowedIps = dto.allowedIps === undefined ? undefined : allowlist(dto.allowedIps);
     const row = await this.find(auth.workspaceId, id);
-    const change: Partial<Pick<Webhook, 'name' | 'active' | 'allowedIps'>> = {};
+    const change: Partial<Pick<Webhook, 'name' | 'active' | 'allowedIps' | 'concurrency' | 'cooldownSeconds'>> = {};
+    if (dto.concurrency !== undefined) change.concurrency = dto.concurrency;
+    if (dto.cooldownSeconds !== undefined) change.cooldownSeconds = dto.cooldownSeconds;
     if (dto.name !== undefined) change.name = dto.name;
     if (dto.active !== undefined) change.active = dto.active;
     if (allowedIps !== undefined) change.allowedIps = allowedIps;
@@ -138,11 +159,14 @@ export class WebhooksService {
       active: w.active,
       allowedIps: w.allowedIps,
       hmacEnabled: w.hmacEnabled,
+      signatureScheme: w.signatureScheme,
+      concurrency: w.concurrency,
+      cooldownSeconds: w.cooldownSeconds,
       callCount: w.callCount,
       lastCalledAt: w.lastCalledAt,
       createdAt: w.createdAt,
       updatedAt: w.updatedAt,
-      examples: webhookExamples(this.config.publicUrl, visible, w.hmacEnabled),
+      examples: webhookExamples(this.config.publicUrl, visible, w.hmacEnabled, w.signatureScheme),
     };
   }
 }

@@ -118,9 +118,20 @@ export class ApiClient {
   getWebhook = (id: string) => this.request<Webhook>('GET', `/webhooks/${id}`);
   createWebhook = (
     scriptId: string,
-    body: { name: string; serverId: string; allowedIps?: string[]; hmacSecret?: string },
+    body: {
+      name: string;
+      serverId: string;
+      allowedIps?: string[];
+      hmacSecret?: string;
+      signatureScheme?: Webhook['signatureScheme'];
+      concurrency?: Webhook['concurrency'];
+      cooldownSeconds?: number;
+    },
   ) => this.request<Webhook>('POST', `/scripts/${scriptId}/webhooks`, body);
-  updateWebhook = (id: string, body: { name?: string; active?: boolean; allowedIps?: string[] }) =>
+  updateWebhook = (
+    id: string,
+    body: { name?: string; active?: boolean; allowedIps?: string[]; concurrency?: Webhook['concurrency']; cooldownSeconds?: number },
+  ) =>
     this.request<Webhook>('PATCH', `/webhooks/${id}`, body);
   deleteWebhook = (id: string) => this.request<void>('DELETE', `/webhooks/${id}`);
   listDeliveries = (id: string) => this.request<Page<Delivery>>('GET', `/webhooks/${id}/deliveries`);

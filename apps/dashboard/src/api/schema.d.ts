@@ -392,6 +392,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhooks/script_execute/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The trigger with the token in the path, for senders that only take a URL (GitHub, GitLab, Slack) */
+        post: operations["TriggerController_triggerWithPathToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/scripts/{id}/webhooks": {
         parameters: {
             query?: never;
@@ -843,6 +860,56 @@ export interface components {
             items: components["schemas"]["ExecutionViewDto"][];
             nextCursor: string | null;
         };
+        FinishedDto: {
+            /** Format: uuid */
+            executionId: string;
+            /** @enum {string} */
+            status: "queued" | "dispatched" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled" | "lost" | "undeliverable";
+            exitCode: number | null;
+            signal: string | null;
+            durationMs: number | null;
+            /** @description The last 64 KiB of the output as text (invalid UTF-8 replaced) */
+            output: string;
+            outputBytes: number;
+            outputTruncated: boolean;
+            links: components["schemas"]["ExecutionLinksDto"];
+        };
+        DuplicateDto: {
+            /** Format: uuid */
+            executionId: string;
+            /** @enum {string} */
+            status: "queued" | "dispatched" | "running" | "succeeded" | "failed" | "timed_out" | "cancelled" | "lost" | "undeliverable";
+            links: components["schemas"]["ExecutionLinksDto"];
+            /** @enum {boolean} */
+            duplicate: true;
+        };
+        SkippedDto: {
+            /** @enum {string} */
+            status: "skipped";
+            /** @enum {string} */
+            reason: "ALREADY_RUNNING" | "COOLDOWN";
+            /**
+             * Format: uuid
+             * @description The run that is queued or running (ALREADY_RUNNING), or the last accepted one (COOLDOWN)
+             */
+            executionId: string;
+        };
+        SlackChallengeDto: {
+            challenge: string;
+        };
+        ErrorBodyDto: {
+            /** @example 404 */
+            statusCode: number;
+            /**
+             * @description Stable, upper case
+             * @example INVALID_TOKEN
+             */
+            code: string;
+            /** @example Invalid or inactive webhook token */
+            message: string;
+            /** @description For a 500: the id the server logged it under */
+            errorId?: string;
+        };
         CreateWebhookDto: {
             /** @example deploy from CI */
             name: string;
@@ -860,16 +927,33 @@ export interface components {
              *     ]
              */
             allowedIps?: string[];
-            /** @description Set once; callers then sign the raw body (X-Webhook-Signature). Never returned. */
+            /** @description Set once, never returned (unless generated: then once, in this answer). Required for `slack` (its signing secret); `github`, `gitlab` and `standard-webhooks` generate one when none is given (`whsec_...` for standard-webhooks). */
             hmacSecret?: Record<string, never>;
+            /**
+             * @description How callers sign (set once, like the secret)
+             * @default devpilot
+             * @enum {string}
+             */
+            signatureScheme: "devpilot" | "github" | "gitlab" | "standard-webhooks" | "slack";
+            /**
+             * @description skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
+             * @default parallel
+             * @enum {string}
+             */
+            concurrency: "parallel" | "skip" | "replace";
+            /**
+             * @description A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)
+             * @default 0
+             */
+            cooldownSeconds: number;
         };
         WebhookExamplesDto: {
-            /** @description A curl command (with HMAC: a small shell script that signs with openssl) */
+            /** @description A curl command (with a secret: a small shell script that signs with openssl) */
             curl: string;
-            /** @description With HMAC only: a Node ES module that signs and sends */
-            node?: string;
-            /** @description With HMAC only: a Python 3 script that signs and sends */
-            python?: string;
+            /** @description A Node ES module that (signs and) sends */
+            node: string;
+            /** @description A Python 3 script that (signs and) sends */
+            python: string;
         };
         WebhookViewDto: {
             /** Format: uuid */
@@ -888,6 +972,13 @@ export interface components {
             active: boolean;
             allowedIps: string[];
             hmacEnabled: boolean;
+            /** @enum {string} */
+            signatureScheme: "devpilot" | "github" | "gitlab" | "standard-webhooks" | "slack";
+            /** @enum {string} */
+            concurrency: "parallel" | "skip" | "replace";
+            cooldownSeconds: number;
+            /** @description Only in the 201, and only when the secret was generated: shown this once */
+            hmacSecret?: string;
             callCount: number;
             /** Format: date-time */
             lastCalledAt: string | null;
@@ -906,6 +997,17 @@ export interface components {
             /** @description false pauses the webhook: its token answers 404 until re-enabled */
             active?: boolean;
             allowedIps?: string[];
+            /**
+             * @description skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
+             * @default parallel
+             * @enum {string}
+             */
+            concurrency: "parallel" | "skip" | "replace";
+            /**
+             * @description A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)
+             * @default 0
+             */
+            cooldownSeconds: number;
         };
         DeliveryViewDto: {
             /** Format: uuid */
@@ -3360,26 +3462,256 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description hex HMAC-SHA256 of the raw body (optionally `sha256=`), when the webhook has a secret */
+                /** @description The token, for senders that set a header */
+                "X-Webhook-Token"?: string;
+                /** @description `Bearer <token>` (Alertmanager, Grafana) */
+                Authorization?: string;
+                /** @description devpilot scheme: hex HMAC-SHA256 of the raw body (optionally `sha256=`) */
                 "X-Webhook-Signature"?: string;
+                /** @description github scheme: `sha256=<hex>` */
+                "X-Hub-Signature-256"?: string;
+                /** @description gitlab scheme: the secret itself */
+                "X-Gitlab-Token"?: string;
+                /** @description standard-webhooks scheme, with webhook-id and webhook-timestamp */
+                "webhook-signature"?: string;
+                /** @description slack scheme: `v0=<hex>`, with X-Slack-Request-Timestamp */
+                "X-Slack-Signature"?: string;
+                /** @description `wait=N` (1..60; also `?wait=N`): answer 200 with the result if the run ends within N s */
+                Prefer?: string;
+                /** @description A delivery id, when the scheme has none of its own: the same id within 24 h runs nothing (200 duplicate) */
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        /** @description JSON `{"token"}` when the token is in the body; with the token in a header, any body (the sender’s own payload) */
+        requestBody?: {
             content: {
                 "application/json": {
-                    token: string;
+                    /** @example 3f9a1c0e5b7d2a4c6e8f0b1d3a5c7e9f1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a */
+                    token?: string;
                 };
             };
         };
         responses: {
+            /** @description With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); a delivery seen before (`duplicate: true`, the first execution; nothing runs); `skipped` by the webhook’s policy (a run already active, or its cooldown); or the `challenge` of a Slack url_verification */
+            200: {
+                headers: {
+                    /** @description `wait=N` when the answer is the ended run */
+                    "Preference-Applied"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FinishedDto"] | components["schemas"]["DuplicateDto"] | components["schemas"]["SkippedDto"] | components["schemas"]["SlackChallengeDto"];
+                };
+            };
             202: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["AcceptedDto"];
+                };
+            };
+            /** @description VALIDATION_ERROR: no token, two different tokens, malformed JSON, a delivery id over 255 characters */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description INVALID_SIGNATURE (missing, malformed or wrong), or STALE_SIGNATURE (a timestamp more than 300 s from now) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description IP_NOT_ALLOWED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description INVALID_TOKEN: unknown, deleted or paused (they look the same) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description METHOD_NOT_ALLOWED: anything but POST */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: a body over the limit (1 MiB by default) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description RATE_LIMITED: too many invalid tokens from the address, or invalid signatures for the webhook (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description OVERLOADED: too many runs wait for the server (Retry-After), or DATABASE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+        };
+    };
+    TriggerController_triggerWithPathToken: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The token, for senders that set a header */
+                "X-Webhook-Token"?: string;
+                /** @description `Bearer <token>` (Alertmanager, Grafana) */
+                Authorization?: string;
+                /** @description devpilot scheme: hex HMAC-SHA256 of the raw body (optionally `sha256=`) */
+                "X-Webhook-Signature"?: string;
+                /** @description github scheme: `sha256=<hex>` */
+                "X-Hub-Signature-256"?: string;
+                /** @description gitlab scheme: the secret itself */
+                "X-Gitlab-Token"?: string;
+                /** @description standard-webhooks scheme, with webhook-id and webhook-timestamp */
+                "webhook-signature"?: string;
+                /** @description slack scheme: `v0=<hex>`, with X-Slack-Request-Timestamp */
+                "X-Slack-Signature"?: string;
+                /** @description `wait=N` (1..60; also `?wait=N`): answer 200 with the result if the run ends within N s */
+                Prefer?: string;
+                /** @description A delivery id, when the scheme has none of its own: the same id within 24 h runs nothing (200 duplicate) */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description The webhook’s token (64 hex characters); redacted in request logs */
+                token: unknown;
+            };
+            cookie?: never;
+        };
+        /** @description Anything (JSON, form-encoded, empty): the sender’s own payload */
+        requestBody?: {
+            content: {
+                "application/json": string;
+            };
+        };
+        responses: {
+            /** @description With `Prefer: wait=N` or `?wait=N` (1..60), the run ended within N s: its result, with `Preference-Applied: wait=N` (otherwise the usual 202); a delivery seen before (`duplicate: true`, the first execution; nothing runs); `skipped` by the webhook’s policy (a run already active, or its cooldown); or the `challenge` of a Slack url_verification */
+            200: {
+                headers: {
+                    /** @description `wait=N` when the answer is the ended run */
+                    "Preference-Applied"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FinishedDto"] | components["schemas"]["DuplicateDto"] | components["schemas"]["SkippedDto"] | components["schemas"]["SlackChallengeDto"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AcceptedDto"];
+                };
+            };
+            /** @description VALIDATION_ERROR: no token, two different tokens, malformed JSON, a delivery id over 255 characters */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description INVALID_SIGNATURE (missing, malformed or wrong), or STALE_SIGNATURE (a timestamp more than 300 s from now) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description IP_NOT_ALLOWED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description INVALID_TOKEN: unknown, deleted or paused (they look the same) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description METHOD_NOT_ALLOWED: anything but POST */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: a body over the limit (1 MiB by default) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description RATE_LIMITED: too many invalid tokens from the address, or invalid signatures for the webhook (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
+                };
+            };
+            /** @description OVERLOADED: too many runs wait for the server (Retry-After), or DATABASE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBodyDto"];
                 };
             };
         };

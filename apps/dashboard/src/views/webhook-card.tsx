@@ -2,10 +2,11 @@ import { useState } from 'preact/hooks';
 import type { ApiError } from '../api/client.js';
 import type { Webhook } from '../api/types.js';
 import { confirmAction, toast } from '../components/overlays.js';
-import { CopyButton, CopyField, ErrorNotice, Loading } from '../components/ui.js';
+import { CopyButton, CopyField, ErrorNotice, Field, Loading } from '../components/ui.js';
 import { formatDateTime, formatRelative } from '../lib/format.js';
 import { Link } from '../lib/router.js';
 import { toApiError, useResource, useSession } from '../lib/session.js';
+import { parseAllowedIps, PolicyFields } from './webhooks.js';
 
 export function WebhookCard(props: { webhook: Webhook; serverName: string; onChange: (w: Webhook) => void; onDeleted: () => void }) {
   const { api, isOwner } = useSession();
@@ -13,6 +14,7 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
   const [error, setError] = useState<ApiError | null>(null);
   const [showDeliveries, setShowDeliveries] = useState(false);
   const [busy, setBusy] = useState(false);
+  const [editing, setEditing] = useState(false);
 
   const toggle = async () => {
     setBusy(true);
@@ -50,7 +52,9 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
           <h3 data-testid="webhook-name">{w.name}</h3>
           <div class="muted small">
             runs on <strong>{props.serverName}</strong>
-            {w.hmacEnabled && <span class="chip chip-secure">HMAC signed</span>}
+            {w.hmacEnabled && <span class="chip chip-secure">{w.signatureScheme === 'devpilot' ? 'HMAC signed' : `${SCHEME_LABEL[w.signatureScheme]} signed`}</span>}
+            {w.concurrency !== 'parallel' && <span class="chip" data-testid="webhook-policy-chip">{w.concurrency === 'skip' ? 'skips while running' : 'replaces the running one'}</span>}
+            {w.cooldownSeconds > 0 && <span class="chip">cooldown {w.cooldownSeconds} s</span>}
             {w.allowedIps.length > 0 && <span class="chip">{w.allowedIps.length} allowed IP range{w.allowedIps.length > 1 ? 's' : ''}</span>}
           </div>
         </div>
@@ -80,12 +84,23 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
           <dd title={formatDateTime(w.createdAt)}>{formatRelative(w.createdAt)}</dd>
         </div>
       </dl>
+      {w.hmacSecret && (
+        <div class="notice notice-warn" data-testid="webhook-new-secret">
+          <strong>Copy the secret now: it is shown this once.</strong>
+          <CopyField value={w.hmacSecret} testid="webhook-secret" copyTestid="copy-webhook-secret" />
+          <button type="button" class="btn btn-small" onClick={() => props.onChange({ ...w, hmacSecret: undefined })} data-testid="webhook-secret-hide">
+            I have copied it: hide it for good
+          </button>
+        </div>
+      )}
       {w.token !== null && (
         <div class="kv-block">
           <span class="field-label">Token</span>
           <CopyField value={w.token} testid="webhook-token" copyTestid="copy-webhook-token" />
         </div>
       )}
+      {editing && <EditWebhook webhook={w} onSaved={(next) => { props.onChange(next); setEditing(false); }} onCancel={() => setEditing(false)} />}
+      {w.token !== null && <SenderSetup webhook={w} />}
       <Snippets webhook={w} />
       <ErrorNotice error={error} />
       <div class="row-actions">
@@ -95,6 +110,11 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
         <Link class="btn btn-small btn-ghost" href={`/executions?webhookId=${encodeURIComponent(w.id)}`}>
           Executions
         </Link>
+        {isOwner && !editing && (
+          <button type="button" class="btn btn-small btn-ghost" onClick={() => setEditing(true)} data-testid="webhook-edit">
+            Edit
+          </button>
+        )}
         {isOwner && (
           <button type="button" class="btn btn-small btn-danger-ghost push-right" onClick={() => void remove()} data-testid="webhook-delete">
             Delete
@@ -130,7 +150,7 @@ function Snippets({ webhook }: { webhook: Webhook }) {
         <CopyButton text={current[1]} testid="copy-snippet" />
       </div>
       <pre class="snippet" tabIndex={0} aria-label={`${LANG_LABEL[current[0]] ?? current[0]} snippet`} data-testid="webhook-snippet">{current[1]}</pre>
-      {webhook.hmacEnabled && <p class="muted small">Set <code>WEBHOOK_SECRET</code> to the HMAC secret given when the webhook was created.</p>}
+      {webhook.hmacEnabled && <p class="muted small">Set <code>WEBHOOK_SECRET</code> to the secret given when the webhook was created.</p>}
     </div>
   );
 }
@@ -181,5 +201,104 @@ function Deliveries({ webhookId }: { webhookId: string }) {
         </table>
       )}
     </div>
+  );
+}
+
+const SCHEME_LABEL: Record<Webhook['signatureScheme'], string> = {
+  devpilot: 'HMAC',
+  github: 'GitHub',
+  gitlab: 'GitLab',
+  'standard-webhooks': 'Standard Webhooks',
+  slack: 'Slack',
+};
+
+/** Name, allowed IPs, policy and cooldown; the token, secret and scheme never change. */
+function EditWebhook(props: { webhook: Webhook; onSaved: (w: Webhook) => void; onCancel: () => void }) {
+  const { api } = useSession();
+  const w = props.webhook;
+  const [name, setName] = useState(w.name);
+  const [ipsText, setIpsText] = useState(w.allowedIps.join('\n'));
+  const [concurrency, setConcurrency] = useState(w.concurrency);
+  const [cooldown, setCooldown] = useState(String(w.cooldownSeconds));
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError | null>(null);
+  const { ips, bad } = parseAllowedIps(ipsText);
+  return (
+    <form
+      class="card form inset"
+      data-testid="webhook-edit-form"
+      onSubmit={(e) => void (async () => {
+        e.preventDefault();
+        if (bad.length) return;
+        setBusy(true);
+        setError(null);
+        try {
+          const next = await api.updateWebhook(w.id, { name: name.trim(), allowedIps: ips, concurrency, cooldownSeconds: Number(cooldown) || 0 });
+          props.onSaved({ ...w, ...next });
+          toast(`Webhook “${next.name}” saved`);
+        } catch (err) {
+          setError(toApiError(err));
+        } finally {
+          setBusy(false);
+        }
+      })()}
+    >
+      <Field label="Name">
+        <input value={name} onInput={(e) => setName(e.currentTarget.value)} required data-testid="webhook-edit-name" />
+      </Field>
+      <Field label="Allowed IPs" hint={bad.length ? <span class="bad">Not an IP or CIDR: {bad.join(', ')}</span> : 'One IP or CIDR per line. Empty: any address may call.'}>
+        <textarea rows={3} class="mono" value={ipsText} onInput={(e) => setIpsText(e.currentTarget.value)} data-testid="webhook-edit-ips" />
+      </Field>
+      <PolicyFields concurrency={concurrency} cooldown={cooldown} onConcurrency={setConcurrency} onCooldown={setCooldown} />
+      <ErrorNotice error={error} title="Could not save the webhook" />
+      <div class="form-actions">
+        <button type="button" class="btn btn-ghost" onClick={props.onCancel}>
+          Cancel
+        </button>
+        <button type="submit" class="btn btn-primary" disabled={busy || !name.trim() || bad.length > 0} data-testid="webhook-edit-save">
+          {busy ? 'Saving…' : 'Save'}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+/** Per sender, exactly what to paste where (the setting names are the senders' own). */
+function SenderSetup({ webhook }: { webhook: Webhook }) {
+  const base = `${location.origin}/api/v1/webhooks/script_execute`;
+  const pathUrl = `${base}/${webhook.token ?? ''}`;
+  const secret = webhook.hmacEnabled ? 'the secret shown when the webhook was created' : null;
+  const rows: [string, [string, string][]][] = [];
+  if (webhook.signatureScheme === 'github') {
+    rows.push(['GitHub: Settings → Webhooks → Add webhook', [['Payload URL', pathUrl], ['Content type', 'application/json (application/x-www-form-urlencoded also works)'], ['Secret', secret ?? '']]]);
+  } else if (webhook.signatureScheme === 'gitlab') {
+    rows.push(['GitLab: Settings → Webhooks', [['URL', pathUrl], ['Secret token', secret ?? '']]]);
+  } else if (webhook.signatureScheme === 'slack') {
+    rows.push(['Slack: Slash Commands or Event Subscriptions', [['Request URL', pathUrl]]]);
+  } else if (webhook.signatureScheme === 'standard-webhooks') {
+    rows.push(['Standard Webhooks sender (Svix and others)', [['Endpoint URL', pathUrl], ['Signing secret', 'the whsec_ secret shown when the webhook was created']]]);
+  } else {
+    rows.push(['Alertmanager: webhook_configs', [['url', base], ['http_config.authorization.credentials', webhook.token ?? '']]]);
+    rows.push(['Grafana: Contact points → Webhook', [['URL', base], ['Authorization header', `Bearer ${webhook.token ?? ''}`]]]);
+    rows.push(['Any sender that only takes a URL', [['URL', pathUrl]]]);
+  }
+  return (
+    <details class="sender-setup" data-testid="webhook-sender-setup">
+      <summary>Set up the sender</summary>
+      {rows.map(([sender, fields]) => (
+        <div key={sender} class="kv-block">
+          <span class="field-label">{sender}</span>
+          <dl class="facts">
+            {fields.map(([k, v]) => (
+              <div key={k}>
+                <dt>{k}</dt>
+                <dd class="mono small">{v.startsWith('http') || v === webhook.token || v.startsWith('Bearer ') ? <CopyField value={v} /> : v}</dd>
+              </div>
+            ))}
+          </dl>
+        </div>
+      ))}
+      <p class="muted small">A sender's manual “redeliver” of a delivery that was accepted is answered as a duplicate and runs nothing.</p>
+    </details>
   );
 }

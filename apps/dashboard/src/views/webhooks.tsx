@@ -100,6 +100,9 @@ function CreateWebhook(props: {
   const [serverId, setServerId] = useState('');
   const [ipsText, setIpsText] = useState('');
   const [secret, setSecret] = useState('');
+  const [scheme, setScheme] = useState<Webhook['signatureScheme']>('devpilot');
+  const [concurrency, setConcurrency] = useState<Webhook['concurrency']>('parallel');
+  const [cooldown, setCooldown] = useState('0');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
   const { ips, bad } = parseAllowedIps(ipsText);
@@ -122,6 +125,9 @@ function CreateWebhook(props: {
             serverId,
             ...(ips.length ? { allowedIps: ips } : {}),
             ...(secret ? { hmacSecret: secret } : {}),
+            signatureScheme: scheme,
+            concurrency,
+            cooldownSeconds: Number(cooldown) || 0,
           });
           props.onCreated(w);
         } catch (err) {
@@ -153,14 +159,34 @@ function CreateWebhook(props: {
       >
         <textarea rows={3} class="mono" value={ipsText} onInput={(e) => setIpsText(e.currentTarget.value)} placeholder={'203.0.113.7\n10.0.0.0/8\n2001:db8::/32'} data-testid="webhook-ips-input" />
       </Field>
-      <Field label="HMAC secret (optional)" hint="When set, callers must send X-Webhook-Signature: the hex HMAC-SHA256 of the raw body. It cannot be shown again or changed later.">
+      <Field label="Who calls it (signature scheme)" hint={SCHEME_HINT[scheme]}>
+        <select value={scheme} onChange={(e) => setScheme(e.currentTarget.value as Webhook['signatureScheme'])} data-testid="webhook-scheme-select">
+          {SCHEMES.map(([value, label]) => (
+            <option key={value} value={value}>
+              {label}
+            </option>
+          ))}
+        </select>
+      </Field>
+      <Field label={scheme === 'slack' ? 'Slack signing secret' : scheme === 'devpilot' ? 'HMAC secret (optional)' : 'Secret (optional: generated when empty)'} hint={SECRET_HINT[scheme]}>
         <div class="input-with-button">
-          <input class="mono" value={secret} onInput={(e) => setSecret(e.currentTarget.value)} autoComplete="off" spellcheck={false} data-testid="webhook-secret-input" />
-          <button type="button" class="btn btn-small" onClick={() => setSecret(randomSecret())}>
-            Generate
-          </button>
+          <input
+            class="mono"
+            value={secret}
+            onInput={(e) => setSecret(e.currentTarget.value)}
+            required={scheme === 'slack'}
+            autoComplete="off"
+            spellcheck={false}
+            data-testid="webhook-secret-input"
+          />
+          {scheme === 'devpilot' && (
+            <button type="button" class="btn btn-small" onClick={() => setSecret(randomSecret())}>
+              Generate
+            </button>
+          )}
         </div>
       </Field>
+      <PolicyFields concurrency={concurrency} cooldown={cooldown} onConcurrency={setConcurrency} onCooldown={setCooldown} />
       <ErrorNotice error={error} title="Could not create the webhook" />
       <div class="form-actions">
         {props.onCancel && (
@@ -168,10 +194,62 @@ function CreateWebhook(props: {
             Cancel
           </button>
         )}
-        <button type="submit" class="btn btn-primary" disabled={busy || !name.trim() || !serverId || bad.length > 0} data-testid="webhook-create-submit">
+        <button
+          type="submit"
+          class="btn btn-primary"
+          disabled={busy || !name.trim() || !serverId || bad.length > 0 || (scheme === 'slack' && !secret)}
+          data-testid="webhook-create-submit"
+        >
           {busy ? 'Creating…' : 'Create webhook'}
         </button>
       </div>
     </form>
+  );
+}
+
+const SCHEMES: [Webhook['signatureScheme'], string][] = [
+  ['devpilot', 'Any caller (token, optional X-Webhook-Signature)'],
+  ['github', 'GitHub (X-Hub-Signature-256)'],
+  ['gitlab', 'GitLab (X-Gitlab-Token)'],
+  ['standard-webhooks', 'Standard Webhooks sender (webhook-signature)'],
+  ['slack', 'Slack (X-Slack-Signature)'],
+];
+
+const SCHEME_HINT: Record<Webhook['signatureScheme'], string> = {
+  devpilot: 'Callers send the token (in the body, the URL, X-Webhook-Token or Authorization: Bearer) and, with a secret, X-Webhook-Signature. Also for Alertmanager and Grafana.',
+  github: 'GitHub signs each delivery with the secret; a redelivery of an accepted delivery is answered as a duplicate.',
+  gitlab: 'GitLab sends the secret as X-Gitlab-Token.',
+  'standard-webhooks': 'For Svix and any Standard Webhooks sender: a whsec_ secret, signed id and timestamp.',
+  slack: "For slash commands and events: paste the Slack app's Signing Secret below.",
+};
+
+const SECRET_HINT: Record<Webhook['signatureScheme'], string> = {
+  devpilot: 'When set, callers must send X-Webhook-Signature: the hex HMAC-SHA256 of the raw body. It cannot be shown again or changed later.',
+  github: 'Leave empty to have one generated: it is shown once, right after creating. It cannot be changed later.',
+  gitlab: 'Leave empty to have one generated: it is shown once, right after creating. It cannot be changed later.',
+  'standard-webhooks': 'A whsec_ secret; leave empty to have one generated (shown once). It cannot be changed later.',
+  slack: 'Basic Information → App Credentials → Signing Secret. It cannot be changed later.',
+};
+
+/** Concurrency policy and cooldown: in the create form and when editing a webhook. */
+export function PolicyFields(props: {
+  concurrency: Webhook['concurrency'];
+  cooldown: string;
+  onConcurrency: (v: Webhook['concurrency']) => void;
+  onCooldown: (v: string) => void;
+}) {
+  return (
+    <div class="grid-2">
+      <Field label="When a run is already queued or running" hint="Skipped calls answer 200 (senders retry any other answer).">
+        <select value={props.concurrency} onChange={(e) => props.onConcurrency(e.currentTarget.value as Webhook['concurrency'])} data-testid="webhook-concurrency-select">
+          <option value="parallel">Run in parallel</option>
+          <option value="skip">Skip the new call</option>
+          <option value="replace">Cancel it and run the new one</option>
+        </select>
+      </Field>
+      <Field label="Cooldown (seconds)" hint="Calls within this time of the last accepted one are skipped. 0: none.">
+        <input type="number" min={0} max={86400} step={1} value={props.cooldown} onInput={(e) => props.onCooldown(e.currentTarget.value)} data-testid="webhook-cooldown-input" />
+      </Field>
+    </div>
   );
 }

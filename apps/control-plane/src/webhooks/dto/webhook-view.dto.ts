@@ -4,11 +4,14 @@ import type { Page } from '../../common/pagination.js';
 import type { DeliveryView } from '../delivery-log.service.js';
 import type { WebhookExamples } from '../webhook-examples.js';
 import type { WebhookView } from '../webhooks.service.js';
+import { SIGNATURE_SCHEMES, type SignatureScheme } from '../webhook-signature.js';
+import type { WebhookPolicy } from '../../executions/execution.repository.js';
+import { CONCURRENCY_POLICIES } from './webhooks.dto.js';
 
 export class WebhookExamplesDto {
-  @ApiProperty({ description: 'A curl command (with HMAC: a small shell script that signs with openssl)' }) curl!: string;
-  @ApiPropertyOptional({ description: 'With HMAC only: a Node ES module that signs and sends' }) node?: string;
-  @ApiPropertyOptional({ description: 'With HMAC only: a Python 3 script that signs and sends' }) python?: string;
+  @ApiProperty({ description: 'A curl command (with a secret: a small shell script that signs with openssl)' }) curl!: string;
+  @ApiProperty({ description: 'A Node ES module that (signs and) sends' }) node!: string;
+  @ApiProperty({ description: 'A Python 3 script that (signs and) sends' }) python!: string;
 }
 
 export class WebhookViewDto {
@@ -20,6 +23,10 @@ export class WebhookViewDto {
   @ApiProperty() active!: boolean;
   @ApiProperty({ type: [String] }) allowedIps!: string[];
   @ApiProperty() hmacEnabled!: boolean;
+  @ApiProperty({ enum: SIGNATURE_SCHEMES }) signatureScheme!: SignatureScheme;
+  @ApiProperty({ enum: CONCURRENCY_POLICIES }) concurrency!: WebhookPolicy['concurrency'];
+  @ApiProperty() cooldownSeconds!: number;
+  @ApiPropertyOptional({ description: 'Only in the 201, and only when the secret was generated: shown this once' }) hmacSecret?: string;
   @ApiProperty() callCount!: number;
   @ApiProperty({ ...DATE_TIME, nullable: true }) lastCalledAt!: string | null;
   @ApiProperty(DATE_TIME) createdAt!: string;

@@ -1,7 +1,11 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, IsArray, IsBoolean, IsNotEmpty, IsOptional, IsString, IsUUID, Matches, MaxLength, ValidateIf } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsBoolean, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min, ValidateIf } from 'class-validator';
 import { Nullable } from '../../common/validation.js';
 import { MAX_ALLOWED_IPS } from '../ip-allowlist.js';
+import { SIGNATURE_SCHEMES, type SignatureScheme } from '../webhook-signature.js';
+import type { WebhookPolicy } from '../../executions/execution.repository.js';
+
+export const CONCURRENCY_POLICIES = ['parallel', 'skip', 'replace'] as const satisfies readonly WebhookPolicy['concurrency'][];
 
 const NAME = /^[^\u0000-\u001f\u007f]+$/;
 
@@ -27,16 +31,38 @@ export class CreateWebhookDto {
   @IsString({ each: true })
   allowedIps?: string[];
 
-  @ApiPropertyOptional({ description: 'Set once; callers then sign the raw body (X-Webhook-Signature). Never returned.', maxLength: 1024 })
+  @ApiPropertyOptional({
+    description:
+      'Set once, never returned (unless generated: then once, in this answer). Required for `slack` (its signing secret); ' +
+      '`github`, `gitlab` and `standard-webhooks` generate one when none is given (`whsec_...` for standard-webhooks).',
+    maxLength: 1024,
+  })
   @Nullable()
   @IsOptional()
   @IsString()
   @IsNotEmpty()
   @MaxLength(1024)
   hmacSecret?: string | null;
+
+  @ApiPropertyOptional({ enum: SIGNATURE_SCHEMES, default: 'devpilot', description: 'How callers sign (set once, like the secret)' })
+  @OptionalNotNull()
+  @IsIn(SIGNATURE_SCHEMES, { message: `signatureScheme must be one of ${SIGNATURE_SCHEMES.join(', ')}` })
+  signatureScheme?: SignatureScheme;
+
+  @ApiPropertyOptional({ enum: CONCURRENCY_POLICIES, default: 'parallel', description: 'skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one' })
+  @OptionalNotNull()
+  @IsIn(CONCURRENCY_POLICIES, { message: `concurrency must be one of ${CONCURRENCY_POLICIES.join(', ')}` })
+  concurrency?: WebhookPolicy['concurrency'];
+
+  @ApiPropertyOptional({ minimum: 0, maximum: 86400, default: 0, description: 'A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)' })
+  @OptionalNotNull()
+  @IsInt()
+  @Min(0)
+  @Max(86400)
+  cooldownSeconds?: number;
 }
 
-/** What a PATCH may change. `token` and `hmacSecret` are refused earlier with IMMUTABLE_FIELD. */
+/** What a PATCH may change. `token`, `hmacSecret` and `signatureScheme` are refused earlier with IMMUTABLE_FIELD. */
 export class UpdateWebhookDto {
   @ApiPropertyOptional({ maxLength: 100 })
   @OptionalNotNull()
@@ -57,4 +83,16 @@ export class UpdateWebhookDto {
   @ArrayMaxSize(MAX_ALLOWED_IPS)
   @IsString({ each: true })
   allowedIps?: string[];
+
+  @ApiPropertyOptional({ enum: CONCURRENCY_POLICIES, default: 'parallel', description: 'skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one' })
+  @OptionalNotNull()
+  @IsIn(CONCURRENCY_POLICIES, { message: `concurrency must be one of ${CONCURRENCY_POLICIES.join(', ')}` })
+  concurrency?: WebhookPolicy['concurrency'];
+
+  @ApiPropertyOptional({ minimum: 0, maximum: 86400, default: 0, description: 'A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)' })
+  @OptionalNotNull()
+  @IsInt()
+  @Min(0)
+  @Max(86400)
+  cooldownSeconds?: number;
 }
