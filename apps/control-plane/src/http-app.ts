@@ -1,5 +1,6 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { asyncApiDocument } from '@app/protocol/asyncapi.js';
+import { MAX_JSON_DEPTH } from '@app/protocol';
 import { NestFactory } from '@nestjs/core';
 import { SwaggerModule } from '@nestjs/swagger';
 import express from 'express';
@@ -8,6 +9,7 @@ import { AppModule } from './app.module.js';
 import { dashboardDir, dashboardMiddleware } from './dashboard/dashboard-static.js';
 import { DevpilotIoAdapter } from './common/socket-io.adapter.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
+import { jsonTooDeep } from './common/json-depth.js';
 import { QuietRoutesLogger } from './common/logging.js';
 import { trustProxyWarnings, untrustedForwardingDetector, untrustedForwardingWarning } from './common/proxy-trust.js';
 import { validationPipe } from './common/validation.js';
@@ -39,8 +41,11 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
   app.use(
     express.json({
       limit: config.bodyLimitBytes,
-      // The raw bytes as received: what an HMAC signature is computed over.
+      // The raw bytes as received: what an HMAC signature is computed over. Deeply nested JSON is
+      // refused before it is parsed: it is what makes parsing (and validating) a body expensive,
+      // and no route takes more than a few levels.
       verify: (req, _res, buf) => {
+        if (jsonTooDeep(buf, MAX_JSON_DEPTH)) throw Object.assign(new Error('JSON body nested too deep'), { type: 'entity.too.deep', status: 400 });
         (req as unknown as { rawBody: Buffer }).rawBody = buf;
       },
     }),

@@ -1,5 +1,6 @@
 import {
   AGENT_EVENTS,
+  AGENT_IO_PATH,
   AGENT_NAMESPACE,
   AgentEvents,
   AgentHandshake,
@@ -15,9 +16,13 @@ import {
 } from '@app/protocol';
 import { type BeforeApplicationShutdown, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import type { IncomingMessage } from 'node:http';
 import { inspect } from 'node:util';
 import type { Subscription } from 'rxjs';
 import type { Socket } from 'socket.io';
+import { attachCredential, bearerOf, credentialOf, HandshakeGates } from '../common/handshake-gates.js';
+import { safeEqual, sha256 } from '../common/tokens.js';
+import { Semaphore } from '../dashboard/semaphore.js';
 import { ExecutionEvents } from '../executions/execution-events.js';
 import { ServerEvents } from '../servers/server-events.js';
 import { ServersService } from '../servers/servers.service.js';
@@ -29,16 +34,25 @@ import { Dispatcher } from './dispatcher.js';
 type AgentSocket = Socket<Record<string, never>, Record<string, never>, Record<string, never>, AgentSocketData>;
 
 const SUPPORTED = SUPPORTED_PROTOCOL_VERSIONS.join(', ');
+/** Token lookups at the upgrade at once, and how many may wait before new ones are refused at once. */
+const HANDSHAKE_LOOKUPS = 4;
+const MAX_WAITING_LOOKUPS = 1000;
+/** What an agent without the upgrade credential (older than protocol 3, or not an agent) is told. */
+export const AGENT_UPGRADE_REFUSAL =
+  'unauthorized: send Authorization: Bearer <agent token> on the WebSocket upgrade (agents older than protocol 3 must be upgraded: rerun the install command of the server page)';
 
 /**
  * The `/agent` namespace: token and protocol version checked at the handshake, one live connection
  * per server (a newer one replaces the older), every report validated and acknowledged.
  */
-@WebSocketGateway({ namespace: AGENT_NAMESPACE, transports: ['websocket'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
+@WebSocketGateway({ namespace: AGENT_NAMESPACE, path: AGENT_IO_PATH, transports: ['websocket'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
 export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, OnModuleDestroy, BeforeApplicationShutdown {
   private readonly logger = new Logger(AgentsGateway.name);
   private revoked?: Subscription;
   private cancels?: Subscription;
+  /** Token lookups at the upgrade, a few at once: a flood of bad tokens waits here, not in the database pool. */
+  private readonly lookups = new Semaphore(HANDSHAKE_LOOKUPS);
+  private waitingLookups = 0;
 
   constructor(
     private readonly servers: ServersService,
@@ -48,18 +62,29 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     private readonly presence: AgentPresence,
     private readonly reports: AgentReports,
     private readonly dispatcher: Dispatcher,
-  ) {}
+    gates: HandshakeGates,
+  ) {
+    gates.register(AGENT_IO_PATH, (req) => this.checkUpgrade(req));
+  }
+
+  /** The agent token on the upgrade request (before any packet is read): null when accepted. */
+  private async checkUpgrade(req: IncomingMessage): Promise<string | null> {
+    const token = bearerOf(req);
+    if (!token) return AGENT_UPGRADE_REFUSAL;
+    if (this.waitingLookups >= MAX_WAITING_LOOKUPS) return 'busy; retry later';
+    this.waitingLookups++;
+    try {
+      const server = await this.lookups.run(() => this.servers.findByAgentToken(token));
+      if (!server) return 'unauthorized';
+      attachCredential(req, { kind: 'agent', serverId: server.id, workspaceId: server.workspaceId, tokenHash: sha256(token) });
+      return null;
+    } finally {
+      this.waitingLookups--;
+    }
+  }
 
   afterInit(nsp: AgentNamespace): void {
-    nsp.use((socket, next) => {
-      this.authenticate(socket as unknown as AgentSocket).then(
-        (error) => next(error ?? undefined),
-        (err: unknown) => {
-          this.logger.error({ err }, 'agent handshake failed');
-          next(connectRefusal('UNAVAILABLE', 'the control plane could not check the token; retry later'));
-        },
-      );
-    });
+    nsp.use((socket, next) => next(this.authenticate(socket as unknown as AgentSocket) ?? undefined));
     this.link.attach(nsp);
     this.revoked = this.serverEvents.tokenRevoked.subscribe(({ serverId }) => {
       this.logger.log({ serverId }, 'agent token revoked: dropping its connection');
@@ -83,7 +108,7 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
   }
 
   /** Null when the agent may connect; else the error its `connect_error` carries. */
-  private async authenticate(socket: AgentSocket): Promise<Error | null> {
+  private authenticate(socket: AgentSocket): Error | null {
     // The server may allow long-polling for other namespaces; agents must use WebSocket only.
     if (socket.conn.transport.name !== 'websocket') return connectRefusal('WEBSOCKET_REQUIRED', 'websocket transport required');
     const auth: unknown = socket.handshake.auth;
@@ -95,8 +120,11 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     }
     const parsed = AgentHandshake.safeParse(auth);
     if (!parsed.success) return connectRefusal('UNAUTHORIZED', 'unauthorized');
-    const server = await this.servers.findByAgentToken(parsed.data.token);
-    if (!server) return connectRefusal('UNAUTHORIZED', 'unauthorized');
+    // The server is the one whose token came on the upgrade; a token in `auth` (protocol 1 and 2) must be the same.
+    const credential = credentialOf(socket.request);
+    if (credential?.kind !== 'agent') return connectRefusal('UNAUTHORIZED', 'unauthorized');
+    const server = { id: credential.serverId, workspaceId: credential.workspaceId };
+    if (parsed.data.token !== undefined && !safeEqual(sha256(parsed.data.token), credential.tokenHash)) return connectRefusal('UNAUTHORIZED', 'unauthorized');
     const { hostname, platform, agentVersion, protocolVersion } = parsed.data;
     socket.data = { serverId: server.id, workspaceId: server.workspaceId, agent: { hostname, platform, agentVersion, protocolVersion }, protocolVersion, ready: false };
     return null;

@@ -12,8 +12,9 @@ import { ExecutionFinishHeldAt1764300000000 } from './migrations/1764300000000-e
 import { ExecutionLifecycle1764400000000 } from './migrations/1764400000000-execution-lifecycle.js';
 import { RetentionAndQuota1764500000000 } from './migrations/1764500000000-retention-and-quota.js';
 import { ScriptSecrets1764600000000 } from './migrations/1764600000000-script-secrets.js';
+import { FeedTickets1764930000000 } from './migrations/1764930000000-feed-tickets.js';
 import { ScriptSecret } from '../secrets/secret.entity.js';
 
 /** Listed as classes, not globs, so the same list works from source, the build and a bundle. */
 export const ENTITIES = [Workspace, ApiKey, Server, Script, ScriptVersion, Webhook, WebhookDelivery, Execution, ExecutionOutput, ScriptSecret];
-export const MIGRATIONS = [InitialSchema1764220000000, ExecutionFinishHeldAt1764300000000, ExecutionLifecycle1764400000000, RetentionAndQuota1764500000000, ScriptSecrets1764600000000];
+export const MIGRATIONS = [InitialSchema1764220000000, ExecutionFinishHeldAt1764300000000, ExecutionLifecycle1764400000000, RetentionAndQuota1764500000000, ScriptSecrets1764600000000, FeedTickets1764930000000];

@@ -123,6 +123,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/feed-tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A one-time ticket (valid 45 s) to open the /dashboard socket with, at path /dashboard-io/ with ?ticket=<ticket>: what a browser uses instead of its API key. Viewer keys too. */
+        post: operations["FeedTicketsController_issue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/servers": {
         parameters: {
             query?: never;
@@ -508,6 +525,12 @@ export interface components {
             name: string;
             /** @enum {string} */
             role: "owner" | "viewer";
+        };
+        FeedTicketDto: {
+            /** @description Single use: pass it as ?ticket= on the /dashboard-io/ upgrade */
+            ticket: string;
+            /** Format: date-time */
+            expiresAt: string;
         };
         CreateServerDto: {
             /** @example web-1 */
@@ -1030,6 +1053,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    FeedTicketsController_issue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedTicketDto"];
+                };
             };
         };
     };
