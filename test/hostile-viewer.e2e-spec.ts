@@ -96,7 +96,7 @@ describe('ids and payloads', () => {
     expect(await v.subscribe(executionId)).toEqual({ ok: false, error: { code: 'NOT_FOUND', message: 'Execution not found' } });
     expect(await v.subscribe(executionId, -1)).toMatchObject({ ok: false });
     count('other workspace’s execution', 2);
-    for (const bad of [randomUUID(), 'not-a-uuid', '', "' OR 1=1 --", 'x'.repeat(100_000), 42, null, { id: executionId }, [executionId]]) {
+    for (const bad of [randomUUID(), 'not-a-uuid', '', "' OR 1=1 --", 'x'.repeat(10_000), 42, null, { id: executionId }, [executionId]]) {
       const r = await v.subscribe(bad);
       expect(r.ok).toBe(false);
       count('forged or malformed id');

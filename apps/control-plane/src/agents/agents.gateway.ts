@@ -12,6 +12,7 @@ import {
   type ErrorReply,
   MAX_MESSAGE_BYTES,
   parseMessage,
+  protocolError,
   SUPPORTED_PROTOCOL_VERSIONS,
 } from '@app/protocol';
 import { type BeforeApplicationShutdown, Logger, type OnModuleDestroy } from '@nestjs/common';
@@ -30,6 +31,7 @@ import { AgentLink, type AgentNamespace, type AgentSocketData, readyRoom, server
 import { AgentPresence } from './agent-presence.js';
 import { AgentReports } from './agent-reports.service.js';
 import { Dispatcher } from './dispatcher.js';
+import { InflightBudget, type Reader } from './inflight-budget.js';
 
 type AgentSocket = Socket<Record<string, never>, Record<string, never>, Record<string, never>, AgentSocketData>;
 
@@ -53,6 +55,8 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
   /** Token lookups at the upgrade, a few at once: a flood of bad tokens waits here, not in the database pool. */
   private readonly lookups = new Semaphore(HANDSHAKE_LOOKUPS);
   private waitingLookups = 0;
+  /** Agents' messages received and not yet answered, for the whole process. */
+  private readonly inflight = new InflightBudget();
 
   constructor(
     private readonly servers: ServersService,
@@ -154,7 +158,13 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
    * not judge a wire payload. Registered synchronously, before anything the agent sends is read.
    */
   private listen(socket: AgentSocket): void {
-    const gate = new InflightGate(socket);
+    // Every message counts, whatever its event and shape, until it is answered.
+    const gate = this.inflight.gate(() => wsOf(socket));
+    socket.once('disconnect', () => {
+      gate.close();
+      // A connection that is not being read would never see the close handshake's answer: drop it at once.
+      if (gate.isPaused) wsOf(socket)?.terminate();
+    });
     const { serverId } = socket.data;
     /**
      * One report event: its payload parsed with the event's schema, then the handler; a malformed
@@ -190,6 +200,11 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     };
     const register = <E extends AgentReportEvent>(event: E) => on(event, handlers[event]);
     for (const event of Object.keys(handlers) as AgentReportEvent[]) register(event);
+    // An event no handler takes is dropped at once, but it is a refusal like a malformed one.
+    socket.onAny((event: unknown) => {
+      if (typeof event === 'string' && Object.hasOwn(handlers, event)) return;
+      void this.reports.refuseMalformed(serverId, protocolError('INVALID_PAYLOAD', `unknown event ${String(event).slice(0, 64)}`));
+    });
   }
 
   private async onHello(socket: AgentSocket, hello: AgentHello): Promise<AgentReply<'agent.hello'> | undefined> {
@@ -232,53 +247,10 @@ function describeCause(description: unknown): string | undefined {
   return d instanceof Error ? d.message : d === undefined ? undefined : typeof d === 'string' ? d : inspect(d);
 }
 
-/** Above this many bytes of an agent's messages received but not yet answered, its connection is not read. */
-const INFLIGHT_HIGH = 16 * 1024 * 1024;
-const INFLIGHT_LOW = 4 * 1024 * 1024;
-
-/**
- * Backpressure on one agent connection. A well-behaved agent keeps a few MiB unacked per
- * execution, but nothing stops a buggy one from sending batches without waiting for acks: past
- * INFLIGHT_HIGH the WebSocket stops reading (TCP pushes back on the agent) until the stores caught up.
- */
-class InflightGate {
-  private bytes = 0;
-  private paused = false;
-
-  constructor(private readonly socket: { conn: { transport: unknown } }) {}
-
-  enter(payload: unknown): number {
-    const n = payloadBytes(payload);
-    this.bytes += n;
-    if (!this.paused && this.bytes > INFLIGHT_HIGH) {
-      this.paused = true;
-      this.ws()?.pause();
-    }
-    return n;
-  }
-
-  leave(n: number): void {
-    this.bytes -= n;
-    if (this.paused && this.bytes < INFLIGHT_LOW) {
-      this.paused = false;
-      this.ws()?.resume();
-    }
-  }
-
-  /** The `ws` WebSocket under engine.io's websocket transport (pause/resume stop and restart reading). */
-  private ws(): { pause(): void; resume(): void } | undefined {
-    const ws = (this.socket.conn.transport as { socket?: { pause?: unknown; resume?: unknown } }).socket;
-    return ws && typeof ws.pause === 'function' && typeof ws.resume === 'function' ? (ws as { pause(): void; resume(): void }) : undefined;
-  }
-}
-
-function payloadBytes(payload: unknown): number {
-  const chunks = (payload as { chunks?: unknown } | null)?.chunks;
-  if (!Array.isArray(chunks)) return 0;
-  let n = 0;
-  for (const c of chunks) {
-    const data = (c as { data?: unknown } | null)?.data;
-    if (data instanceof Uint8Array || data instanceof ArrayBuffer) n += data.byteLength;
-  }
-  return n;
+/** The `ws` WebSocket under engine.io's websocket transport (pause/resume stop and restart reading). */
+function wsOf(socket: AgentSocket): (Reader & { terminate(): void }) | undefined {
+  const ws = (socket.conn.transport as unknown as { socket?: { pause?: unknown; resume?: unknown; terminate?: unknown } }).socket;
+  return ws && typeof ws.pause === 'function' && typeof ws.resume === 'function' && typeof ws.terminate === 'function'
+    ? (ws as Reader & { terminate(): void })
+    : undefined;
 }
