@@ -57,8 +57,8 @@ async function attack(token: string, messages: number): Promise<{ sent: number; 
   const ws = new WebSocket(`${cp.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`, { headers: { authorization: `Bearer ${token}` } });
   const frames: string[] = [];
   let closed = false;
-  ws.on('message', (data) => {
-    const text = data.toString();
+  ws.on('message', (data: Buffer) => {
+    const text = data.toString('utf8');
     if (text === '2') ws.send('3'); // engine.io ping
     frames.push(text);
   });
