@@ -65,7 +65,7 @@ async function attack(token: string, messages: number): Promise<{ sent: number; 
   ws.on('close', () => (closed = true));
   ws.on('error', () => (closed = true));
   await waitFor('the engine to open', () => frames.some((f) => f.startsWith('0')) || closed);
-  ws.send(`40/agent,${JSON.stringify({ token, protocolVersion: 3, agentVersion: 'x', hostname: 'h', platform: 'p' })}`);
+  ws.send(`40/agent,${JSON.stringify({ token, protocolVersion: 2, agentVersion: 'x', hostname: 'h', platform: 'p' })}`);
   await waitFor('the namespace to accept', () => frames.some((f) => f.startsWith('40/agent,')) || closed);
   for (let i = 0; i < 8; i++) await sendWithin(ws, `42/agent,${i}${JSON.stringify(['agent.hello', JSON.parse(hello())])}`, 5000);
   const frame = `42/agent,["execution.output",{"executionId":"${randomUUID()}","pad":"${PAD}"}]`;
