@@ -202,3 +202,32 @@ describe('origin of browser pages', () => {
     noOrigin.close();
   });
 });
+
+describe('browser hardening', () => {
+  it('the dashboard has a CSP without inline script, is never framed, not sniffed, sends no Referer; no source maps unless asked', async () => {
+    const page = await fetch(`${cp.url}/`);
+    expect(page.status).toBe(200);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(page.headers.get('x-frame-options')).toBe('DENY');
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(page.headers.get('referrer-policy')).toBe('no-referrer');
+    // The built page loads its script from a file, never inline.
+    const html = await page.text();
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1]!;
+    expect((await fetch(`${cp.url}${script}`)).status).toBe(200);
+    expect((await fetch(`${cp.url}${script}.map`)).status).toBe(404);
+    const api = await fetch(`${cp.url}/api/v1/me`);
+    expect(api.headers.get('x-content-type-options')).toBe('nosniff');
+  });
+
+  it('/health tells anonymous callers only up or down; details with an API key', async () => {
+    const anonymous = await fetch(`${cp.url}/health`);
+    expect([anonymous.status, await anonymous.json()]).toEqual([200, { status: 'ok' }]);
+    const detailed = await api.get('/health');
+    expect(detailed.body.info.agents.status).toBe('up');
+  });
+});

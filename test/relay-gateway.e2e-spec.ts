@@ -127,7 +127,7 @@ describe('handshake and presence', () => {
   });
 
   it('reports the agents gateway in /health', async () => {
-    const r = await new Api(cp.url).get('/health');
+    const r = await new Api(cp.url, cp.adminKey).get('/health');
     expect(r.status).toBe(200);
     expect(r.body.info.agents.status).toBe('up');
     expect(r.body.info.database.status).toBe('up');

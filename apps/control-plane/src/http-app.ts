@@ -4,6 +4,7 @@ import { MAX_JSON_DEPTH } from '@app/protocol';
 import { NestFactory } from '@nestjs/core';
 import { SwaggerModule } from '@nestjs/swagger';
 import express from 'express';
+import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
 import { dashboardDir, dashboardMiddleware } from './dashboard/dashboard-static.js';
@@ -38,6 +39,17 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
     next();
   });
   app.disable('x-powered-by');
+  // Every answer: no MIME sniffing, never framed, no Referer to other sites. The dashboard's pages
+  // add their CSP (dashboard-static); the API docs page keeps Swagger UI's inline scripts.
+  app.use(
+    helmet({
+      contentSecurityPolicy: false,
+      frameguard: { action: 'deny' },
+      referrerPolicy: { policy: 'no-referrer' },
+      crossOriginEmbedderPolicy: false,
+      hsts: false,
+    }),
+  );
   app.use(
     express.json({
       limit: config.bodyLimitBytes,
@@ -51,7 +63,7 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
     }),
   );
   const dashboard = dashboardDir();
-  if (dashboard) app.use(...dashboardMiddleware(dashboard));
+  if (dashboard) app.use(...dashboardMiddleware(dashboard, { serveSourceMaps: config.serveSourceMaps }));
   else app.get(Logger).warn('the dashboard is not built (npm run build:dashboard): serving the API only');
   setApiPrefix(app);
   app.useGlobalPipes(validationPipe());

@@ -60,6 +60,7 @@ const EnvSchema = z.object({
   DEVPILOT_PUBLIC_URL: z.preprocess(emptyAsUnset, z.url({ message: 'must be an http(s) URL' }).optional()),
   DEVPILOT_TRUST_PROXY: optionalString,
   DEVPILOT_ALLOWED_ORIGINS: optionalString,
+  DEVPILOT_SERVE_SOURCE_MAPS: bool(false),
   DEVPILOT_LOCAL_AGENT: bool(false),
   DEVPILOT_LOG_LEVEL: z.preprocess(
     emptyAsUnset,
@@ -104,6 +105,8 @@ export interface AppConfig {
   trustProxy: string[];
   /** Browser origins whose pages may open the `/dashboard` socket: the public URL's, the request's own host, and these. */
   allowedOrigins: string[];
+  /** Serve the dashboard's source maps (*.map); off by default, so its sources are not public. */
+  serveSourceMaps: boolean;
   localAgent: boolean;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   bodyLimitBytes: number;
@@ -159,6 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     masterKey: e.DEVPILOT_MASTER_KEY ? parseMasterKey(e.DEVPILOT_MASTER_KEY, 'DEVPILOT_MASTER_KEY') : null,
     publicUrl: (e.DEVPILOT_PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     trustProxy: parseTrustProxy(e.DEVPILOT_TRUST_PROXY),
+    serveSourceMaps: e.DEVPILOT_SERVE_SOURCE_MAPS,
     allowedOrigins: parseOrigins(e.DEVPILOT_PUBLIC_URL ?? `http://localhost:${port}`, e.DEVPILOT_ALLOWED_ORIGINS),
     localAgent: e.DEVPILOT_LOCAL_AGENT,
     logLevel: e.DEVPILOT_LOG_LEVEL,

@@ -865,14 +865,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description {status: "ok", info, error, details}: the database answers and the agents gateway is up */
+            /** @description {status: "ok"}; with an API key or the metrics token: {status, info, error, details} */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description {status: "error", info, error, details}: one of them is down */
+            /** @description the database or the agents gateway is down (details only with an API key or the metrics token) */
             503: {
                 headers: {
                     [name: string]: unknown;
