@@ -231,3 +231,29 @@ describe('browser hardening', () => {
     expect(detailed.body.info.agents.status).toBe('up');
   });
 });
+
+describe('names (issue 13, finding 11)', () => {
+  it('zero-width, bidi-override and control characters are refused in every name; names are stored NFC-normalised', async () => {
+    const server = await api.post('/api/v1/servers', { name: 'srvA' });
+    expect(server.status).toBe(201);
+    const script = await api.post('/api/v1/scripts', { name: 'names-script', content: 'true' });
+    for (const bad of ['srvA\u200b', '\u202eAvrs', 'srv\u2066A', 'srv\u00adA', 'srv\u0085A', '\ufeffsrvA']) {
+      for (const [path, body] of [
+        ['/api/v1/servers', { name: bad }],
+        ['/api/v1/scripts', { name: bad, content: 'true' }],
+        [`/api/v1/scripts/${script.body.id}/webhooks`, { name: bad, serverId: server.body.id }],
+        ['/api/v1/api-keys', { name: bad, role: 'viewer' }],
+        ['/api/v1/workspaces', { name: bad }],
+      ] as const) {
+        const r = await api.post(path, body);
+        expect([path, JSON.stringify(bad), r.status, r.body.code]).toEqual([path, JSON.stringify(bad), 400, 'VALIDATION_ERROR']);
+      }
+    }
+    expect((await api.patch(`/api/v1/servers/${server.body.id}`, { name: 'srvA\u200b' })).status).toBe(400);
+    const decomposed = await api.post('/api/v1/servers', { name: 'caf\u0065\u0301' });
+    expect(decomposed.status).toBe(201);
+    expect(decomposed.body.name).toBe('caf\u00e9');
+    // Ordinary names in any script still pass.
+    expect((await api.post('/api/v1/servers', { name: 'сервер-東京 ✓' })).status).toBe(201);
+  });
+});

@@ -1,6 +1,7 @@
 import { INTERPRETERS, type Interpreter, MAX_SCRIPT_CONTENT } from '@app/protocol';
+import { SafeName } from '../../common/validation.js';
 import { ApiProperty, ApiPropertyOptional, PartialType } from '@nestjs/swagger';
-import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
 import { MAX_SECRETS_PER_SCRIPT } from '../../secrets/secret-names.js';
 
 export const MAX_OUTPUT_BYTES_LIMIT = 1024 * 1024 * 1024;
@@ -10,7 +11,7 @@ export class CreateScriptDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(100)
-  @Matches(/^[^\u0000-\u001f\u007f]+$/, { message: 'name must not contain control characters' })
+  @SafeName()
   name!: string;
 
   @ApiProperty({ example: '#!/bin/bash\necho deploying\n', maxLength: MAX_SCRIPT_CONTENT })

@@ -1,9 +1,8 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, IsArray, IsBoolean, IsNotEmpty, IsOptional, IsString, IsUUID, Matches, MaxLength, ValidateIf } from 'class-validator';
-import { Nullable } from '../../common/validation.js';
+import { ArrayMaxSize, IsArray, IsBoolean, IsNotEmpty, IsOptional, IsString, IsUUID, MaxLength, ValidateIf } from 'class-validator';
+import { Nullable, SafeName } from '../../common/validation.js';
 import { MAX_ALLOWED_IPS } from '../ip-allowlist.js';
 
-const NAME = /^[^\u0000-\u001f\u007f]+$/;
 
 /** May be left out, but not sent as null (these columns always have a value). */
 const OptionalNotNull = () => ValidateIf((_, value) => value !== undefined);
@@ -13,7 +12,7 @@ export class CreateWebhookDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(100)
-  @Matches(NAME, { message: 'name must not contain control characters' })
+  @SafeName()
   name!: string;
 
   @ApiProperty({ format: 'uuid', description: 'The server whose agent runs the script' })
@@ -43,7 +42,7 @@ export class UpdateWebhookDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(100)
-  @Matches(NAME, { message: 'name must not contain control characters' })
+  @SafeName()
   name?: string;
 
   @ApiPropertyOptional({ description: 'false pauses the webhook: its token answers 404 until re-enabled' })
