@@ -20,7 +20,8 @@ afterAll(async () => {
 
 describe('basics', () => {
   it('answers /health with the database up', async () => {
-    const r = await new Api(cp.url).get('/health');
+    expect((await new Api(cp.url).get('/health')).body).toEqual({ status: 'ok' });
+    const r = await new Api(cp.url, cp.adminKey).get('/health');
     expect(r.status).toBe(200);
     expect(r.body.info.database.status).toBe('up');
   });

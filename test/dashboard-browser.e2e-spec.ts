@@ -121,15 +121,18 @@ async function walkThrough(): Promise<void> {
   await page.locator(`[data-testid="execution-row"][data-execution-id="${executionId}"]`).getByTestId('execution-link').click();
   await page.waitForURL(`**/executions/${executionId}`);
   // The status shown at the moment the first line is, read in the page in one go.
-  const firstSeen = await page.waitForFunction(
-    `(() => {
-      const line = [...document.querySelectorAll('[data-testid="output-line"]')].find((l) => l.textContent.includes('step 1: starting'));
-      return line ? document.querySelector('[data-testid="status-badge"]').getAttribute('data-status') : null;
-    })()`,
-    undefined,
-    { timeout: 20_000, polling: 50 },
+  // Polled with page.evaluate (the DevTools protocol's own evaluation): the dashboard's CSP forbids
+  // eval, which waitForFunction's in-page polling uses.
+  const firstSeen = await waitFor(
+    'the first line',
+    async () =>
+      (await page.evaluate<string | null>(`(() => {
+        const line = [...document.querySelectorAll('[data-testid="output-line"]')].find((l) => l.textContent.includes('step 1: starting'));
+        return line ? document.querySelector('[data-testid="status-badge"]').getAttribute('data-status') : null;
+      })()`)) ?? undefined,
+    20_000,
   );
-  expect(['dispatched', 'running']).toContain(await firstSeen.jsonValue());
+  expect(['dispatched', 'running']).toContain(firstSeen);
 
   // The run ends: succeeded, exit 0, every line, colour and stderr told apart.
   await page.locator('[data-testid="status-badge"][data-status="succeeded"]').waitFor({ timeout: 20_000 });

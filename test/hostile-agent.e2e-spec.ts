@@ -247,7 +247,7 @@ describe('runs it never ends', () => {
 });
 
 describe('oversized and malformed messages', () => {
-  it('is disconnected for a message past the size limit, too many attachments, or deep nesting; others are not', async () => {
+  it('is disconnected for a message past the size limit, too many attachments, or nesting past 32 levels; others are not', async () => {
     await newAttacker('a-oversized');
     const a0 = await connect(attacker.token);
     const own = await runningOn(api, attacker.serverId, a0);
@@ -272,15 +272,23 @@ describe('oversized and malformed messages', () => {
       await waitFor(`${what}: disconnected or refused`, async () => !a.connected || (await a.request(AgentEvents.output, null).then((r) => 'error' in r, () => true)), 20_000);
       count('oversized message');
     }
-    // Deep nesting and odd shapes: refused with an error ack, the connection may stay.
+    // Nesting past the protocol's depth limit costs the connection before it is parsed.
     let deep: unknown = { seq: 0, stream: 'stdout', data: Buffer.from('x') };
     for (let i = 0; i < 2000; i++) deep = [deep];
+    for (const payload of [deep, { executionId: own, chunks: deep }]) {
+      const d = await connect(attacker.token);
+      d.socket.emit(AgentEvents.output, payload, () => undefined);
+      await waitFor('deep nesting: disconnected', () => !d.connected);
+      count('deeply nested message');
+    }
+    // Odd shapes: refused with an error ack, the connection stays.
     const a = await connect(attacker.token);
-    for (const payload of [deep, { executionId: own, chunks: deep }, { executionId: own, chunks: [{ seq: 0, stream: 'stdout', data: { type: 'Buffer', data: [1] } }] }, { __proto__: { executionId: own } }, [[[]]]]) {
+    for (const payload of [{ executionId: own, chunks: [{ seq: 0, stream: 'stdout', data: { type: 'Buffer', data: [1] } }] }, { __proto__: { executionId: own } }, [[[]]]]) {
       const r = await a.request(AgentEvents.output, payload);
       expect(r).toEqual({ error: { code: 'INVALID_PAYLOAD', message: expect.any(String) } });
       count('malformed message');
     }
+    expect(a.connected).toBe(true);
     expect(await outputRows(own)).toBe(0);
     await othersUntouched();
     await servesOthers();

@@ -111,11 +111,12 @@ describe('hostile input on the management API', () => {
 
   it('stores unicode and SQL metacharacters as plain text, byte for byte', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom("'; DROP TABLE script; --", 'Ünïcödé ✓ 🚀', '\u202eevil', '%s%n'), async (name) => {
-        const r = await owner.post('/api/v1/scripts', { name, content: `${name}\tand\u001bcontrol` });
+      // Names refuse bidi overrides (hostile-handshake "names"); the content keeps one, byte for byte.
+      fc.asyncProperty(fc.constantFrom("'; DROP TABLE script; --", 'Ünïcödé ✓ 🚀', 'ℌ𝔢𝔩𝔩𝔬', '%s%n'), async (name) => {
+        const r = await owner.post('/api/v1/scripts', { name, content: `${name}\tand\u001bcontrol\u202eevil` });
         expect(r.status).toBe(201);
         const got = await owner.get(`/api/v1/scripts/${r.body.id}`);
-        expect([got.body.name, got.body.content]).toEqual([name, `${name}\tand\u001bcontrol`]);
+        expect([got.body.name, got.body.content]).toEqual([name, `${name}\tand\u001bcontrol\u202eevil`]);
       }),
       { numRuns: 4 },
     );

@@ -65,7 +65,8 @@ describe('a deleted API key', () => {
     expect(await gone).toBe('io server disconnect');
     expect(await stream.settled).toBe('closed');
     expect(other.socket.connected).toBe(true);
-    await expect(ViewerClient.connect(cp.url, doomed.key)).rejects.toThrow('unauthorized');
+    // Refused on the upgrade request, before any packet.
+    await expect(ViewerClient.connect(cp.url, doomed.key)).rejects.toThrow('websocket error');
     other.close();
   });
 });

@@ -1,12 +1,14 @@
 // The /agent gateway and the dispatcher against protocol-level fake agents (bare socket.io clients):
 // handshake, presence, dispatch, output storage, reconciliation, and what a buggy agent cannot do.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { AgentEvents, MAX_CHUNK_BYTES, MAX_MESSAGE_BYTES } from '@app/protocol';
+import { AGENT_NAMESPACE, AgentEvents, MAX_CHUNK_BYTES, MAX_MESSAGE_BYTES } from '@app/protocol';
+import { io } from 'socket.io-client';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createScript, createServer, getExecution, getOutput, run, waitForStatus } from './support/executions.js';
 import { ProtocolAgent } from './support/protocol-agent.js';
+import { upgradeRefusal } from './support/upgrade.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { sleep, waitFor } from './support/processes.js';
@@ -48,13 +50,33 @@ afterAll(async () => {
 describe('handshake and presence', () => {
   it('refuses a bad token, an unsupported protocol version (saying which are supported) and long-polling', async () => {
     const server = await createServer(api, 'hs-1');
-    expect(await ProtocolAgent.refusal(cp.url, { token: 'dpa_wrong', protocolVersion: 1 })).toBe('unauthorized');
-    expect(await ProtocolAgent.refusal(cp.url, { protocolVersion: 1 })).toBe('unauthorized');
+    // A missing or bad token is refused on the upgrade request (HTTP 400), before any packet: the client sees a transport error.
+    expect(await ProtocolAgent.refusal(cp.url, { token: 'dpa_wrong', protocolVersion: 1 })).toBe('websocket error');
+    expect(await ProtocolAgent.refusal(cp.url, { protocolVersion: 1 })).toBe('websocket error');
+    const noHeader = await upgradeRefusal(cp.url, '/socket.io/', {});
+    expect(noHeader.status).toBe(400);
+    expect(noHeader.body).toContain('Authorization: Bearer <agent token>');
+    expect(noHeader.body).toContain('must be upgraded');
+    expect(await upgradeRefusal(cp.url, '/socket.io/', { authorization: 'Bearer dpa_wrong' })).toEqual({ status: 400, body: 'unauthorized' });
     expect(await ProtocolAgent.refused(cp.url, { token: server.agentToken, protocolVersion: 99 })).toEqual({
-      message: 'unsupported protocol version 99; supported: 1, 2',
-      data: { code: 'UNSUPPORTED_PROTOCOL_VERSION', supportedVersions: [1, 2] },
+      message: 'unsupported protocol version 99; supported: 1, 2, 3',
+      data: { code: 'UNSUPPORTED_PROTOCOL_VERSION', supportedVersions: [1, 2, 3] },
     });
-    expect((await ProtocolAgent.refused(cp.url, { token: 'dpa_wrong', protocolVersion: 2 })).data).toEqual({ code: 'UNAUTHORIZED' });
+    // A protocol 1 or 2 token in `auth` must be the one on the upgrade.
+    const other = await createServer(api, 'hs-1b');
+    const mixed = io(`${cp.url}${AGENT_NAMESPACE}`, {
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+      extraHeaders: { authorization: `Bearer ${server.agentToken}` },
+      auth: { token: other.agentToken, protocolVersion: 2 },
+    });
+    const mixedError = await new Promise<Error & { data?: unknown }>((resolve, reject) => {
+      mixed.once('connect', () => reject(new Error('connected with two tokens')));
+      mixed.once('connect_error', resolve);
+    });
+    mixed.close();
+    expect(mixedError.data).toEqual({ code: 'UNAUTHORIZED' });
     expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken })).toContain('unsupported protocol version');
     // The server only speaks WebSocket: a polling client cannot even open a session.
     expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken, protocolVersion: 1 }, ['polling'])).toBeTruthy();
@@ -101,11 +123,11 @@ describe('handshake and presence', () => {
     const a = await connect(server.agentToken);
     expect((await api.post(`/api/v1/servers/${server.id}/agent-token`)).status).toBe(201);
     await waitFor('the connection to be dropped', () => !a.connected);
-    expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken, protocolVersion: 1 })).toBe('unauthorized');
+    expect(await ProtocolAgent.refusal(cp.url, { token: server.agentToken, protocolVersion: 1 })).toBe('websocket error');
   });
 
   it('reports the agents gateway in /health', async () => {
-    const r = await new Api(cp.url).get('/health');
+    const r = await new Api(cp.url, cp.adminKey).get('/health');
     expect(r.status).toBe(200);
     expect(r.body.info.agents.status).toBe('up');
     expect(r.body.info.database.status).toBe('up');
@@ -247,7 +269,7 @@ describe('protocol versions', () => {
     const r = await new Api(cp.url).get('/api/docs/asyncapi.json');
     expect(r.status).toBe(200);
     expect(r.body).toEqual(JSON.parse(readFileSync(new URL('../docs/asyncapi.json', import.meta.url), 'utf8')));
-    expect(r.body).toMatchObject({ asyncapi: '3.0.0', info: { version: '2' }, channels: { agent: { address: '/agent' }, dashboard: { address: '/dashboard' } } });
+    expect(r.body).toMatchObject({ asyncapi: '3.0.0', info: { version: '3' }, channels: { agent: { address: '/agent' }, dashboard: { address: '/dashboard' } } });
   });
 
   it('v1: an agent that never sends execution.spawned still runs executions to the end', async () => {

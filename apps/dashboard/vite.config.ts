@@ -23,6 +23,7 @@ export default defineConfig({
     proxy: {
       '/api': 'http://localhost:3000',
       '/socket.io': { target: 'ws://localhost:3000', ws: true },
+      '/dashboard-io': { target: 'ws://localhost:3000', ws: true },
     },
   },
 });

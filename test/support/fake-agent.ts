@@ -47,7 +47,8 @@ export class FakeAgent {
     const socket: Socket<ServerToAgentEvents, AgentToServerEvents> = io(`${url}${AGENT_NAMESPACE}`, {
       transports: ['websocket'],
       reconnection: false,
-      auth: { token, protocolVersion: PROTOCOL_VERSION, agentVersion: 'fake-1', hostname: 'fake-host', platform: 'linux' },
+      extraHeaders: { authorization: `Bearer ${token}` },
+      auth: { protocolVersion: PROTOCOL_VERSION, agentVersion: 'fake-1', hostname: 'fake-host', platform: 'linux' },
     });
     const agent = new FakeAgent(socket);
     await new Promise<void>((resolve, reject) => {

@@ -52,8 +52,10 @@ export class ProtocolAgent {
     });
   }
 
+  /** The token (if any) goes where protocol 3 sends it, the upgrade's Authorization header, and stays in `auth` as v1 and v2 sent it. */
   static socket(url: string, auth: Record<string, unknown>, transports: string[] = ['websocket']): Socket {
-    return io(`${url}${AGENT_NAMESPACE}`, { transports, reconnection: false, forceNew: true, auth });
+    const extraHeaders: Record<string, string> = typeof auth.token === 'string' ? { authorization: `Bearer ${auth.token}` } : {};
+    return io(`${url}${AGENT_NAMESPACE}`, { transports, reconnection: false, forceNew: true, auth, extraHeaders });
   }
 
   /** Connects (and says hello unless told not to); rejects with the connect_error. */

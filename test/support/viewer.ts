@@ -1,5 +1,6 @@
 import {
   DASHBOARD_NAMESPACE,
+  DASHBOARD_IO_PATH,
   DashboardEvents,
   type ExecutionOutputEvent,
   type ExecutionStatusEvent,
@@ -35,9 +36,24 @@ export class ViewerClient {
     });
   }
 
-  /** Connects (a new connection each time); rejects with the connect_error. */
-  static async connect(url: string, apiKey: unknown, transports: ('websocket' | 'polling')[] = ['websocket']): Promise<ViewerClient> {
-    const socket: ViewerClientSocket = io(`${url}${DASHBOARD_NAMESPACE}`, { auth: { apiKey }, transports, forceNew: true, reconnection: false });
+  /** Connects (a new connection each time) with an API key in the upgrade's Authorization header; rejects with the connect_error. */
+  static connect(url: string, apiKey: unknown, transports: ('websocket' | 'polling')[] = ['websocket']): Promise<ViewerClient> {
+    return ViewerClient.connectWith(url, { headers: typeof apiKey === 'string' ? { authorization: `Bearer ${apiKey}` } : {}, transports });
+  }
+
+  /** Connects as a browser does: a one-time ticket in the upgrade URL (and any headers, e.g. Origin). */
+  static async connectWith(
+    url: string,
+    opts: { ticket?: string; headers?: Record<string, string>; transports?: ('websocket' | 'polling')[] },
+  ): Promise<ViewerClient> {
+    const socket: ViewerClientSocket = io(`${url}${DASHBOARD_NAMESPACE}`, {
+      path: DASHBOARD_IO_PATH,
+      extraHeaders: opts.headers ?? {},
+      query: opts.ticket === undefined ? {} : { ticket: opts.ticket },
+      transports: opts.transports ?? ['websocket'],
+      forceNew: true,
+      reconnection: false,
+    });
     const viewer = new ViewerClient(socket);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());

@@ -83,8 +83,9 @@ export class AgentConnection {
       randomizationFactor: 0.5,
       // Passed to the WebSocket's TLS connection: `ca` replaces Node's list, so the system roots stay in it.
       ...(opts.ca ? { ca: [...rootCertificates, opts.ca] } : {}),
+      // The token goes on the upgrade request, where the control plane checks it before reading any packet.
+      extraHeaders: { authorization: `Bearer ${opts.token}` },
       auth: {
-        token: opts.token,
         protocolVersion: PROTOCOL_VERSION,
         agentVersion: opts.agentVersion,
         hostname: hostname().slice(0, 255),

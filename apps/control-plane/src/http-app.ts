@@ -1,13 +1,16 @@
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { asyncApiDocument } from '@app/protocol/asyncapi.js';
+import { MAX_JSON_DEPTH } from '@app/protocol';
 import { NestFactory } from '@nestjs/core';
 import { SwaggerModule } from '@nestjs/swagger';
 import express from 'express';
+import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
 import { dashboardDir, dashboardMiddleware } from './dashboard/dashboard-static.js';
 import { createClusterAdapter, DevpilotIoAdapter } from './common/socket-io.adapter.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
+import { jsonTooDeep } from './common/json-depth.js';
 import { QuietRoutesLogger } from './common/logging.js';
 import { trustProxyWarnings, untrustedForwardingDetector, untrustedForwardingWarning } from './common/proxy-trust.js';
 import { validationPipe } from './common/validation.js';
@@ -41,11 +44,29 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
     next();
   });
   app.disable('x-powered-by');
+  // Every answer: no MIME sniffing, never framed, no Referer to other sites. The dashboard's pages
+  // add their CSP (dashboard-static); the API docs page keeps Swagger UI's inline scripts.
+  app.use(
+    helmet({
+      contentSecurityPolicy: false,
+      frameguard: { action: 'deny' },
+      referrerPolicy: { policy: 'no-referrer' },
+      crossOriginEmbedderPolicy: false,
+      hsts: false,
+    }),
+  );
   // The trigger takes any body as raw bytes (a sender's own payload: JSON, form-encoded, empty):
   // what a signature covers, and what the trigger itself parses when the token is in it. Every
-  // other route takes JSON. Both keep the same limit (413 beyond it).
+  // other route takes JSON, refused before it is parsed when nested deeper than any route needs
+  // (what makes parsing and validating a body expensive). Both keep the same limit (413 beyond it).
   const triggerBody = express.raw({ type: () => true, limit: config.bodyLimitBytes });
-  const jsonBody = express.json({ limit: config.bodyLimitBytes });
+  const jsonBody = express.json({
+    limit: config.bodyLimitBytes,
+    verify: (req, _res, buf) => {
+      if (jsonTooDeep(buf, MAX_JSON_DEPTH)) throw Object.assign(new Error('JSON body nested too deep'), { type: 'entity.too.deep', status: 400 });
+      (req as unknown as { rawBody: Buffer }).rawBody = buf;
+    },
+  });
   app.use((req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (!TRIGGER_PATH.test(req.path)) return jsonBody(req, res, next);
     triggerBody(req, res, (err?: unknown) => {
@@ -56,7 +77,7 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
     });
   });
   const dashboard = dashboardDir();
-  if (dashboard) app.use(...dashboardMiddleware(dashboard));
+  if (dashboard) app.use(...dashboardMiddleware(dashboard, { serveSourceMaps: config.serveSourceMaps }));
   else app.get(Logger).warn('the dashboard is not built (npm run build:dashboard): serving the API only');
   setApiPrefix(app);
   app.useGlobalPipes(validationPipe());

@@ -83,7 +83,7 @@ function SignedIn({ apiKey, me, signOut }: Signed & { signOut: (why?: string) =>
     return {
       api,
       me,
-      feed: new DashboardFeed(apiKey),
+      feed: new DashboardFeed(() => api.feedTicket()),
       isOwner: me.role === 'owner',
       workspaceName: workspaceLabel(me),
       signOut: () => signOut(),

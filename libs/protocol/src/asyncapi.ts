@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AGENT_NAMESPACE, DASHBOARD_NAMESPACE, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_SEQ, PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from './constants.js';
+import { AGENT_IO_PATH, AGENT_NAMESPACE, DASHBOARD_IO_PATH, DASHBOARD_NAMESPACE, MAX_CHUNK_BYTES, MAX_HELLO_ITEMS, MAX_JSON_DEPTH, MAX_VIEWER_MESSAGE_BYTES, MAX_CHUNKS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_SEQ, PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from './constants.js';
 import { ConnectRefusal, ErrorReply, PROTOCOL_ERRORS, ProtocolErrorCode } from './errors.js';
 import { AGENT_EVENTS, DASHBOARD_EVENTS, type EventSpec } from './event-table.js';
 import { AgentHandshake, ViewerHandshake } from './messages.js';
@@ -12,7 +12,9 @@ interface Namespace {
   address: string;
   /** Who talks to the control plane on it. */
   peer: 'agent' | 'viewer';
-  security: string;
+  /** The key of its engine in `servers`. */
+  server: 'agents' | 'viewers';
+  security: string[];
   handshake: z.ZodType;
   table: Record<string, EventSpec>;
   description: string;
@@ -23,7 +25,8 @@ const NAMESPACES: Namespace[] = [
     key: 'agent',
     address: AGENT_NAMESPACE,
     peer: 'agent',
-    security: 'agentToken',
+    server: 'agents',
+    security: ['agentToken'],
     handshake: AgentHandshake,
     table: AGENT_EVENTS,
     description: [
@@ -37,7 +40,8 @@ const NAMESPACES: Namespace[] = [
     key: 'dashboard',
     address: DASHBOARD_NAMESPACE,
     peer: 'viewer',
-    security: 'viewerApiKey',
+    server: 'viewers',
+    security: ['viewerApiKey', 'feedTicket'],
     handshake: ViewerHandshake,
     table: DASHBOARD_EVENTS,
     description: [
@@ -90,7 +94,7 @@ export function asyncApiDocument(): Json {
         channel: { $ref: `#/channels/${ns.key}` },
         summary: `${fromPeer ? `${capitalise(ns.peer)} -> control plane` : `Control plane -> ${ns.peer}`}: ${event}`,
         description: spec.summary,
-        security: [{ $ref: `#/components/securitySchemes/${ns.security}` }],
+        security: ns.security.map((s) => ({ $ref: `#/components/securitySchemes/${s}` })),
         messages: [{ $ref: `#/channels/${ns.key}/messages/${event}` }],
       };
       if (spec.reply) {
@@ -115,6 +119,7 @@ export function asyncApiDocument(): Json {
       title: `socket.io namespace ${ns.address}`,
       description: ns.description,
       messages: channelMessages,
+      servers: [{ $ref: `#/servers/${ns.server}` }],
       'x-handshake-auth': convert(ns.handshake, schemas),
     };
   }
@@ -129,13 +134,19 @@ export function asyncApiDocument(): Json {
     },
     defaultContentType: 'application/json',
     servers: {
-      controlPlane: {
+      agents: {
         host: 'localhost:3000',
         protocol: 'ws',
-        pathname: '/socket.io',
-        description:
-          'The control plane (its DEVPILOT_PUBLIC_URL; `wss` behind TLS). socket.io 4 over WebSocket only (no long-polling), engine path `/socket.io/`; the channel address is the socket.io namespace.',
-        security: NAMESPACES.map((ns) => ({ $ref: `#/components/securitySchemes/${ns.security}` })),
+        pathname: AGENT_IO_PATH.replace(/\/$/, ''),
+        description: `The control plane (its DEVPILOT_PUBLIC_URL; \`wss\` behind TLS), engine path \`${AGENT_IO_PATH}\`: socket.io 4 over WebSocket only; the channel address is the socket.io namespace. Messages up to ${MAX_MESSAGE_BYTES} bytes.`,
+        security: [{ $ref: '#/components/securitySchemes/agentToken' }],
+      },
+      viewers: {
+        host: 'localhost:3000',
+        protocol: 'ws',
+        pathname: DASHBOARD_IO_PATH.replace(/\/$/, ''),
+        description: `The same control plane, engine path \`${DASHBOARD_IO_PATH}\` (apart from the agents' because the largest message is per engine): viewers send messages of at most ${MAX_VIEWER_MESSAGE_BYTES} bytes. WebSocket (long-polling also accepted).`,
+        security: [{ $ref: '#/components/securitySchemes/viewerApiKey' }, { $ref: '#/components/securitySchemes/feedTicket' }],
       },
     },
     channels,
@@ -145,17 +156,22 @@ export function asyncApiDocument(): Json {
       messages,
       securitySchemes: {
         agentToken: {
-          type: 'httpApiKey',
-          in: 'query',
-          name: 'token',
+          type: 'http',
+          scheme: 'bearer',
           description:
-            'The server’s agent token, sent in the socket.io handshake `auth` object (`auth.token`, with `protocolVersion`; see the channel’s `x-handshake-auth`), not in the URL. Refused at connection with `connect_error` `data.code` `UNAUTHORIZED`.',
+            'The server’s agent token as `Authorization: Bearer <agent token>` on the WebSocket upgrade request (protocol 3), checked before any packet is read: a missing or wrong token gets HTTP 400 with a message, and no connection. Protocol 1 and 2 agents sent it only in `auth.token`; they must be upgraded (a token in `auth` is still accepted when it is the same as the header’s).',
         },
         viewerApiKey: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'An API key of the workspace (owner or viewer) as `Authorization: Bearer <api key>` on the upgrade request: for viewers that can set headers (not browsers).',
+        },
+        feedTicket: {
           type: 'httpApiKey',
           in: 'query',
-          name: 'apiKey',
-          description: 'An API key of the workspace (owner or viewer), sent in the socket.io handshake `auth` object (`auth.apiKey`), not in the URL.',
+          name: 'ticket',
+          description:
+            'A one-time ticket from `POST /api/v1/feed-tickets` (with the API key, over HTTPS), valid 45 seconds and for one connection: what a browser puts in the upgrade URL instead of its API key. A browser page (one that sends `Origin`) must come from DEVPILOT_PUBLIC_URL, the request’s own host or DEVPILOT_ALLOWED_ORIGINS.',
         },
       },
     },
@@ -166,14 +182,14 @@ const INFO = [
   'How an agent (`/agent`) and a viewer (`/dashboard`) talk to the Devpilot control plane, enough to write either without reading the source.',
   '',
   '**Transport.** socket.io 4 over WebSocket only. Each event is one socket.io event whose single argument is the payload; when the event has a reply, the sender passes an acknowledgement callback and the reply is its single argument. Binary fields (`data`) are socket.io binary attachments. Every payload is validated on the receiving side: a malformed one gets a refusal, never a crash. Messages larger than ' +
-    `${MAX_MESSAGE_BYTES} bytes close the connection; an output chunk holds at most ${MAX_CHUNK_BYTES} bytes, a batch at most ${MAX_CHUNKS_PER_BATCH} chunks; every seq is an integer from 0 to ${MAX_SEQ}.`,
+    `${MAX_MESSAGE_BYTES} bytes (on \`/dashboard\`: ${MAX_VIEWER_MESSAGE_BYTES}) close the connection, as does JSON nested deeper than ${MAX_JSON_DEPTH} levels; a hello lists at most ${MAX_HELLO_ITEMS} executions as running and as many as finished; an output chunk holds at most ${MAX_CHUNK_BYTES} bytes, a batch at most ${MAX_CHUNKS_PER_BATCH} chunks; every seq is an integer from 0 to ${MAX_SEQ}.`,
   '',
-  '**Handshake.** The socket.io `auth` object: `{token, protocolVersion, agentVersion, hostname, platform, runsScriptsAs?, switchesUsers?, allowRunAs?}` on `/agent` (who runs its scripts, shown on the server page), `{apiKey}` on `/dashboard` (channel field `x-handshake-auth`). A refused connection gets a `connect_error` whose `message` is for a person and whose `data` is `ConnectRefusal` `{code, supportedVersions?}`: `UNAUTHORIZED` and `UNSUPPORTED_PROTOCOL_VERSION` are final (retrying cannot help), the others are worth a retry with backoff.',
+  '**Handshake.** The credential comes on the WebSocket upgrade request and is checked before any packet is read (see the servers’ security): `Authorization: Bearer <agent token>` for `/agent` (engine path `/socket.io/`); for `/dashboard` (engine path `/dashboard-io/`) `Authorization: Bearer <api key>` or `?ticket=<one-time ticket>`. Refused there, the upgrade is answered HTTP 400 with a message and no connection opens. Then the socket.io `auth` object: `{protocolVersion, agentVersion, hostname, platform, runsScriptsAs?, switchesUsers?, allowRunAs?}` on `/agent` (who runs its scripts, shown on the server page), nothing on `/dashboard` (channel field `x-handshake-auth`). A refused connection gets a `connect_error` whose `message` is for a person and whose `data` is `ConnectRefusal` `{code, supportedVersions?}`: `UNAUTHORIZED` and `UNSUPPORTED_PROTOCOL_VERSION` are final (retrying cannot help), the others are worth a retry with backoff.',
   '',
   '**Refusals.** A refused message is acknowledged with `ErrorReply` `{error: {code, message}}` (on `/dashboard`: `{ok: false, error}`); the codes are listed in `ProtocolErrorCode`.',
   '',
-  `**Protocol versions.** This document describes version ${PROTOCOL_VERSION}; the control plane accepts ${SUPPORTED_PROTOCOL_VERSIONS.join(' and ')}. ` +
-    'Version 2 added `execution.spawned`: an agent acknowledges `execution.start` when it accepts the run (runs beyond its concurrency wait in its queue) and reports `execution.spawned` once the process exists; the execution is `dispatched` until then and `running` (with its start time) from then on. A version 1 agent never sends it. Each message names the version that introduced it (`x-since-protocol-version`).',
+  `**Protocol versions.** This document describes version ${PROTOCOL_VERSION}; the control plane accepts ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')} in \`auth.protocolVersion\`, but every client must send the upgrade credential of version 3. ` +
+    'Version 3 moved the agent token to the upgrade’s `Authorization` header. Version 2 added `execution.spawned`: an agent acknowledges `execution.start` when it accepts the run (runs beyond its concurrency wait in its queue) and reports `execution.spawned` once the process exists; the execution is `dispatched` until then and `running` (with its start time) from then on. A version 1 agent never sends it. Each message names the version that introduced it (`x-since-protocol-version`).',
 ].join('\n');
 
 function capitalise(s: string): string {

@@ -2,16 +2,38 @@
  * The protocol version this build speaks. Bump on any incompatible change to events or payloads.
  * 2 added `execution.spawned`: an accepted start waits in the agent's queue, and the run is
  * `running` once its process was spawned.
+ * 3 moved the agent's token to `Authorization: Bearer` on the WebSocket upgrade (checked before
+ * any packet is read) and bounded the hello's lists.
  */
-export const PROTOCOL_VERSION = 2;
-/** Versions the control plane accepts from agents (a v1 agent never sends `execution.spawned`). */
-export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [1, 2];
+export const PROTOCOL_VERSION = 3;
+/**
+ * Versions the control plane accepts in the CONNECT packet (a v1 agent never sends
+ * `execution.spawned`). Every client must send its credential on the upgrade, whatever it says here.
+ */
+export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [1, 2, 3];
 
 /** Largest seq (and lastSeq, nextSeq, fromSeq, ackedSeq): output is stored under a PostgreSQL integer. */
 export const MAX_SEQ = 2_147_483_647;
 
 export const AGENT_NAMESPACE = '/agent';
 export const DASHBOARD_NAMESPACE = '/dashboard';
+/** The socket.io path (engine) of agents: `/agent` lives here. */
+export const AGENT_IO_PATH = '/socket.io/';
+/**
+ * The socket.io path (engine) of viewers: `/dashboard` lives here, apart from the agents, because
+ * the largest message an engine accepts is per engine and viewers only send tiny ones.
+ */
+export const DASHBOARD_IO_PATH = '/dashboard-io/';
+/** Largest socket.io message a viewer may send (subscribe and unsubscribe are a few hundred bytes). */
+export const MAX_VIEWER_MESSAGE_BYTES = 16 * 1024;
+/** Deepest nesting of arrays and objects in a JSON text either side parses (the protocol needs 4). */
+export const MAX_JSON_DEPTH = 32;
+/**
+ * Most executions an agent's hello may list as running, and as finished: the control plane hands
+ * an agent every run queued for its server (at most DEVPILOT_MAX_QUEUED_PER_SERVER, 10,000 by
+ * default), and the agent holds them in its own queue.
+ */
+export const MAX_HELLO_ITEMS = 10_000;
 
 /** Largest single output chunk an agent may send, and the largest batch. */
 export const MAX_CHUNK_BYTES = 256 * 1024;

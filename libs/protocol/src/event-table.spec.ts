@@ -67,9 +67,9 @@ describe('the event tables', () => {
     }
   });
 
-  it('protocol 2 adds execution.spawned; the control plane accepts 1 and 2', () => {
-    expect(PROTOCOL_VERSION).toBe(2);
-    expect(SUPPORTED_PROTOCOL_VERSIONS).toEqual([1, 2]);
+  it('protocol 2 adds execution.spawned, 3 the upgrade credential; the control plane accepts 1 to 3', () => {
+    expect(PROTOCOL_VERSION).toBe(3);
+    expect(SUPPORTED_PROTOCOL_VERSIONS).toEqual([1, 2, 3]);
     expect(AGENT_EVENTS['execution.spawned'].since).toBe(2);
     expect(AGENT_EVENTS['execution.spawned'].request.safeParse({ executionId: id }).success).toBe(true);
     expect(AGENT_EVENTS['execution.spawned'].reply.safeParse({ ok: true }).success).toBe(true);

@@ -4,6 +4,7 @@ import {
   INTERPRETERS,
   MAX_CHUNK_BYTES,
   MAX_CHUNKS_PER_BATCH,
+  MAX_HELLO_ITEMS,
   MAX_SCRIPT_CONTENT,
   MAX_RUN_AS_LENGTH,
   MAX_SEQ,
@@ -35,7 +36,8 @@ export const RunAsUser = z.string().min(1).max(MAX_RUN_AS_LENGTH).regex(RUN_AS_P
 /** Handshake `auth` an agent sends when it connects to `/agent`. */
 export const AgentHandshake = z
   .object({
-    token: z.string().min(1).max(512),
+    /** Protocol 1 and 2 sent the token here; from 3 it goes in `Authorization: Bearer` on the upgrade, which is what is checked. */
+    token: z.string().min(1).max(512).optional(),
     protocolVersion: z.number().int(),
     agentVersion: z.string().max(64).default('unknown'),
     hostname: z.string().max(255).default(''),
@@ -50,8 +52,8 @@ export const AgentHandshake = z
   .meta({ id: 'AgentHandshake' });
 export type AgentHandshake = z.infer<typeof AgentHandshake>;
 
-/** Handshake `auth` a viewer sends when it connects to `/dashboard`. */
-export const ViewerHandshake = z.object({ apiKey: z.string().min(1).max(512) }).meta({ id: 'ViewerHandshake' });
+/** Handshake `auth` of a viewer on `/dashboard`: nothing; its credential (API key or ticket) comes with the upgrade request. */
+export const ViewerHandshake = z.object({}).meta({ id: 'ViewerHandshake' });
 export type ViewerHandshake = z.infer<typeof ViewerHandshake>;
 
 /** cp -> agent: run this script (now, or when the agent has a free slot). */
@@ -139,8 +141,8 @@ export type SpawnedReply = OkReply;
 /** agent -> cp, first message after every (re)connect. */
 export const AgentHello = z.object({
   /** Every execution the agent holds and has not reported finished: waiting for a slot or running. */
-  running: z.array(z.object({ executionId, nextSeq: seq })).max(10_000),
-  finished: z.array(ExecutionFinished).max(10_000),
+  running: z.array(z.object({ executionId, nextSeq: seq })).max(MAX_HELLO_ITEMS),
+  finished: z.array(ExecutionFinished).max(MAX_HELLO_ITEMS),
 });
 export type AgentHello = z.infer<typeof AgentHello>;
 

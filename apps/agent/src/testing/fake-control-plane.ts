@@ -64,7 +64,9 @@ export class FakeControlPlane {
     });
     const ns = this.io.of(AGENT_NAMESPACE);
     ns.use((socket, next) => {
-      const auth = socket.handshake.auth as Record<string, unknown>;
+      // Protocol 3: the token comes as the upgrade's Authorization header, the rest in `auth`.
+      const bearer = /^Bearer (.+)$/.exec(socket.handshake.headers.authorization ?? '')?.[1];
+      const auth = { ...(socket.handshake.auth as Record<string, unknown>), ...(bearer === undefined ? {} : { token: bearer }) };
       this.handshakes.push(auth);
       next(this.refuse(auth) ?? undefined);
     });

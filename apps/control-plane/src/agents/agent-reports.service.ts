@@ -45,6 +45,8 @@ export interface HelloOutcome {
   reply: HelloReply;
   /** Executions the agent runs but should stop (cancel requested, or already over here). */
   cancel: string[];
+  /** Items of the hello refused (not this server's executions): each spends the agent's refusal budget. */
+  refused: number;
 }
 
 /**
@@ -177,15 +179,28 @@ export class AgentReports {
    * The reply tells the agent, per execution it holds, the first seq not stored here.
    */
   async hello(serverId: string, hello: AgentHello): Promise<HelloOutcome> {
-    const outcome = await this.throttle.run(serverId, () => this.helloNow(serverId, hello), (o) => isRefusal(o.reply));
-    return outcome ?? { reply: refuse('CUT_OFF', 'this agent sent more than the control plane accepts; reconnect later'), cancel: [] };
+    const outcome = await this.throttle.run(serverId, () => this.helloNow(serverId, hello), (o) => (isRefusal(o.reply) ? 1 : o.refused));
+    return outcome ?? { reply: refuse('CUT_OFF', 'this agent sent more than the control plane accepts; reconnect later'), cancel: [], refused: 0 };
   }
 
   private async helloNow(serverId: string, hello: AgentHello): Promise<HelloOutcome> {
-
+    // Which of the listed executions are this server's: one statement for the whole hello, so a
+    // list of unknown ids costs one query, not one per id.
+    const held = [...hello.running.map((r) => ({ id: r.executionId, nextSeq: r.nextSeq })), ...hello.finished.map((f) => ({ id: f.executionId, nextSeq: f.lastSeq + 1 }))];
+    const listed = new Map((await this.repo.ofServer(serverId, held.map((h) => h.id))).map((r) => [r.id, r]));
+    let unknown = 0;
+    let refusedFinished = 0;
     for (const report of hello.finished) {
-      const r = await this.recordFinished(serverId, report);
-      if ('error' in r) this.logger.warn({ executionId: report.executionId, error: r.error }, 'refused a finished report in hello');
+      if (!listed.has(report.executionId)) {
+        unknown++;
+        continue;
+      }
+      if ('error' in (await this.recordFinished(serverId, report))) refusedFinished++;
+    }
+    unknown += hello.running.filter((r) => !listed.has(r.executionId)).length;
+    if (unknown + refusedFinished > 0) {
+      // Once per hello, with counts: a hello of thousands of forged ids is one line, not thousands.
+      this.logger.warn({ serverId, unknown, refusedFinished, running: hello.running.length, finished: hello.finished.length }, 'refused items of a hello');
     }
 
     const known = new Set([...hello.running.map((r) => r.executionId), ...hello.finished.map((f) => f.executionId)]);
@@ -199,8 +214,8 @@ export class AgentReports {
       }
     }
 
-    const held = [...hello.running.map((r) => ({ id: r.executionId, nextSeq: r.nextSeq })), ...hello.finished.map((f) => ({ id: f.executionId, nextSeq: f.lastSeq + 1 }))];
-    const own = new Map((await this.repo.ofServer(serverId, held.map((h) => h.id))).map((r) => [r.id, r]));
+    // Read again: the finished reports above may have ended some.
+    const own = new Map((await this.repo.ofServer(serverId, held.filter((h) => listed.has(h.id)).map((h) => h.id))).map((r) => [r.id, r]));
     const resend: { executionId: string; fromSeq: number }[] = [];
     const cancel: string[] = [];
     const running = new Set(hello.running.map((r) => r.executionId));
@@ -215,6 +230,6 @@ export class AgentReports {
       // Output written after the control plane ended the run is still wanted: the whole of it, byte for byte.
       resend.push({ executionId: h.id, fromSeq: await this.output.firstMissingSeq(h.id) });
     }
-    return { reply: { resend }, cancel };
+    return { reply: { resend }, cancel, refused: unknown + refusedFinished };
   }
 }

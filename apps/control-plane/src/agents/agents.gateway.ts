@@ -1,5 +1,6 @@
 import {
   AGENT_EVENTS,
+  AGENT_IO_PATH,
   AGENT_NAMESPACE,
   AgentEvents,
   AgentHandshake,
@@ -11,13 +12,18 @@ import {
   type ErrorReply,
   MAX_MESSAGE_BYTES,
   parseMessage,
+  protocolError,
   SUPPORTED_PROTOCOL_VERSIONS,
 } from '@app/protocol';
 import { type BeforeApplicationShutdown, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import type { IncomingMessage } from 'node:http';
 import { inspect } from 'node:util';
 import type { Subscription } from 'rxjs';
 import type { Socket } from 'socket.io';
+import { attachCredential, bearerOf, credentialOf, HandshakeGates } from '../common/handshake-gates.js';
+import { safeEqual, sha256 } from '../common/tokens.js';
+import { Semaphore } from '../dashboard/semaphore.js';
 import { ExecutionEvents } from '../executions/execution-events.js';
 import { ServerEvents } from '../servers/server-events.js';
 import { ServersService } from '../servers/servers.service.js';
@@ -25,20 +31,32 @@ import { AgentLink, type AgentNamespace, type AgentSocketData, readyRoom, server
 import { AgentPresence } from './agent-presence.js';
 import { AgentReports } from './agent-reports.service.js';
 import { Dispatcher } from './dispatcher.js';
+import { InflightBudget, type Reader } from './inflight-budget.js';
 
 type AgentSocket = Socket<Record<string, never>, Record<string, never>, Record<string, never>, AgentSocketData>;
 
 const SUPPORTED = SUPPORTED_PROTOCOL_VERSIONS.join(', ');
+/** Token lookups at the upgrade at once, and how many may wait before new ones are refused at once. */
+const HANDSHAKE_LOOKUPS = 4;
+const MAX_WAITING_LOOKUPS = 1000;
+/** What an agent without the upgrade credential (older than protocol 3, or not an agent) is told. */
+export const AGENT_UPGRADE_REFUSAL =
+  'unauthorized: send Authorization: Bearer <agent token> on the WebSocket upgrade (agents older than protocol 3 must be upgraded: rerun the install command of the server page)';
 
 /**
  * The `/agent` namespace: token and protocol version checked at the handshake, one live connection
  * per server (a newer one replaces the older), every report validated and acknowledged.
  */
-@WebSocketGateway({ namespace: AGENT_NAMESPACE, transports: ['websocket'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
+@WebSocketGateway({ namespace: AGENT_NAMESPACE, path: AGENT_IO_PATH, transports: ['websocket'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
 export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, OnModuleDestroy, BeforeApplicationShutdown {
   private readonly logger = new Logger(AgentsGateway.name);
   private revoked?: Subscription;
   private cancels?: Subscription;
+  /** Token lookups at the upgrade, a few at once: a flood of bad tokens waits here, not in the database pool. */
+  private readonly lookups = new Semaphore(HANDSHAKE_LOOKUPS);
+  private waitingLookups = 0;
+  /** Agents' messages received and not yet answered, for the whole process. */
+  private readonly inflight = new InflightBudget();
 
   constructor(
     private readonly servers: ServersService,
@@ -48,18 +66,29 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     private readonly presence: AgentPresence,
     private readonly reports: AgentReports,
     private readonly dispatcher: Dispatcher,
-  ) {}
+    gates: HandshakeGates,
+  ) {
+    gates.register(AGENT_IO_PATH, (req) => this.checkUpgrade(req));
+  }
+
+  /** The agent token on the upgrade request (before any packet is read): null when accepted. */
+  private async checkUpgrade(req: IncomingMessage): Promise<string | null> {
+    const token = bearerOf(req);
+    if (!token) return AGENT_UPGRADE_REFUSAL;
+    if (this.waitingLookups >= MAX_WAITING_LOOKUPS) return 'busy; retry later';
+    this.waitingLookups++;
+    try {
+      const server = await this.lookups.run(() => this.servers.findByAgentToken(token));
+      if (!server) return 'unauthorized';
+      attachCredential(req, { kind: 'agent', serverId: server.id, workspaceId: server.workspaceId, tokenHash: sha256(token) });
+      return null;
+    } finally {
+      this.waitingLookups--;
+    }
+  }
 
   afterInit(nsp: AgentNamespace): void {
-    nsp.use((socket, next) => {
-      this.authenticate(socket as unknown as AgentSocket).then(
-        (error) => next(error ?? undefined),
-        (err: unknown) => {
-          this.logger.error({ err }, 'agent handshake failed');
-          next(connectRefusal('UNAVAILABLE', 'the control plane could not check the token; retry later'));
-        },
-      );
-    });
+    nsp.use((socket, next) => next(this.authenticate(socket as unknown as AgentSocket) ?? undefined));
     this.link.attach(nsp);
     this.revoked = this.serverEvents.tokenRevoked.subscribe(({ serverId }) => {
       this.logger.log({ serverId }, 'agent token revoked: dropping its connection');
@@ -83,7 +112,7 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
   }
 
   /** Null when the agent may connect; else the error its `connect_error` carries. */
-  private async authenticate(socket: AgentSocket): Promise<Error | null> {
+  private authenticate(socket: AgentSocket): Error | null {
     // The server may allow long-polling for other namespaces; agents must use WebSocket only.
     if (socket.conn.transport.name !== 'websocket') return connectRefusal('WEBSOCKET_REQUIRED', 'websocket transport required');
     const auth: unknown = socket.handshake.auth;
@@ -95,8 +124,11 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     }
     const parsed = AgentHandshake.safeParse(auth);
     if (!parsed.success) return connectRefusal('UNAUTHORIZED', 'unauthorized');
-    const server = await this.servers.findByAgentToken(parsed.data.token);
-    if (!server) return connectRefusal('UNAUTHORIZED', 'unauthorized');
+    // The server is the one whose token came on the upgrade; a token in `auth` (protocol 1 and 2) must be the same.
+    const credential = credentialOf(socket.request);
+    if (credential?.kind !== 'agent') return connectRefusal('UNAUTHORIZED', 'unauthorized');
+    const server = { id: credential.serverId, workspaceId: credential.workspaceId };
+    if (parsed.data.token !== undefined && !safeEqual(sha256(parsed.data.token), credential.tokenHash)) return connectRefusal('UNAUTHORIZED', 'unauthorized');
     const { hostname, platform, agentVersion, protocolVersion, runsScriptsAs, switchesUsers, allowRunAs } = parsed.data;
     const agent = { hostname, platform, agentVersion, protocolVersion, runsScriptsAs: runsScriptsAs ?? null, switchesUsers: switchesUsers ?? null, allowRunAs: allowRunAs ?? null };
     socket.data = { serverId: server.id, workspaceId: server.workspaceId, agent, protocolVersion, ready: false };
@@ -127,7 +159,13 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
    * not judge a wire payload. Registered synchronously, before anything the agent sends is read.
    */
   private listen(socket: AgentSocket): void {
-    const gate = new InflightGate(socket);
+    // Every message counts, whatever its event and shape, until it is answered.
+    const gate = this.inflight.gate(() => wsOf(socket));
+    socket.once('disconnect', () => {
+      gate.close();
+      // A connection that is not being read would never see the close handshake's answer: drop it at once.
+      if (gate.isPaused) wsOf(socket)?.terminate();
+    });
     const { serverId } = socket.data;
     /**
      * One report event: its payload parsed with the event's schema, then the handler; a malformed
@@ -163,6 +201,11 @@ export class AgentsGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     };
     const register = <E extends AgentReportEvent>(event: E) => on(event, handlers[event]);
     for (const event of Object.keys(handlers) as AgentReportEvent[]) register(event);
+    // An event no handler takes is dropped at once, but it is a refusal like a malformed one.
+    socket.onAny((event: unknown) => {
+      if (typeof event === 'string' && Object.hasOwn(handlers, event)) return;
+      void this.reports.refuseMalformed(serverId, protocolError('INVALID_PAYLOAD', `unknown event ${String(event).slice(0, 64)}`));
+    });
   }
 
   private async onHello(socket: AgentSocket, hello: AgentHello): Promise<AgentReply<'agent.hello'> | undefined> {
@@ -205,53 +248,10 @@ function describeCause(description: unknown): string | undefined {
   return d instanceof Error ? d.message : d === undefined ? undefined : typeof d === 'string' ? d : inspect(d);
 }
 
-/** Above this many bytes of an agent's messages received but not yet answered, its connection is not read. */
-const INFLIGHT_HIGH = 16 * 1024 * 1024;
-const INFLIGHT_LOW = 4 * 1024 * 1024;
-
-/**
- * Backpressure on one agent connection. A well-behaved agent keeps a few MiB unacked per
- * execution, but nothing stops a buggy one from sending batches without waiting for acks: past
- * INFLIGHT_HIGH the WebSocket stops reading (TCP pushes back on the agent) until the stores caught up.
- */
-class InflightGate {
-  private bytes = 0;
-  private paused = false;
-
-  constructor(private readonly socket: { conn: { transport: unknown } }) {}
-
-  enter(payload: unknown): number {
-    const n = payloadBytes(payload);
-    this.bytes += n;
-    if (!this.paused && this.bytes > INFLIGHT_HIGH) {
-      this.paused = true;
-      this.ws()?.pause();
-    }
-    return n;
-  }
-
-  leave(n: number): void {
-    this.bytes -= n;
-    if (this.paused && this.bytes < INFLIGHT_LOW) {
-      this.paused = false;
-      this.ws()?.resume();
-    }
-  }
-
-  /** The `ws` WebSocket under engine.io's websocket transport (pause/resume stop and restart reading). */
-  private ws(): { pause(): void; resume(): void } | undefined {
-    const ws = (this.socket.conn.transport as { socket?: { pause?: unknown; resume?: unknown } }).socket;
-    return ws && typeof ws.pause === 'function' && typeof ws.resume === 'function' ? (ws as { pause(): void; resume(): void }) : undefined;
-  }
-}
-
-function payloadBytes(payload: unknown): number {
-  const chunks = (payload as { chunks?: unknown } | null)?.chunks;
-  if (!Array.isArray(chunks)) return 0;
-  let n = 0;
-  for (const c of chunks) {
-    const data = (c as { data?: unknown } | null)?.data;
-    if (data instanceof Uint8Array || data instanceof ArrayBuffer) n += data.byteLength;
-  }
-  return n;
+/** The `ws` WebSocket under engine.io's websocket transport (pause/resume stop and restart reading). */
+function wsOf(socket: AgentSocket): (Reader & { terminate(): void }) | undefined {
+  const ws = (socket.conn.transport as unknown as { socket?: { pause?: unknown; resume?: unknown; terminate?: unknown } }).socket;
+  return ws && typeof ws.pause === 'function' && typeof ws.resume === 'function' && typeof ws.terminate === 'function'
+    ? (ws as Reader & { terminate(): void })
+    : undefined;
 }

@@ -8,7 +8,8 @@
  * - at most `concurrency` reports are handled at once, the others wait in arrival order;
  * - at most `maxQueued` may wait; past that the agent is over any honest window: cut off;
  * - refused reports (malformed, another server's or unknown execution) spend a budget of
- *   `refusalBurst` refilled at `refusalsPerSecond`; an empty budget cuts the agent off.
+ *   `refusalBurst` refilled at `refusalsPerSecond`; an empty budget cuts the agent off. Refused
+ *   items inside one message (a hello's unknown executions) spend one each.
  *   An honest agent is refused at most a few times per execution (it gives up on it).
  * Cutting off drops what still waits: it is neither handled nor answered.
  */
@@ -43,10 +44,11 @@ export class ReportThrottle {
   ) {}
 
   /**
-   * Runs `handle` when the server's lane has room; `isRefusal` says whether its result is a
-   * refusal. Undefined when the agent was cut off before its turn (nothing to answer).
+   * Runs `handle` when the server's lane has room; `refusals` says whether its result is a
+   * refusal, or how many items of it were refused. Undefined when the agent was cut off before
+   * its turn (nothing to answer).
    */
-  async run<T>(serverId: string, handle: () => Promise<T>, isRefusal: (result: T) => boolean): Promise<T | undefined> {
+  async run<T>(serverId: string, handle: () => Promise<T>, refusals: (result: T) => boolean | number): Promise<T | undefined> {
     const lane = this.lane(serverId);
     const epoch = lane.epoch;
     if (lane.active >= this.opts.concurrency) {
@@ -60,7 +62,8 @@ export class ReportThrottle {
     lane.active++;
     try {
       const result = await handle();
-      if (isRefusal(result) && !this.spend(lane)) this.cutOff(serverId, lane, 'too many refused reports');
+      const refused = Number(refusals(result));
+      if (refused > 0 && !this.spend(lane, refused)) this.cutOff(serverId, lane, 'too many refused reports');
       return result;
     } finally {
       lane.active--;
@@ -82,10 +85,13 @@ export class ReportThrottle {
     return lane;
   }
 
-  private spend(lane: Lane): boolean {
+  private spend(lane: Lane, n: number): boolean {
     this.refill(lane);
-    if (lane.tokens < 1) return false;
-    lane.tokens -= 1;
+    if (lane.tokens < n) {
+      lane.tokens = 0;
+      return false;
+    }
+    lane.tokens -= n;
     return true;
   }
 

@@ -62,6 +62,7 @@ function bodyParserError(e: unknown): ErrorBody | null {
   if (typeof e !== 'object' || e === null || !('type' in e) || !('status' in e)) return null;
   const { type, status } = e as { type: string; status: number };
   if (type === 'entity.parse.failed') return { statusCode: 400, code: 'VALIDATION_ERROR', message: 'Malformed JSON body' };
+  if (type === 'entity.too.deep') return { statusCode: 400, code: 'VALIDATION_ERROR', message: 'JSON body nested too deep' };
   if (type === 'entity.too.large') return { statusCode: 413, code: 'PAYLOAD_TOO_LARGE', message: 'Request body too large' };
   if (type === 'charset.unsupported' || type === 'encoding.unsupported') {
     return { statusCode: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'Unsupported body encoding' };

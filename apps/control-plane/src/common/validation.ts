@@ -1,9 +1,27 @@
-import { type ArgumentMetadata, HttpStatus, ValidationPipe, type ValidationError } from '@nestjs/common';
-import { getMetadataStorage } from 'class-validator';
+import { applyDecorators, type ArgumentMetadata, HttpStatus, ValidationPipe, type ValidationError } from '@nestjs/common';
+import { Transform } from 'class-transformer';
+import { getMetadataStorage, Matches } from 'class-validator';
 import { AppException } from './app-exception.js';
 
 const MAX_DEPTH = 16;
 const NULLABLE = 'devpilot:nullable';
+
+/**
+ * Characters a name must not hold: controls, zero-width ones (which make `srvA` and `srvA\u200b`
+ * look the same) and bidirectional overrides and isolates (which make a name read backwards).
+ */
+const UNSAFE_NAME_CHARS = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/;
+export const SAFE_NAME = new RegExp(`^(?:(?!${UNSAFE_NAME_CHARS.source}).)+$`, 's');
+
+/**
+ * A name people read (servers, scripts, webhooks, API keys, workspaces): NFC-normalised, so one
+ * name has one spelling, and free of control, zero-width and bidi-override characters.
+ */
+export const SafeName = (): PropertyDecorator =>
+  applyDecorators(
+    Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.normalize('NFC') : value)),
+    Matches(SAFE_NAME, { message: ({ property }) => `${property} must not contain control, zero-width or bidirectional override characters` }),
+  );
 
 /** Marks a DTO property that may be sent as null (every other property refuses null). */
 export const Nullable = (): PropertyDecorator => (target, key) => {

@@ -66,6 +66,8 @@ const EnvSchema = z.object({
   DEVPILOT_MASTER_KEY: optionalString,
   DEVPILOT_PUBLIC_URL: z.preprocess(emptyAsUnset, z.url({ message: 'must be an http(s) URL' }).optional()),
   DEVPILOT_TRUST_PROXY: optionalString,
+  DEVPILOT_ALLOWED_ORIGINS: optionalString,
+  DEVPILOT_SERVE_SOURCE_MAPS: bool(false),
   DEVPILOT_LOCAL_AGENT: bool(false),
   DEVPILOT_LOG_LEVEL: z.preprocess(
     emptyAsUnset,
@@ -110,6 +112,10 @@ export interface AppConfig {
   publicUrl: string;
   /** Addresses/CIDRs whose X-Forwarded-For is believed; empty: the socket address is the caller. */
   trustProxy: string[];
+  /** Browser origins whose pages may open the `/dashboard` socket: the public URL's, the request's own host, and these. */
+  allowedOrigins: string[];
+  /** Serve the dashboard's source maps (*.map); off by default, so its sources are not public. */
+  serveSourceMaps: boolean;
   localAgent: boolean;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   bodyLimitBytes: number;
@@ -166,6 +172,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     masterKey: e.DEVPILOT_MASTER_KEY ? parseMasterKey(e.DEVPILOT_MASTER_KEY, 'DEVPILOT_MASTER_KEY') : null,
     publicUrl: (e.DEVPILOT_PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     trustProxy: parseTrustProxy(e.DEVPILOT_TRUST_PROXY),
+    serveSourceMaps: e.DEVPILOT_SERVE_SOURCE_MAPS,
+    allowedOrigins: parseOrigins(e.DEVPILOT_PUBLIC_URL ?? `http://localhost:${port}`, e.DEVPILOT_ALLOWED_ORIGINS),
     localAgent: e.DEVPILOT_LOCAL_AGENT,
     logLevel: e.DEVPILOT_LOG_LEVEL,
     bodyLimitBytes: e.DEVPILOT_BODY_LIMIT_BYTES,
@@ -199,6 +207,24 @@ export function parseMasterKey(value: string, source: string): Buffer {
 
 export function readMasterKeyFile(file: string): Buffer {
   return parseMasterKey(readFileSync(file, 'utf8'), file);
+}
+
+/** The public URL's origin and the extra ones (comma-separated URLs), each as `scheme://host[:port]`. */
+function parseOrigins(publicUrl: string, extra: string | undefined): string[] {
+  const origins = [new URL(publicUrl).origin];
+  for (const entry of (extra ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      throw new ConfigError(`Invalid configuration:\n  DEVPILOT_ALLOWED_ORIGINS: ${JSON.stringify(entry)} is not a URL such as https://ops.example.com`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new ConfigError(`Invalid configuration:\n  DEVPILOT_ALLOWED_ORIGINS: ${JSON.stringify(entry)} must be http(s)`);
+    }
+    origins.push(url.origin);
+  }
+  return origins;
 }
 
 function parseTrustProxy(value: string | undefined): string[] {

@@ -1,9 +1,31 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 /** Paths the single-page app must never shadow. */
-const SERVER_PATHS = /^\/(api|health|metrics|agent|socket\.io)(\/|$)/;
+const SERVER_PATHS = /^\/(api|health|metrics|agent|socket\.io|dashboard-io)(\/|$)/;
+
+/**
+ * The dashboard's pages: scripts and styles only from this origin (the build has no inline
+ * script), never framed, connections only back to this origin (the API and its sockets).
+ */
+const dashboardCsp = helmet.contentSecurityPolicy({
+  useDefaults: false,
+  directives: {
+    defaultSrc: ["'self'"],
+    scriptSrc: ["'self'"],
+    scriptSrcAttr: ["'none'"],
+    styleSrc: ["'self'"],
+    imgSrc: ["'self'", 'data:'],
+    fontSrc: ["'self'"],
+    connectSrc: ["'self'"],
+    objectSrc: ["'none'"],
+    baseUri: ["'self'"],
+    formAction: ["'self'"],
+    frameAncestors: ["'none'"],
+  },
+});
 
 /** Where `npm run build:dashboard` puts the app, seen from the built main.js or from the sources. */
 export function dashboardDir(): string | null {
@@ -18,9 +40,15 @@ export function dashboardDir(): string | null {
  * Serves the dashboard: its hashed assets with a long cache, and index.html for every other
  * GET that is not an API path, so each view's URL can be shared or reloaded.
  */
-export function dashboardMiddleware(dir: string): express.RequestHandler[] {
+export function dashboardMiddleware(dir: string, opts: { serveSourceMaps: boolean }): express.RequestHandler[] {
   const index = path.join(dir, 'index.html');
   return [
+    (req: Request, res: Response, next: NextFunction) => {
+      if (SERVER_PATHS.test(req.path)) return next();
+      // The build's source maps only when asked for (DEVPILOT_SERVE_SOURCE_MAPS): they would publish the sources.
+      if (!opts.serveSourceMaps && req.path.endsWith('.map')) return void res.status(404).end();
+      dashboardCsp(req, res, next);
+    },
     express.static(dir, {
       index: false,
       setHeaders: (res, file) => {

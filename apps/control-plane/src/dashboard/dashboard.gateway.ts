@@ -1,5 +1,5 @@
-import { connectRefusal, DASHBOARD_NAMESPACE, DashboardEvents, MAX_MESSAGE_BYTES, protocolError, type SubscribeReply } from '@app/protocol';
-import { Logger, type OnModuleDestroy } from '@nestjs/common';
+import { connectRefusal, DASHBOARD_IO_PATH, DASHBOARD_NAMESPACE, DashboardEvents, MAX_VIEWER_MESSAGE_BYTES, protocolError, type SubscribeReply } from '@app/protocol';
+import { Inject, Logger, type OnModuleDestroy } from '@nestjs/common';
 import {
   Ack,
   ConnectedSocket,
@@ -10,7 +10,11 @@ import {
   SubscribeMessage,
   WebSocketGateway,
 } from '@nestjs/websockets';
+import type { IncomingMessage } from 'node:http';
+import { attachCredential, bearerOf, credentialOf, HandshakeGates } from '../common/handshake-gates.js';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ApiKeysService } from '../workspaces/api-keys.service.js';
+import { FeedTickets } from '../workspaces/feed-tickets.service.js';
 import { LiveConnections } from '../metrics/live-connections.js';
 import { ApiKeyEvents } from '../workspaces/api-key-events.js';
 import { KeyConnections } from '../workspaces/key-connections.js';
@@ -21,20 +25,18 @@ import { Semaphore } from './semaphore.js';
 import { keyRoom, type ViewerNamespace, type ViewerSocket, workspaceRoom } from './viewer.js';
 
 /**
- * The `/dashboard` namespace: viewers (browsers) authenticate with an API key at the handshake
- * and see only their workspace.
- *
- * The socket.io server is shared by every gateway and takes its engine options from whichever
- * gateway is created first, so these repeat the agents' message limit. Long-polling (for browsers
- * behind proxies that do not pass WebSocket) is asked for here, but while the `/agent` gateway is
- * created first its WebSocket-only setting applies to every namespace; the dashboard connects
- * over WebSocket. Allowing both at the engine is safe: `/agent` refuses polling in its middleware.
+ * The `/dashboard` namespace, on its own engine path (`/dashboard-io/`, a small message limit):
+ * viewers see only their workspace. The credential comes with the upgrade request and is checked
+ * before any packet is read: `Authorization: Bearer <api key>` (third-party viewers), or
+ * `?ticket=` from POST /api/v1/feed-tickets (browsers, which cannot set headers on a WebSocket).
+ * A browser page (it sends Origin) must come from the public URL, the request's own host or a
+ * configured origin.
  */
 const HANDSHAKE_LOOKUPS = 4;
 /** Past this many handshakes waiting for a lookup, new ones are refused at once. */
 const MAX_WAITING_LOOKUPS = 1000;
 
-@WebSocketGateway({ namespace: DASHBOARD_NAMESPACE, transports: ['websocket', 'polling'], maxHttpBufferSize: MAX_MESSAGE_BYTES })
+@WebSocketGateway({ namespace: DASHBOARD_NAMESPACE, path: DASHBOARD_IO_PATH, transports: ['websocket', 'polling'], maxHttpBufferSize: MAX_VIEWER_MESSAGE_BYTES })
 export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect, OnModuleDestroy {
   private readonly logger = new Logger(DashboardGateway.name);
   /**
@@ -51,31 +53,59 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
     private readonly keyEvents: ApiKeyEvents,
     private readonly connections: KeyConnections,
     private readonly news: ClusterNews,
-  ) {}
+    private readonly tickets: FeedTickets,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    gates: HandshakeGates,
+  ) {
+    gates.register(DASHBOARD_IO_PATH, (req) => this.checkUpgrade(req));
+  }
   private revoked?: Subscription;
+
+  /** The viewer's credential on the upgrade request, before any packet is read: null when accepted. */
+  private async checkUpgrade(req: IncomingMessage): Promise<string | null> {
+    if (!this.originAllowed(req)) return 'origin not allowed';
+    const apiKey = bearerOf(req);
+    const ticket = apiKey ? null : new URL(req.url ?? '/', 'http://localhost').searchParams.get('ticket');
+    if (!apiKey && !ticket) return 'unauthorized: send Authorization: Bearer <api key>, or ?ticket= from POST /api/v1/feed-tickets';
+    if (this.waitingLookups >= MAX_WAITING_LOOKUPS) return 'busy; retry later';
+    this.waitingLookups++;
+    try {
+      const auth = await this.lookups.run(() => (apiKey ? this.apiKeys.authenticate(apiKey) : this.tickets.redeem(ticket!)));
+      if (!auth) return 'unauthorized';
+      attachCredential(req, { kind: 'viewer', keyId: auth.keyId, workspaceId: auth.workspaceId, role: auth.role });
+      return null;
+    } finally {
+      this.waitingLookups--;
+    }
+  }
+
+  /** Clients without Origin (not browsers) pass; a browser page only from the public URL, its own host or a configured origin. */
+  private originAllowed(req: IncomingMessage): boolean {
+    const origin = req.headers.origin;
+    if (origin === undefined) return true;
+    if (this.config.allowedOrigins.includes(origin)) return true;
+    try {
+      return new URL(origin).host === req.headers.host;
+    } catch {
+      return false;
+    }
+  }
 
   afterInit(nsp: ViewerNamespace): void {
     nsp.use((socket, next) => {
-      const apiKey = (socket.handshake.auth as { apiKey?: unknown } | undefined)?.apiKey;
-      if (typeof apiKey !== 'string' || apiKey.length === 0 || apiKey.length > 512) return next(connectRefusal('UNAUTHORIZED', 'unauthorized'));
-      if (this.waitingLookups >= MAX_WAITING_LOOKUPS) return next(connectRefusal('UNAVAILABLE', 'busy; retry later'));
-      this.waitingLookups++;
-      this.lookups
-        .run(() => this.apiKeys.authenticate(apiKey))
-        .finally(() => this.waitingLookups--)
-        .then(async (auth) => ({ auth, placed: auth ? await this.holdPlace(auth.keyId, socket) : false }))
-        .then(
-          ({ auth, placed }) => {
-            if (!auth) return next(connectRefusal('UNAUTHORIZED', 'unauthorized'));
-            if (!placed) return next(connectRefusal('TOO_MANY_CONNECTIONS', 'too many connections for this API key'));
-            socket.data = { workspaceId: auth.workspaceId, keyId: auth.keyId, role: auth.role };
-            next();
-          },
-          (err: unknown) => {
-            this.logger.error({ err }, 'viewer handshake failed');
-            next(connectRefusal('UNAVAILABLE', 'the control plane could not check the key; retry later'));
-          },
-        );
+      const auth = credentialOf(socket.request);
+      if (auth?.kind !== 'viewer') return next(connectRefusal('UNAUTHORIZED', 'unauthorized'));
+      this.holdPlace(auth.keyId, socket).then(
+        (placed) => {
+          if (!placed) return next(connectRefusal('TOO_MANY_CONNECTIONS', 'too many connections for this API key'));
+          socket.data = { workspaceId: auth.workspaceId, keyId: auth.keyId, role: auth.role };
+          next();
+        },
+        (err: unknown) => {
+          this.logger.error({ err }, 'viewer handshake failed');
+          next(connectRefusal('UNAVAILABLE', 'the control plane could not count the connections of this key; retry later'));
+        },
+      );
     });
     this.feed.attach(nsp);
     this.news.attach(nsp as unknown as Parameters<ClusterNews['attach']>[0]);

@@ -15,6 +15,7 @@ import { ScriptSecrets1764600000000 } from './migrations/1764600000000-script-se
 import { RealSenders1764700000000 } from './migrations/1764700000000-real-senders.js';
 import { RunAs1764710000000 } from './migrations/1764710000000-run-as.js';
 import { Cluster1764730000000 } from './migrations/1764730000000-cluster.js';
+import { FeedTickets1764930000000 } from './migrations/1764930000000-feed-tickets.js';
 import { ScriptSecret } from '../secrets/secret.entity.js';
 
 /** Listed as classes, not globs, so the same list works from source, the build and a bundle. */
@@ -28,4 +29,5 @@ export const MIGRATIONS = [
   RealSenders1764700000000,
   RunAs1764710000000,
   Cluster1764730000000,
+  FeedTickets1764930000000,
 ];

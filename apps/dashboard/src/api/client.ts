@@ -94,6 +94,8 @@ export class ApiClient {
   }
 
   me = () => this.request<Me>('GET', '/me');
+  /** A one-time ticket for the /dashboard socket (the socket's upgrade cannot carry the key in a header). */
+  feedTicket = async () => (await this.request<{ ticket: string; expiresAt: string }>('POST', '/feed-tickets')).ticket;
 
   // 200 is the API's largest page: enough for pickers and name lookups in one call.
   listServers = () => this.request<Page<Server>>('GET', '/servers', undefined, { limit: 200 });

@@ -123,6 +123,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/feed-tickets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A one-time ticket (valid 45 s) to open the /dashboard socket with, at path /dashboard-io/ with ?ticket=<ticket>: what a browser uses instead of its API key. Viewer keys too. */
+        post: operations["FeedTicketsController_issue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/servers": {
         parameters: {
             query?: never;
@@ -547,6 +564,12 @@ export interface components {
             name: string;
             /** @enum {string} */
             role: "owner" | "viewer";
+        };
+        FeedTicketDto: {
+            /** @description Single use: pass it as ?ticket= on the /dashboard-io/ upgrade */
+            ticket: string;
+            /** Format: date-time */
+            expiresAt: string;
         };
         CreateServerDto: {
             /** @example web-1 */
@@ -1045,14 +1068,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description {status: "ok", info, error, details}: the database answers and the agents gateway is up */
+            /** @description {status: "ok"}; with an API key or the metrics token: {status, info, error, details} */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description {status: "error", info, error, details}: one of them is down */
+            /** @description the database or the agents gateway is down (details only with an API key or the metrics token) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1557,6 +1580,25 @@ export interface operations {
                      *     }
                      */
                     "application/json": components["schemas"]["ErrorDto"];
+                };
+            };
+        };
+    };
+    FeedTicketsController_issue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedTicketDto"];
                 };
             };
         };

@@ -2,7 +2,7 @@ import { type CanActivate, type ExecutionContext, HttpStatus, Injectable } from 
 import { Reflector } from '@nestjs/core';
 import { ApiKeysService } from '../../workspaces/api-keys.service.js';
 import { AppException } from '../app-exception.js';
-import { ADMIN_ONLY, type AuthedRequest, IS_PUBLIC } from './auth-context.js';
+import { ADMIN_ONLY, type AuthedRequest, IS_PUBLIC, VIEWER_MAY_POST } from './auth-context.js';
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
@@ -31,7 +31,7 @@ export class ApiKeyGuard implements CanActivate {
     if (this.reflector.getAllAndOverride<boolean>(ADMIN_ONLY, targets) && !auth.isAdmin) {
       throw new AppException(HttpStatus.FORBIDDEN, 'FORBIDDEN', 'Only the instance admin key may do this');
     }
-    if (!READ_METHODS.has(req.method) && auth.role !== 'owner') {
+    if (!READ_METHODS.has(req.method) && auth.role !== 'owner' && !this.reflector.getAllAndOverride<boolean>(VIEWER_MAY_POST, targets)) {
       throw new AppException(HttpStatus.FORBIDDEN, 'FORBIDDEN', 'A viewer key can read but not change anything');
     }
     return true;

@@ -14,9 +14,12 @@ export type AuthedRequest = Request & { auth?: AuthContext };
 
 export const IS_PUBLIC = 'devpilot:public';
 export const ADMIN_ONLY = 'devpilot:admin-only';
+export const VIEWER_MAY_POST = 'devpilot:viewer-may-post';
 
 /** No API key needed (health, the public trigger, the dashboard's files). */
 export const Public = () => SetMetadata(IS_PUBLIC, true);
+/** A POST that changes nothing a viewer could not already read (e.g. a ticket for the live feed). */
+export const ViewerMayPost = () => SetMetadata(VIEWER_MAY_POST, true);
 /** Only the instance admin (the bootstrap key). */
 export const AdminOnly = () => SetMetadata(ADMIN_ONLY, true);
 

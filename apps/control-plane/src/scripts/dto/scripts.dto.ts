@@ -1,4 +1,5 @@
 import { INTERPRETERS, type Interpreter, MAX_RUN_AS_LENGTH, MAX_SCRIPT_CONTENT, RUN_AS_PATTERN } from '@app/protocol';
+import { SafeName } from '../../common/validation.js';
 import { ApiProperty, ApiPropertyOptional, PartialType } from '@nestjs/swagger';
 import { ArrayMaxSize, ArrayUnique, IsArray, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateIf } from 'class-validator';
 import { MAX_SECRETS_PER_SCRIPT } from '../../secrets/secret-names.js';
@@ -10,7 +11,7 @@ export class CreateScriptDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(100)
-  @Matches(/^[^\u0000-\u001f\u007f]+$/, { message: 'name must not contain control characters' })
+  @SafeName()
   name!: string;
 
   @ApiProperty({ example: '#!/bin/bash\necho deploying\n', maxLength: MAX_SCRIPT_CONTENT })

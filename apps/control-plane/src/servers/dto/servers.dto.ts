@@ -1,14 +1,14 @@
+import { SafeName } from '../../common/validation.js';
 import { ApiProperty } from '@nestjs/swagger';
-import { IsNotEmpty, IsString, Matches, MaxLength } from 'class-validator';
+import { IsNotEmpty, IsString, MaxLength } from 'class-validator';
 
-const NAME = /^[^\u0000-\u001f\u007f]+$/;
 
 export class CreateServerDto {
   @ApiProperty({ example: 'web-1', maxLength: 100 })
   @IsString()
   @IsNotEmpty()
   @MaxLength(100)
-  @Matches(NAME, { message: 'name must not contain control characters' })
+  @SafeName()
   name!: string;
 }
 

@@ -1,13 +1,12 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, IsArray, IsBoolean, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, IsUUID, Matches, Max, MaxLength, Min, ValidateIf } from 'class-validator';
-import { Nullable } from '../../common/validation.js';
+import { ArrayMaxSize, IsArray, IsBoolean, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, IsUUID, Max, MaxLength, Min, ValidateIf } from 'class-validator';
+import { Nullable, SafeName } from '../../common/validation.js';
 import { MAX_ALLOWED_IPS } from '../ip-allowlist.js';
 import { SIGNATURE_SCHEMES, type SignatureScheme } from '../webhook-signature.js';
 import type { WebhookPolicy } from '../../executions/execution.repository.js';
 
 export const CONCURRENCY_POLICIES = ['parallel', 'skip', 'replace'] as const satisfies readonly WebhookPolicy['concurrency'][];
 
-const NAME = /^[^\u0000-\u001f\u007f]+$/;
 
 /** May be left out, but not sent as null (these columns always have a value). */
 const OptionalNotNull = () => ValidateIf((_, value) => value !== undefined);
@@ -17,7 +16,7 @@ export class CreateWebhookDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(100)
-  @Matches(NAME, { message: 'name must not contain control characters' })
+  @SafeName()
   name!: string;
 
   @ApiProperty({ format: 'uuid', description: 'The server whose agent runs the script' })
@@ -69,7 +68,7 @@ export class UpdateWebhookDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(100)
-  @Matches(NAME, { message: 'name must not contain control characters' })
+  @SafeName()
   name?: string;
 
   @ApiPropertyOptional({ description: 'false pauses the webhook: its token answers 404 until re-enabled' })

@@ -1,6 +1,6 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { IsIn, IsNotEmpty, IsOptional, IsString, MaxLength } from 'class-validator';
-import { Nullable } from '../../common/validation.js';
+import { Nullable, SafeName } from '../../common/validation.js';
 import type { ApiKeyRole } from '../api-key.entity.js';
 
 export class CreateWorkspaceDto {
@@ -8,6 +8,7 @@ export class CreateWorkspaceDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(100)
+  @SafeName()
   name!: string;
 }
 
@@ -16,6 +17,7 @@ export class CreateApiKeyDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(100)
+  @SafeName()
   name!: string;
 
   @ApiProperty({ enum: ['owner', 'viewer'] })
