@@ -1,3 +1,4 @@
+import { MAX_JSON_DEPTH } from '@app/protocol';
 import { HttpStatus, Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -6,6 +7,7 @@ import { isDatabaseUnavailable } from '../common/all-exceptions.filter.js';
 import { AppException, type ErrorCode, RetryLaterException } from '../common/app-exception.js';
 import { SecretsService } from '../common/secrets.service.js';
 import { sha256 } from '../common/tokens.js';
+import { jsonTooDeep } from '../common/json-depth.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import type { CreatedRow, RememberedDelivery, Skipped, WebhookPolicy } from '../executions/execution.repository.js';
 import { preparedRows } from '../executions/sql.js';
@@ -358,6 +360,8 @@ export function tokenOf(call: Pick<TriggerCall, 'pathToken' | 'rawBody' | 'heade
   const type = call.headers['content-type'];
   const raw = call.rawBody;
   if (!raw?.length || !type || !JSON_TYPE.test(type.trim())) return readToken(undefined, type);
+  // Nesting is what makes parsing expensive: refused before it is parsed, as on every other route.
+  if (jsonTooDeep(raw, MAX_JSON_DEPTH)) return { message: 'JSON body nested too deep', reason: 'JSON nested too deep' };
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
