@@ -198,7 +198,7 @@ class SoakViewer {
   }
 
   async open() {
-    this.socket = io(`${this.url}/dashboard`, { auth: { apiKey: this.apiKey }, transports: ['websocket'], forceNew: true, reconnection: false });
+    this.socket = io(`${this.url}/dashboard`, { path: '/dashboard-io/', extraHeaders: { authorization: `Bearer ${this.apiKey}` }, transports: ['websocket'], forceNew: true, reconnection: false });
     await new Promise((resolve, reject) => {
       this.socket.once('connect', resolve);
       this.socket.once('connect_error', (e) => reject(new Error(`viewer refused: ${e.message}`)));

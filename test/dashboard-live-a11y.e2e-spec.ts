@@ -48,7 +48,9 @@ beforeAll(async () => {
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
   });
-  page = await browser.newPage({ viewport: DESKTOP });
+  // axe-core is injected as a script: the dashboard's CSP (script-src 'self') would block it, so this
+  // page ignores the CSP (test/dashboard-browser and hostile-handshake check the CSP itself).
+  page = await browser.newPage({ viewport: DESKTOP, bypassCSP: true });
   page.setDefaultTimeout(20_000);
 });
 

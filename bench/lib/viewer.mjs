@@ -4,7 +4,7 @@ import { withTimeout } from './util.mjs';
 
 /** Connects one viewer (its own connection) and resolves once the handshake is accepted. */
 export function connectViewer(url, apiKey, timeoutMs = 15_000) {
-  const socket = io(`${url}/dashboard`, { auth: { apiKey }, transports: ['websocket'], forceNew: true, reconnection: false, timeout: timeoutMs });
+  const socket = io(`${url}/dashboard`, { path: '/dashboard-io/', extraHeaders: { authorization: `Bearer ${apiKey}` }, transports: ['websocket'], forceNew: true, reconnection: false, timeout: timeoutMs });
   return withTimeout(
     new Promise((resolve, reject) => {
       socket.once('connect', () => resolve(socket));

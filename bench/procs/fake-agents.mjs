@@ -14,7 +14,9 @@ function connectOne(url, token) {
       forceNew: true,
       reconnection: false,
       timeout: 60_000,
-      auth: { token, protocolVersion: 1, agentVersion: 'bench', hostname: 'bench', platform: 'linux' },
+      // The token on the upgrade request (protocol 3); protocol 3 agents also report spawns, which these never run.
+      extraHeaders: { authorization: `Bearer ${token}` },
+      auth: { protocolVersion: 3, agentVersion: 'bench', hostname: 'bench', platform: 'linux' },
     });
     let settled = false;
     const done = (ok, why) => {

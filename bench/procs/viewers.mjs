@@ -16,7 +16,7 @@ const content = new Map();
 
 function makeViewer(url, apiKey) {
   return new Promise((resolve) => {
-    const socket = io(`${url}/dashboard`, { auth: { apiKey }, transports: ['websocket'], forceNew: true, reconnection: false, timeout: 60_000 });
+    const socket = io(`${url}/dashboard`, { path: '/dashboard-io/', extraHeaders: { authorization: `Bearer ${apiKey}` }, transports: ['websocket'], forceNew: true, reconnection: false, timeout: 60_000 });
     const v = { socket, executionId: null, last: -1, recv: null, count: 0, gaps: 0, dups: 0, resubscribes: 0, subscribedAt: 0, errors: 0 };
     socket.on('execution.output', (e) => {
       if (e.executionId !== v.executionId) return;

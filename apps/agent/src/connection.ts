@@ -211,11 +211,14 @@ export function connectFailure(err: Error): { reason?: string; code?: string; hi
   if (!cause) return {};
   const code = typeof cause.code === 'string' ? cause.code : undefined;
   const tls = code !== undefined && (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code) || code.startsWith('ERR_TLS'));
-  return {
-    reason: cause.message,
-    ...(code ? { code } : {}),
-    ...(tls ? { hint: 'the control plane certificate is not trusted: give its CA with --ca-file <pem> (or DEVPILOT_CA_FILE)' } : {}),
-  };
+  // The control plane checks the token on the upgrade request and answers a refusal there (400).
+  const refused = /Unexpected server response: 40[013]/.test(cause.message);
+  const hint = tls
+    ? 'the control plane certificate is not trusted: give its CA with --ca-file <pem> (or DEVPILOT_CA_FILE)'
+    : refused
+      ? 'the control plane refused the connection: check the agent token (--token, --token-file), or install the agent it serves at /agent/devpilot-agent.cjs'
+      : undefined;
+  return { reason: cause.message, ...(code ? { code } : {}), ...(hint ? { hint } : {}) };
 }
 
 function errorOf(value: unknown): (Error & { code?: unknown }) | undefined {
