@@ -130,6 +130,9 @@ export async function createClusterAdapter(
   // Its own small pool: one connection stays in LISTEN, the others publish (NOTIFY, attachments).
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 4, application_name: 'devpilot-cluster' });
   pool.on('error', onError);
+  // A client the adapter holds (its LISTEN connection) is not idle, so the pool's handler does not
+  // see its errors: unhandled, a database outage would end the process.
+  pool.on('connect', (client) => client.on('error', onError));
   let closed = false;
   return {
     kind: 'postgres',
