@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import { hostname } from 'node:os';
 import { rootCertificates } from 'node:tls';
 import { io, type Socket } from 'socket.io-client';
@@ -166,7 +169,18 @@ export class AgentConnection {
         this.safely('refused', () => this.handlers.refused(err.message, refusal));
         return;
       }
-      this.log.warn('cannot connect', { error: err.message, ...connectFailure(err) });
+      const failure = connectFailure(err);
+      this.log.warn('cannot connect', { error: err.message, ...failure });
+      // Refused on the upgrade request (400): socket.io only says "websocket error", so ask once
+      // more by hand and read why; a refused token is final, as a refused handshake is.
+      if (failure.reason && /Unexpected server response: 400/.test(failure.reason)) {
+        void this.upgradeRefusal().then((why) => {
+          if (this.closed || !why || !/unauthorized/i.test(why)) return;
+          this.log.error('control plane refused this agent', { reason: why, code: 'UNAUTHORIZED' });
+          s.disconnect();
+          this.safely('refused', () => this.handlers.refused('unauthorized', 'UNAUTHORIZED'));
+        });
+      }
       // Not `active`: refused by a server middleware (not a network error), so no automatic retry.
       if (!s.active) this.scheduleReconnect();
     });
@@ -176,6 +190,44 @@ export class AgentConnection {
     s.on(AgentEvents.cancel, (payload: unknown, ack?: unknown) =>
       this.safely('cancel', () => this.handlers.cancel(payload, replyFn(ack))),
     );
+  }
+
+  /** The body of the control plane's answer to an upgrade request like socket.io's (its refusal reason), or null. */
+  private upgradeRefusal(): Promise<string | null> {
+    const base = new URL(this.opts.url);
+    const url = new URL(`${base.pathname.replace(/\/+$/, '')}/socket.io/?EIO=4&transport=websocket`, base.origin);
+    const client = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve) => {
+      const req = client.request(
+        url,
+        {
+          headers: {
+            authorization: `Bearer ${this.opts.token}`,
+            connection: 'Upgrade',
+            upgrade: 'websocket',
+            'sec-websocket-version': '13',
+            'sec-websocket-key': randomBytes(16).toString('base64'),
+          },
+          timeout: 10_000,
+          ...(this.opts.ca ? { ca: [...rootCertificates, this.opts.ca] } : {}),
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d.slice(0, 4096 - body.length)));
+          res.on('end', () => resolve(res.statusCode === 400 ? body : null));
+          res.on('error', () => resolve(null));
+        },
+      );
+      // Accepted after all (a 101): nothing to report; the socket is not used.
+      req.on('upgrade', (_res, socket) => {
+        socket.destroy();
+        resolve(null);
+      });
+      req.on('timeout', () => req.destroy());
+      req.on('error', () => resolve(null));
+      req.end();
+    });
   }
 
   private scheduleReconnect(): void {
