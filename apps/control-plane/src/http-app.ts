@@ -18,6 +18,8 @@ import type { AppConfig } from './config/app-config.js';
 import { openApiDocument, setApiPrefix } from './openapi.js';
 
 /** The public trigger, in both forms (token in the body or in the path). */
+/** Charsets a trigger's JSON body may be in (what its token reader decodes). */
+const TRIGGER_CHARSETS = new Set(['utf-8', 'utf8', 'utf-16le', 'utf-16']);
 const TRIGGER_PATH = /^\/api\/v1\/webhooks\/script_execute(?:\/[^/]*)?\/?$/i;
 
 /** Builds the Nest application: body parsing, validation, errors, proxies, OpenAPI. */
@@ -69,6 +71,12 @@ export async function createHttpApp(config: AppConfig, databaseUrl: string): Pro
   });
   app.use((req: express.Request, res: express.Response, next: express.NextFunction) => {
     if (!TRIGGER_PATH.test(req.path)) return jsonBody(req, res, next);
+    // Raw bytes keep their charset: a JSON body in one the trigger cannot read is refused (415) here,
+    // as the JSON parser refuses it on every other route.
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+    if (charset && !TRIGGER_CHARSETS.has(charset)) {
+      return next(Object.assign(new Error(`unsupported charset "${charset}"`), { status: 415, type: 'charset.unsupported' }));
+    }
     triggerBody(req, res, (err?: unknown) => {
       const body: unknown = req.body;
       if (Buffer.isBuffer(body)) (req as unknown as { rawBody: Buffer }).rawBody = body;

@@ -364,7 +364,9 @@ export function tokenOf(call: Pick<TriggerCall, 'pathToken' | 'rawBody' | 'heade
   if (jsonTooDeep(raw, MAX_JSON_DEPTH)) return { message: 'JSON body nested too deep', reason: 'JSON nested too deep' };
   let body: unknown;
   try {
-    body = JSON.parse(raw.toString('utf8'));
+    // In the charset it says (UTF-8 unless UTF-16 is named; others were refused with 415); invalid bytes are malformed.
+    const utf16 = /;\s*charset\s*=\s*"?utf-16/i.test(type);
+    body = JSON.parse(new TextDecoder(utf16 ? 'utf-16le' : 'utf-8', { fatal: true }).decode(raw));
   } catch {
     return { message: 'Malformed JSON body', reason: 'malformed JSON' };
   }
