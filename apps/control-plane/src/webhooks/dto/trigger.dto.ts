@@ -42,7 +42,7 @@ export class SlackChallengeDto {
 /** Every error of the API. */
 export class ErrorBodyDto {
   @ApiProperty({ example: 404 }) statusCode!: number;
-  @ApiProperty({ example: 'INVALID_TOKEN', description: 'Stable, upper case' }) code!: ErrorCode;
+  @ApiProperty({ type: String, example: 'INVALID_TOKEN', description: 'Stable, upper case' }) code!: ErrorCode;
   @ApiProperty({ example: 'Invalid or inactive webhook token' }) message!: string;
   @ApiProperty({ required: false, description: 'For a 500: the id the server logged it under' }) errorId?: string;
 }
