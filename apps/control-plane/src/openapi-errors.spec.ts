@@ -14,10 +14,11 @@ async function committedDocument(): Promise<{ paths: Record<string, Record<strin
   return JSON.parse(await readFile('docs/openapi.json', 'utf8'));
 }
 
+/** Writes a viewer key may make too (never a 403 for the role). */
+const VIEWER_WRITES = new Set(['/api/v1/feed-tickets']);
+
 describe('the OpenAPI document: error answers and the bearer scheme', () => {
   it('the bearer scheme is an opaque API key, not a JWT', async () => {
-    // Writes a viewer key may make too (never a 403 for the role).
-    const VIEWER_WRITES = new Set(['/api/v1/feed-tickets']);
     const doc = await committedDocument();
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
     expect(doc.components.securitySchemes.bearer).not.toHaveProperty('bearerFormat');

@@ -1601,6 +1601,22 @@ export interface operations {
                     "application/json": components["schemas"]["FeedTicketDto"];
                 };
             };
+            /** @description UNAUTHORIZED: Missing API key: send Authorization: Bearer <api key> */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "statusCode": 401,
+                     *       "code": "UNAUTHORIZED",
+                     *       "message": "Missing API key: send Authorization: Bearer <api key>"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorDto"];
+                };
+            };
         };
     };
     ServersController_list: {
