@@ -105,9 +105,10 @@ describe('the dashboard: live counters and output size, accessibility, phone wid
       await page.goto(cp.url);
       await byTestId('signin-api-key').fill(cp.adminKey);
       await byTestId('signin-submit').click();
-      await byTestId('nav-scripts').click();
-      await byTestId('script-link').filter({ hasText: 'live-output' }).click();
-      await byTestId('tab-webhooks').click();
+      // Straight to the script's webhooks tab by its URL (every view has one): the executions list the
+      // sign-in lands on re-renders as runs arrive, and a click on it could land on a detached link.
+      await byTestId('nav-scripts').waitFor();
+      await page.goto(`${cp.url}/scripts/${scriptId}/webhooks`);
       const card = page.locator(`[data-testid="webhook-row"][data-webhook-id="${webhookId}"]`);
       await expect(card.getByTestId('webhook-call-count').textContent()).resolves.toBe('0');
       await expect(card.getByTestId('webhook-last-called').textContent()).resolves.toBe('never');
