@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { liveGroupMembers } from '../apps/agent/src/testing/process-group.js';
@@ -220,7 +220,13 @@ function environ(pid: number): string {
       ? ['--inh-caps=+setuid,+setgid,+kill', '--ambient-caps=+setuid,+setgid,+kill', '--bounding-set=-all,+setuid,+setgid,+kill']
       : ['--inh-caps=-all', '--bounding-set=-all'];
     const env = { PATH: process.env.PATH, HOME: '/', DEVPILOT_URL: cp.url, DEVPILOT_AGENT_TOKEN: server.agentToken, DEVPILOT_AGENT_KILL_GRACE_MS: '1000', DEVPILOT_AGENT_SHUTDOWN_GRACE_MS: '2000' };
-    const agent = ManagedProcess.spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', ...capArgs, '--no-new-privs', '--', process.execPath, AGENT_BUNDLE], env, '/');
+    // A copy nobody can read: the checkout may sit under a folder only root can enter (CI's mktemp).
+    const bundleDir = await mkdtemp(path.join(os.tmpdir(), 'devpilot-bundle-'));
+    await chmod(bundleDir, 0o755);
+    const bundle = path.join(bundleDir, 'devpilot-agent.cjs');
+    await copyFile(AGENT_BUNDLE, bundle);
+    await chmod(bundle, 0o644);
+    const agent = ManagedProcess.spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', ...capArgs, '--no-new-privs', '--', process.execPath, bundle], env, '/');
     agents.push(agent);
     await waitFor(`${name} online`, async () => {
       if (!agent.running) throw new Error(`the agent exited:\n${agent.logs}`);
