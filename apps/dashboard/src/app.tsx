@@ -187,10 +187,18 @@ function Routes({ path }: { path: string }) {
 function Home() {
   const { api } = useSession();
   useEffect(() => {
+    // A click elsewhere before the answer arrives wins: the late answer must not pull the user back.
+    let left = false;
+    const go = (to: string) => {
+      if (!left) navigate(to, { replace: true });
+    };
     api.listServers().then(
-      (page) => navigate(page.items.length ? '/executions' : '/servers', { replace: true }),
-      () => navigate('/executions', { replace: true }),
+      (page) => go(page.items.length ? '/executions' : '/servers'),
+      () => go('/executions'),
     );
+    return () => {
+      left = true;
+    };
   }, [api]);
   return <Loading />;
 }
