@@ -14,7 +14,7 @@ import { createScript, createServer, getExecution, getOutput, run, waitForStatus
 import { recordFigure } from './support/figures.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
-import { sleep, waitFor } from './support/processes.js';
+import { killGroups, sleep, waitFor } from './support/processes.js';
 import { createWebhook, triggerWith } from './support/webhook-fixtures.js';
 
 let db: TestDatabase;
@@ -52,13 +52,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   recordFigure('faults-repeated', figures);
-  for (const pgid of orphanGroups) {
-    try {
-      process.kill(-pgid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
+  killGroups(orphanGroups);
   for (const a of agents) await a.stop();
   await cp?.stop();
   await db?.drop();

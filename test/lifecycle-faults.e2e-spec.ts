@@ -12,7 +12,7 @@ import { createScript, createServer, getExecution, getOutput, run, waitForStatus
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { ProtocolAgent } from './support/protocol-agent.js';
-import { waitFor } from './support/processes.js';
+import { killGroups, waitFor } from './support/processes.js';
 
 const LOST_SECONDS = 4;
 let db: TestDatabase;
@@ -63,13 +63,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const pgid of groups) {
-    try {
-      process.kill(-pgid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
+  killGroups(groups);
   for (const a of agents) await a.stop();
   await cp?.stop();
   await db?.drop();

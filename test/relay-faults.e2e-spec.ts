@@ -11,7 +11,7 @@ import { type ControlPlane, startControlPlane } from './support/control-plane.js
 import { createScript, createServer, getExecution, getOutput, run, waitForStatus, waitForTerminal } from './support/executions.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
-import { sleep, waitFor } from './support/processes.js';
+import { killGroups, sleep, waitFor } from './support/processes.js';
 
 let db: TestDatabase;
 let cp: ControlPlane;
@@ -55,13 +55,7 @@ afterAll(async () => {
     writeFileSync('/tmp/faults-cp.log', cp?.proc.logs ?? '');
     writeFileSync('/tmp/faults-agents.log', agents.map((a) => a.proc.logs).join('\n=====\n'));
   }
-  for (const pgid of orphanGroups) {
-    try {
-      process.kill(-pgid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
+  killGroups(orphanGroups);
   for (const a of agents) await a.stop();
   await cp?.stop();
   await db?.drop();

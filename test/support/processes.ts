@@ -13,6 +13,17 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Kills whole process groups a test's scripts left behind (a killed agent orphans them); gone ones are fine. */
+export function killGroups(pgids: Iterable<number>): void {
+  for (const pgid of pgids) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
