@@ -14,7 +14,7 @@ import { ensureScriptUser } from '../scripts/script-user.mjs';
 import { ensureBuilt } from './lib/stack.mjs';
 import { envInt, liveProcesses, nowMs } from './lib/util.mjs';
 
-const SCENARIOS = ['trigger', 'first-byte', 'exec-rate', 'throughput', 'agents', 'fanout', 'prune', 'cluster', 'http-stack'];
+const SCENARIOS = ['trigger', 'first-byte', 'exec-rate', 'throughput', 'agents', 'fanout', 'prune', 'flood', 'cluster', 'http-stack'];
 /** A plain `npm run bench`: the targets. http-stack measured a decision (README) and runs when named. */
 const DEFAULT_SCENARIOS = SCENARIOS.filter((s) => s !== 'http-stack');
 

@@ -38,7 +38,8 @@ beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   if (!existsSync(path.join(ROOT, 'dist/dashboard/index.html'))) throw new Error('the dashboard is not built: npm run build');
   db = await createTestDatabase();
-  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_LOCAL_AGENT: 'true' } });
+  // One server (the local agent's) fills the workspace: the dashboard must show that refusal.
+  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_LOCAL_AGENT: 'true', DEVPILOT_MAX_SERVERS_PER_WORKSPACE: '1' } });
   const api = new Api(cp.url, cp.adminKey);
   await waitFor(
     'the local agent online',
@@ -80,6 +81,42 @@ describe('the dashboard in a browser', () => {
     }
   });
 });
+
+describe('lists and limits in the dashboard', () => {
+  it('pages through a long version history, and says why a full workspace refuses a server', async () => {
+    const api = new Api(cp.url, cp.adminKey);
+    const script = (await api.post('/api/v1/scripts', { name: 'long-history', content: 'echo 1' })).body as { id: string };
+    for (let v = 2; v <= 55; v++) expect((await api.patch(`/api/v1/scripts/${script.id}`, { content: `echo ${v}` })).status).toBe(200);
+    await openSignedIn(`${cp.url}/scripts/${script.id}/versions`);
+    const rows = byTestId('version-row');
+    await waitFor('the first page of versions', async () => (await rows.count()) === 50);
+    await byTestId('load-more-versions').click();
+    await waitFor('the older versions', async () => (await rows.count()) === 55);
+    await expect(byTestId('load-more-versions').count()).resolves.toBe(0);
+    await expect(rows.first().textContent()).resolves.toContain('v55');
+    await expect(rows.last().textContent()).resolves.toContain('v1');
+
+    await openSignedIn(`${cp.url}/servers`);
+    await byTestId('server-name-input').fill('one-too-many');
+    await byTestId('server-create-submit').click();
+    const notice = byTestId('server-create-form').getByTestId('error-notice');
+    await notice.waitFor();
+    await expect(notice.textContent()).resolves.toMatch(/DEVPILOT_MAX_SERVERS_PER_WORKSPACE[\s\S]*QUOTA_EXCEEDED/);
+  });
+});
+
+/** Opens `url`, signing in with the admin key first when the session has none. */
+async function openSignedIn(url: string): Promise<void> {
+  await page.goto(url);
+  const signIn = byTestId('signin-api-key');
+  await signIn.or(byTestId('nav-scripts')).first().waitFor();
+  if (await signIn.isVisible()) {
+    await signIn.fill(cp.adminKey);
+    await byTestId('signin-submit').click();
+    await byTestId('nav-scripts').waitFor();
+    await page.goto(url);
+  }
+}
 
 async function walkThrough(): Promise<void> {
   // Sign in with the admin key.

@@ -190,9 +190,14 @@ describe('hostile input on the management API', () => {
       enc(['2024-13-45T99:99:99.000000Z', '7d1f4c2e-8a57-4c8e-9a63-2f0b5f6f1e11']),
       enc(['2024-02-30T00:00:00.000000Z', '7d1f4c2e-8a57-4c8e-9a63-2f0b5f6f1e11']),
       enc({ at: 1 }),
+      enc([2147483648]),
+      enc([0]),
+      enc([1.5]),
+      enc(['1']),
       'not base64 !',
     ];
-    for (const path of ['/api/v1/servers', '/api/v1/scripts', '/api/v1/executions', `/api/v1/scripts/${scriptId}/webhooks`]) {
+    const lists = ['/api/v1/servers', '/api/v1/scripts', '/api/v1/executions', `/api/v1/scripts/${scriptId}/webhooks`, `/api/v1/scripts/${scriptId}/versions`];
+    for (const path of lists) {
       for (const c of cursors) {
         const r = await owner.get<any>(`${path}?cursor=${encodeURIComponent(c)}`);
         expect([path, c, r.status, r.body.code]).toEqual([path, c, 400, 'VALIDATION_ERROR']);

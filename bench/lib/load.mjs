@@ -7,8 +7,9 @@ const MAX_SAMPLES = 2_000_000;
 /**
  * POSTs (or `method`s) `body` with `headers` to `url` on `connections` connections, for `durationS`
  * seconds or `amount` requests. `okStatus` is what counts as success. `onBody(status, body)` sees each response.
+ * `rate` (requests per second over all connections) paces the calls instead of sending as fast as answered.
  */
-export async function fire({ url, method = 'POST', body, headers, connections, durationS, amount, okStatus, onBody, timeoutS = 30 }) {
+export async function fire({ url, method = 'POST', body, headers, connections, durationS, amount, okStatus, onBody, timeoutS = 30, rate }) {
   const latencies = [];
   const opts = {
     url,
@@ -19,6 +20,7 @@ export async function fire({ url, method = 'POST', body, headers, connections, d
     pipelining: 1,
     timeout: timeoutS,
     ...(amount ? { amount } : { duration: durationS }),
+    ...(rate ? { overallRate: rate } : {}),
     ...(onBody ? { requests: [{ method, body, headers, onResponse: (status, b) => onBody(status, b) }] } : {}),
   };
   const start = performance.now();

@@ -39,10 +39,32 @@ export const isCursorTime = (v: string) => /^[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|
 
 /** Builds a page from `limit + 1` rows fetched newest first. */
 export function toPage<R, T>(rows: R[], limit: number, key: (r: R) => Cursor, map: (r: R) => T): Page<T> {
+  return toPageBy(rows, limit, (r) => encodeCursor(key(r)), map);
+}
+
+/** Builds a page from `limit + 1` rows, `cursorOf` giving the opaque cursor that follows a row. */
+export function toPageBy<R, T>(rows: R[], limit: number, cursorOf: (r: R) => string, map: (r: R) => T): Page<T> {
   const more = rows.length > limit;
   const items = more ? rows.slice(0, limit) : rows;
   const last = items[items.length - 1];
-  return { items: items.map(map), nextCursor: more && last ? encodeCursor(key(last)) : null };
+  return { items: items.map(map), nextCursor: more && last ? cursorOf(last) : null };
+}
+
+/** An opaque cursor over a positive integer key listed in descending order (a script's versions). */
+export function encodeNumberCursor(n: number): string {
+  return Buffer.from(JSON.stringify([n])).toString('base64url');
+}
+
+/** The key an encodeNumberCursor wrote; anything else is a 400, never a database error. */
+export function decodeNumberCursor(value: string | undefined): number | null {
+  if (!value) return null;
+  try {
+    const [n] = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as [unknown];
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 2_147_483_647) throw new Error('bad cursor');
+    return n;
+  } catch {
+    throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', 'cursor is not valid');
+  }
 }
 
 /**

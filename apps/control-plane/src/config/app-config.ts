@@ -44,6 +44,9 @@ const duration = (def: string, name: string) =>
       }),
   );
 
+/** Servers, scripts and webhooks a workspace may hold unless DEVPILOT_MAX_*_PER_WORKSPACE says otherwise. */
+export const WORKSPACE_LIMIT_DEFAULTS = { servers: 1000, scripts: 10_000, webhooks: 10_000 } as const;
+
 const EnvSchema = z.object({
   PORT: int(3000, 0, 65535),
   HOST: z.preprocess(emptyAsUnset, z.string().default('0.0.0.0')),
@@ -86,6 +89,9 @@ const EnvSchema = z.object({
   DEVPILOT_WORKSPACE_OUTPUT_QUOTA_BYTES: z.preprocess(emptyAsUnset, z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(10 * 1024 ** 3)),
   DEVPILOT_METRICS_TOKEN: z.preprocess(emptyAsUnset, z.string().min(16, 'must be at least 16 characters').max(512).optional()),
   DEVPILOT_MAX_QUEUED_PER_SERVER: int(10_000, 1, 10_000_000),
+  DEVPILOT_MAX_SERVERS_PER_WORKSPACE: int(WORKSPACE_LIMIT_DEFAULTS.servers, 1, 10_000_000),
+  DEVPILOT_MAX_SCRIPTS_PER_WORKSPACE: int(WORKSPACE_LIMIT_DEFAULTS.scripts, 1, 10_000_000),
+  DEVPILOT_MAX_WEBHOOKS_PER_WORKSPACE: int(WORKSPACE_LIMIT_DEFAULTS.webhooks, 1, 10_000_000),
   DEVPILOT_DB_POOL_SIZE: int(20, 1, 500),
   DEVPILOT_VIEWER_CONNECTIONS_PER_KEY: int(500, 1, 100_000),
   DEVPILOT_TRIGGER_FAILURE_LIMIT: z.preprocess(
@@ -144,6 +150,8 @@ export interface AppConfig {
   metricsToken: string | null;
   /** Runs waiting for one server beyond which new calls answer 503 OVERLOADED (a bounded backlog). */
   maxQueuedPerServer: number;
+  /** Servers, scripts and webhooks one workspace may hold; creating past them is 403 QUOTA_EXCEEDED. */
+  maxPerWorkspace: { servers: number; scripts: number; webhooks: number };
   dbPoolSize: number;
   /** Dashboard connections one API key may hold at once (each browser tab is one). */
   viewerConnectionsPerKey: number;
@@ -189,6 +197,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     workspaceOutputQuotaBytes: e.DEVPILOT_WORKSPACE_OUTPUT_QUOTA_BYTES,
     metricsToken: e.DEVPILOT_METRICS_TOKEN ?? null,
     maxQueuedPerServer: e.DEVPILOT_MAX_QUEUED_PER_SERVER,
+    maxPerWorkspace: {
+      servers: e.DEVPILOT_MAX_SERVERS_PER_WORKSPACE,
+      scripts: e.DEVPILOT_MAX_SCRIPTS_PER_WORKSPACE,
+      webhooks: e.DEVPILOT_MAX_WEBHOOKS_PER_WORKSPACE,
+    },
     dbPoolSize: e.DEVPILOT_DB_POOL_SIZE,
     viewerConnectionsPerKey: e.DEVPILOT_VIEWER_CONNECTIONS_PER_KEY,
     triggerFailureLimit: parseFailureLimit(e.DEVPILOT_TRIGGER_FAILURE_LIMIT),

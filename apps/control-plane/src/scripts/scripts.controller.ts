@@ -8,6 +8,7 @@ import { uuidPipe } from '../common/uuid.pipe.js';
 import { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
 import { ScriptsService } from './scripts.service.js';
 import { ScriptPageDto, ScriptVersionDto, ScriptVersionPageDto, ScriptViewDto } from './dto/script-view.dto.js';
+import { forbiddenOrFull } from '../common/workspace-limits.js';
 
 /** A version number as stored (a PostgreSQL integer): anything else is a 400, never a database error. */
 // eslint-disable-next-line no-useless-assignment -- used by a parameter decorator below, which the rule does not see
@@ -29,7 +30,7 @@ export class ScriptsController {
   constructor(private readonly scripts: ScriptsService) {}
 
   @Post()
-  @ApiErrors(BAD_BODY, 401, 403)
+  @ApiErrors(BAD_BODY, 401, forbiddenOrFull('scripts'))
   @ApiOperation({ summary: 'Create a script (version 1)' })
   @ApiCreatedResponse({ type: ScriptViewDto })
   create(@Auth() auth: AuthContext, @Body() dto: CreateScriptDto) {
@@ -68,9 +69,10 @@ export class ScriptsController {
 
   @Get(':id/versions')
   @ApiErrors(400, 401, { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
+  @ApiOperation({ summary: "The script's versions, newest first, a page at a time" })
   @ApiOkResponse({ type: ScriptVersionPageDto })
-  versions(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string) {
-    return this.scripts.listVersions(auth.workspaceId, id);
+  versions(@Auth() auth: AuthContext, @Param('id', uuidPipe) id: string, @Query() q: ListQueryDto) {
+    return this.scripts.listVersions(auth.workspaceId, id, q.limit, q.cursor);
   }
 
   @Get(':id/versions/:version')

@@ -1,10 +1,12 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import { HttpStatus } from '@nestjs/common';
 import { AppException, notFound } from '../common/app-exception.js';
+import { reserveWorkspaceSlot } from '../common/workspace-limits.js';
+import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { secretNameProblem } from '../secrets/secret-names.js';
-import { newestFirst, type Page, toPage } from '../common/pagination.js';
+import { decodeNumberCursor, encodeNumberCursor, newestFirst, type Page, toPage, toPageBy } from '../common/pagination.js';
 import type { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
 import { ScriptVersion } from './script-version.entity.js';
 import { Script } from './script.entity.js';
@@ -29,6 +31,7 @@ export interface ScriptView {
 @Injectable()
 export class ScriptsService {
   constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     @InjectDataSource() private readonly db: DataSource,
     @InjectRepository(Script) private readonly scripts: Repository<Script>,
     @InjectRepository(ScriptVersion) private readonly versions: Repository<ScriptVersion>,
@@ -37,6 +40,7 @@ export class ScriptsService {
   async create(workspaceId: string, dto: CreateScriptDto): Promise<ScriptView> {
     const secrets = checkSecretNames(dto.secrets ?? []);
     return this.db.transaction(async (tx) => {
+      await reserveWorkspaceSlot(tx, this.config, workspaceId, 'scripts');
       const script = await tx.getRepository(Script).save(
         tx.getRepository(Script).create({
           workspaceId,
@@ -106,15 +110,25 @@ export class ScriptsService {
     if (!r.affected) throw notFound('Script');
   }
 
-  async listVersions(workspaceId: string, id: string): Promise<Page<{ version: number; createdAt: Date; bytes: number }>> {
+  /** The history, newest version first, a page at a time (a script may have thousands). */
+  async listVersions(
+    workspaceId: string,
+    id: string,
+    limit = 50,
+    cursor?: string,
+  ): Promise<Page<{ version: number; createdAt: Date; bytes: number }>> {
+    const before = decodeNumberCursor(cursor);
     await this.find(workspaceId, id);
-    const rows = await this.versions
+    const qb = this.versions
       .createQueryBuilder('v')
       .select(['v.version AS version', 'v.created_at AS "createdAt"', 'octet_length(v.content) AS bytes'])
-      .where('v.script_id = :id', { id })
+      .where('v.script_id = :id', { id });
+    if (before !== null) qb.andWhere('v.version < :before', { before });
+    const rows = await qb
       .orderBy('v.version', 'DESC')
+      .limit(limit + 1)
       .getRawMany<{ version: number; createdAt: Date; bytes: number }>();
-    return { items: rows.map((r) => ({ ...r, bytes: Number(r.bytes) })), nextCursor: null };
+    return toPageBy(rows, limit, (r) => encodeNumberCursor(r.version), (r) => ({ ...r, bytes: Number(r.bytes) }));
   }
 
   async getVersion(

@@ -7,6 +7,7 @@ import { uuidPipe } from '../common/uuid.pipe.js';
 import { CreateServerDto, UpdateServerDto } from './dto/servers.dto.js';
 import { ServersService } from './servers.service.js';
 import { ServerPageDto, ServerViewDto, ServerWithTokenDto } from './dto/server-view.dto.js';
+import { forbiddenOrFull } from '../common/workspace-limits.js';
 
 @ApiTags('servers')
 @ApiBearerAuth()
@@ -15,7 +16,7 @@ export class ServersController {
   constructor(private readonly servers: ServersService) {}
 
   @Post()
-  @ApiErrors(BAD_BODY, 401, 403, { status: 409, code: 'CONFLICT', message: 'A server with this name already exists in the workspace' })
+  @ApiErrors(BAD_BODY, 401, forbiddenOrFull('servers'), { status: 409, code: 'CONFLICT', message: 'A server with this name already exists in the workspace' })
   @ApiOperation({ summary: 'Register a server; the agent token and install command are shown once' })
   @ApiCreatedResponse({ type: ServerWithTokenDto })
   create(@Auth() auth: AuthContext, @Body() dto: CreateServerDto) {

@@ -4,6 +4,7 @@ import { QueryFailedError, Repository } from 'typeorm';
 import { AppException, notFound } from '../common/app-exception.js';
 import { newestFirst, type Page, toPage } from '../common/pagination.js';
 import { newAgentToken, sha256 } from '../common/tokens.js';
+import { reserveWorkspaceSlot } from '../common/workspace-limits.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ServerEvents } from './server-events.js';
 import { Server } from './server.entity.js';
@@ -37,7 +38,13 @@ export class ServersService {
   /** Creates a server; its agent token is returned this once and kept only as a hash. */
   async create(workspaceId: string, name: string): Promise<ServerView & { agentToken: string }> {
     const token = newAgentToken();
-    const row = await this.servers.save(this.servers.create({ workspaceId, name, agentTokenHash: sha256(token) })).catch(uniqueName);
+    const row = await this.servers.manager
+      .transaction(async (tx) => {
+        await reserveWorkspaceSlot(tx, this.config, workspaceId, 'servers');
+        const repo = tx.getRepository(Server);
+        return repo.save(repo.create({ workspaceId, name, agentTokenHash: sha256(token) }));
+      })
+      .catch(uniqueName);
     return { ...this.toView(row, token), agentToken: token };
   }
 

@@ -26,6 +26,7 @@ import { uuidPipe } from '../common/uuid.pipe.js';
 import { CreateWebhookDto, UpdateWebhookDto } from './dto/webhooks.dto.js';
 import { WebhooksService } from './webhooks.service.js';
 import { DeliveryPageDto, WebhookPageDto, WebhookViewDto } from './dto/webhook-view.dto.js';
+import { forbiddenOrFull } from '../common/workspace-limits.js';
 
 const IMMUTABLE = ['token', 'hmacSecret', 'signatureScheme'] as const;
 
@@ -60,7 +61,7 @@ export class WebhooksController {
   constructor(private readonly webhooks: WebhooksService) {}
 
   @Post('scripts/:id/webhooks')
-  @ApiErrors(400, 401, 403, { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
+  @ApiErrors(400, 401, forbiddenOrFull('webhooks'), { status: 404, code: 'NOT_FOUND', message: 'Script not found' })
   @ApiOperation({ summary: 'A webhook for this script on one server; the token is generated here' })
   @ApiCreatedResponse({ type: WebhookViewDto })
   create(@Auth() auth: AuthContext, @Param('id', uuidPipe) scriptId: string, @Body() dto: CreateWebhookDto) {

@@ -6,6 +6,7 @@ import type { AuthContext } from '../common/auth/auth-context.js';
 import { newestFirst, type Page, toPage } from '../common/pagination.js';
 import { SecretsService } from '../common/secrets.service.js';
 import { newWebhookToken, sha256 } from '../common/tokens.js';
+import { reserveWorkspaceSlot } from '../common/workspace-limits.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { Script } from '../scripts/script.entity.js';
 import { Server } from '../servers/server.entity.js';
@@ -71,25 +72,29 @@ export class WebhooksService {
     const problem = secret === null ? null : secretProblem(scheme, secret);
     if (problem) throw new AppException(HttpStatus.BAD_REQUEST, 'VALIDATION_ERROR', problem);
     const token = newWebhookToken();
-    const row = await this.webhooks.save(
-      this.webhooks.create({
-        workspaceId: auth.workspaceId,
-        scriptId,
-        serverId: dto.serverId,
-        name: dto.name,
-        tokenEncrypted: this.secrets.seal(token, TOKEN_PURPOSE),
-        tokenHash: sha256(token),
-        active: true,
-        allowedIps,
-        hmacSecretEncrypted: secret === null ? null : this.secrets.seal(secret, HMAC_PURPOSE),
-        hmacEnabled: secret !== null,
-        signatureScheme: scheme,
-        concurrency: dto.concurrency ?? 'parallel',
-        cooldownSeconds: dto.cooldownSeconds ?? 0,
-        callCount: 0,
-        lastCalledAt: null,
-      }),
-    );
+    const row = await this.db.transaction(async (tx) => {
+      await reserveWorkspaceSlot(tx, this.config, auth.workspaceId, 'webhooks');
+      const repo = tx.getRepository(Webhook);
+      return repo.save(
+        repo.create({
+          workspaceId: auth.workspaceId,
+          scriptId,
+          serverId: dto.serverId,
+          name: dto.name,
+          tokenEncrypted: this.secrets.seal(token, TOKEN_PURPOSE),
+          tokenHash: sha256(token),
+          active: true,
+          allowedIps,
+          hmacSecretEncrypted: secret === null ? null : this.secrets.seal(secret, HMAC_PURPOSE),
+          hmacEnabled: secret !== null,
+          signatureScheme: scheme,
+          concurrency: dto.concurrency ?? 'parallel',
+          cooldownSeconds: dto.cooldownSeconds ?? 0,
+          callCount: 0,
+          lastCalledAt: null,
+        }),
+      );
+    });
     const view = this.toView(row, auth, token);
     return generated === undefined ? view : { ...view, hmacSecret: generated };
   }

@@ -110,7 +110,9 @@ export class ApiClient {
     this.request<Script>('POST', '/scripts', body);
   updateScript = (id: string, body: Partial<Script>) => this.request<Script>('PATCH', `/scripts/${id}`, body);
   deleteScript = (id: string) => this.request<void>('DELETE', `/scripts/${id}`);
-  listVersions = (id: string) => this.request<Page<ScriptVersion>>('GET', `/scripts/${id}/versions`);
+  /** A page of versions, newest first; `cursor` is the previous page's nextCursor. */
+  listVersions = (id: string, cursor?: string | null, limit = 50) =>
+    this.request<Page<ScriptVersion>>('GET', `/scripts/${id}/versions`, undefined, { limit, cursor });
   getVersion = (id: string, version: number) =>
     this.request<ScriptVersion>('GET', `/scripts/${id}/versions/${version}`);
   runScript = (id: string, serverId: string) =>

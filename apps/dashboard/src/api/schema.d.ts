@@ -231,6 +231,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** The script's versions, newest first, a page at a time */
         get: operations["ScriptsController_versions"];
         put?: never;
         post?: never;
@@ -1727,7 +1728,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorDto"];
                 };
             };
-            /** @description FORBIDDEN: A viewer key can read but not change anything */
+            /** @description FORBIDDEN: a viewer key can read but not change anything. QUOTA_EXCEEDED: the workspace already holds DEVPILOT_MAX_SERVERS_PER_WORKSPACE (default 1000) servers; nothing was written */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1736,8 +1737,8 @@ export interface operations {
                     /**
                      * @example {
                      *       "statusCode": 403,
-                     *       "code": "FORBIDDEN",
-                     *       "message": "A viewer key can read but not change anything"
+                     *       "code": "QUOTA_EXCEEDED",
+                     *       "message": "This workspace already has 1000 servers, its limit (DEVPILOT_MAX_SERVERS_PER_WORKSPACE); delete one to make room"
                      *     }
                      */
                     "application/json": components["schemas"]["ErrorDto"];
@@ -2212,7 +2213,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorDto"];
                 };
             };
-            /** @description FORBIDDEN: A viewer key can read but not change anything */
+            /** @description FORBIDDEN: a viewer key can read but not change anything. QUOTA_EXCEEDED: the workspace already holds DEVPILOT_MAX_SCRIPTS_PER_WORKSPACE (default 10000) scripts; nothing was written */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2221,8 +2222,8 @@ export interface operations {
                     /**
                      * @example {
                      *       "statusCode": 403,
-                     *       "code": "FORBIDDEN",
-                     *       "message": "A viewer key can read but not change anything"
+                     *       "code": "QUOTA_EXCEEDED",
+                     *       "message": "This workspace already has 10000 scripts, its limit (DEVPILOT_MAX_SCRIPTS_PER_WORKSPACE); delete one to make room"
                      *     }
                      */
                     "application/json": components["schemas"]["ErrorDto"];
@@ -2474,7 +2475,11 @@ export interface operations {
     };
     ScriptsController_versions: {
         parameters: {
-            query?: never;
+            query?: {
+                limit?: number;
+                /** @description nextCursor of the previous page */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -3902,7 +3907,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorDto"];
                 };
             };
-            /** @description FORBIDDEN: A viewer key can read but not change anything */
+            /** @description FORBIDDEN: a viewer key can read but not change anything. QUOTA_EXCEEDED: the workspace already holds DEVPILOT_MAX_WEBHOOKS_PER_WORKSPACE (default 10000) webhooks; nothing was written */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3911,8 +3916,8 @@ export interface operations {
                     /**
                      * @example {
                      *       "statusCode": 403,
-                     *       "code": "FORBIDDEN",
-                     *       "message": "A viewer key can read but not change anything"
+                     *       "code": "QUOTA_EXCEEDED",
+                     *       "message": "This workspace already has 10000 webhooks, its limit (DEVPILOT_MAX_WEBHOOKS_PER_WORKSPACE); delete one to make room"
                      *     }
                      */
                     "application/json": components["schemas"]["ErrorDto"];

@@ -1,5 +1,5 @@
 import { diffLines } from 'diff';
-import { useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { ApiError } from '../api/client.js';
 import type { Script, ScriptVersion } from '../api/types.js';
 import { confirmAction, toast } from '../components/overlays.js';
@@ -14,14 +14,35 @@ export function VersionsTab({ script, onRestored }: { script: Script; onRestored
   const { api, isOwner } = useSession();
   const { query } = useLocation();
   const versions = useResource(() => api.listVersions(script.id), [api, script.id, scriptVersion(script)]);
-  const items = useMemo(
-    () => [...(versions.data?.items ?? [])].sort((a, b) => b.version - a.version),
-    [versions.data],
-  );
+  // Older pages, loaded on demand after the first (newest) one; a new first page starts over.
+  const [older, setOlder] = useState<{ items: ScriptVersion[]; nextCursor: string | null } | null>(null);
+  const [loadingMore, setLoadingMore] = useState(false);
+  useEffect(() => setOlder(null), [versions.data]);
+  const items = useMemo(() => {
+    const seen = new Set<number>();
+    return [...(versions.data?.items ?? []), ...(older?.items ?? [])]
+      .filter((v) => !seen.has(v.version) && seen.add(v.version))
+      .sort((a, b) => b.version - a.version);
+  }, [versions.data, older]);
+  const nextCursor = older ? older.nextCursor : (versions.data?.nextCursor ?? null);
   const latest = items[0]?.version;
   const to = Number(query.get('to') ?? latest ?? 0);
   const from = Number(query.get('from') ?? items.find((v) => v.version < to)?.version ?? to);
   const [error, setError] = useState<ApiError | null>(null);
+
+  const loadMore = async () => {
+    if (!nextCursor) return;
+    setLoadingMore(true);
+    try {
+      const page = await api.listVersions(script.id, nextCursor);
+      setOlder((prev) => ({ items: [...(prev?.items ?? []), ...page.items], nextCursor: page.nextCursor }));
+      setError(null);
+    } catch (e) {
+      setError(toApiError(e));
+    } finally {
+      setLoadingMore(false);
+    }
+  };
 
   const choose = (f: number, t: number) => navigate(`/scripts/${script.id}/versions?from=${f}&to=${t}`, { replace: true });
 
@@ -85,6 +106,13 @@ export function VersionsTab({ script, onRestored }: { script: Script; onRestored
             ))}
           </tbody>
         </table>
+        {nextCursor && (
+          <div class="load-more">
+            <button type="button" class="btn" disabled={loadingMore} onClick={() => void loadMore()} data-testid="load-more-versions">
+              {loadingMore ? 'Loading…' : 'Load older versions'}
+            </button>
+          </div>
+        )}
       </div>
       {items.length > 0 && <VersionDiff scriptId={script.id} from={from} to={to} />}
     </div>
