@@ -202,4 +202,22 @@ describe('passPayload with a real agent', () => {
     expect(await payloadRows(id)).toBe(0);
     await waitFor('the payload file removed', () => Promise.resolve(!existsSync(file)));
   });
+
+  it('the file of a run goes when its agent shuts down in the middle of it', async () => {
+    const hook = await githubHook('echo "file=$DEVPILOT_PAYLOAD_FILE"; sleep 60', true, 'shutdown');
+    const r = await deliver(hook, PUSH, 'application/json', randomUUID());
+    expect(r.status).toBe(202);
+    const id = r.body.executionId as string;
+    let file = '';
+    await waitFor('the script printed its file', async () => {
+      file = printed((await getOutput(api, id)).bytes.toString()).file ?? '';
+      return file !== '';
+    });
+    expect(existsSync(file)).toBe(true);
+    await agent.stop();
+    expect(existsSync(file)).toBe(false);
+    expect((await waitForTerminal(api, id)).status).toBe('cancelled');
+    expect(await payloadRows(id)).toBe(0);
+    agent = await startAgent({ url: cp.url, token: agentToken });
+  });
 });
