@@ -128,6 +128,16 @@ describe('passPayload with a real agent', () => {
     });
   }
 
+  it('a body near the trigger’s limit (1 MiB by default) arrives whole', async () => {
+    const hook = await githubHook(SCRIPT(), true, 'large');
+    const big = JSON.stringify({ ref: 'refs/heads/main', blob: 'x'.repeat(1024 * 1024 - 200) });
+    const r = await deliver(hook, big, 'application/json', randomUUID(), { prefer: 'wait=30' });
+    expect(r.status).toBe(200);
+    expect(r.body.status).toBe('succeeded');
+    expect(readFileSync(path.join(copies, r.body.executionId as string)).equals(Buffer.from(big))).toBe(true);
+    expect(await payloadRows(r.body.executionId as string)).toBe(0);
+  });
+
   it('a webhook that does not pass the request gives none of its variables; every run still gets its own', async () => {
     const hook = await githubHook(
       'env | grep -E "^DEVPILOT_(PAYLOAD_FILE|EVENT|DELIVERY_ID|CONTENT_TYPE)=" | sed "s/^/leak=/" || true; echo "run=$DEVPILOT_TRIGGER $DEVPILOT_WEBHOOK_NAME $DEVPILOT_EXECUTION_ID"',
