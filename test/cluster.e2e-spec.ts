@@ -2,7 +2,7 @@
 // node killed in the middle of a streaming run loses nothing. The sweep is set to ten minutes, so
 // only the live paths (the socket.io adapter, the nodes' notices) can dispatch, cancel or stream.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { chmod, mkdtemp } from 'node:fs/promises';
@@ -115,6 +115,23 @@ describe('any node serves any request', () => {
     expect(done.status).toBe('succeeded');
     expect((await getOutput(api(nodes[2]), done.id as string)).bytes.toString()).toBe(`ran on ${os.hostname()}\n`);
     anyExecutionId = done.id as string;
+  });
+
+  it('a request passed to the script crosses nodes: accepted on node B, sealed, opened for the agent on node A', async () => {
+    const { serverId } = await agentOn(nodes[0].url, 'payload-on-a');
+    expect(nodeHolding(serverId)).toBe(0);
+    const script = await createScript(api(nodes[0]), 'sha256sum < "$DEVPILOT_PAYLOAD_FILE" | cut -c1-64; echo "$DEVPILOT_CONTENT_TYPE"');
+    const created = await api(nodes[0]).post(`/api/v1/scripts/${script.id}/webhooks`, { name: 'with request', serverId, passPayload: true });
+    expect(created.status).toBe(201);
+    // Larger than a NOTIFY: the start goes through the adapter's attachment table.
+    const body = JSON.stringify({ ref: 'refs/heads/main', blob: randomBytes(24 * 1024).toString('base64') });
+    const res = await fetch(`${nodes[1].url}${TRIGGER_PATH}/${created.body.token as string}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(res.status).toBe(202);
+    const { executionId } = (await res.json()) as { executionId: string };
+    const done = await waitForTerminal(api(nodes[2]), executionId, 20_000);
+    expect(done.status).toBe('succeeded');
+    const sha = createHash('sha256').update(body).digest('hex');
+    expect((await getOutput(api(nodes[2]), executionId)).bytes.toString()).toBe(`${sha}\napplication/json\n`);
   });
 
   it('a cancel sent to node C reaches the agent on node A; a viewer and an SSE reader on node C see the output live', async () => {

@@ -11,7 +11,8 @@ import { serverAndScript, TRIGGER_PATH } from './support/webhook-fixtures.js';
 /**
  * Setting a sender up in the dashboard, in Debian's headless Chromium: create a GitHub webhook,
  * copy its generated secret before it is hidden for good (and prove it is the real one by signing
- * a delivery with GitHub's own code), then edit the webhook's name, allowed IPs and policy.
+ * a delivery with GitHub's own code), then edit the webhook's name, allowed IPs, policy and
+ * payload passing; and create one that passes the request from the start.
  */
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -46,7 +47,7 @@ afterAll(async () => {
 const byTestId = (id: string) => page.getByTestId(id);
 
 describe('webhooks in the dashboard', () => {
-  it('creates a GitHub webhook, copies its generated secret before it is hidden, and edits name, IPs and policy', async () => {
+  it('creates a GitHub webhook, copies its generated secret before it is hidden, and edits name, IPs, policy and payload passing', async () => {
     await page.goto(cp.url);
     await byTestId('signin-api-key').fill(cp.adminKey);
     await byTestId('signin-submit').click();
@@ -56,6 +57,7 @@ describe('webhooks in the dashboard', () => {
     const form = byTestId('webhook-create-form');
     await form.getByTestId('webhook-name-input').fill('from-github');
     await form.getByTestId('webhook-scheme-select').selectOption('github');
+    expect(await form.getByTestId('webhook-pass-payload').isChecked()).toBe(false);
     await form.getByTestId('webhook-create-submit').click();
 
     const card = byTestId('webhook-row').filter({ hasText: 'from-github' });
@@ -87,7 +89,7 @@ describe('webhooks in the dashboard', () => {
     expect(await byTestId('webhook-new-secret').count()).toBe(0);
     expect(await page.locator('body').innerText()).not.toContain(copied);
 
-    // Edit name, allowed IPs and policy.
+    // Edit name, allowed IPs, policy and payload passing.
     const again = byTestId('webhook-row').filter({ hasText: 'from-github' });
     await again.getByTestId('webhook-edit').click();
     const edit = again.getByTestId('webhook-edit-form');
@@ -95,8 +97,12 @@ describe('webhooks in the dashboard', () => {
     await edit.getByTestId('webhook-edit-ips').fill('192.0.2.0/24\n2001:db8::/32');
     await edit.getByTestId('webhook-concurrency-select').selectOption('skip');
     await edit.getByTestId('webhook-cooldown-input').fill('30');
+    expect(await edit.getByTestId('webhook-pass-payload').isChecked()).toBe(false);
+    await edit.getByTestId('webhook-pass-payload').check();
     await edit.getByTestId('webhook-edit-save').click();
-    await byTestId('webhook-row').filter({ hasText: 'deploy-from-github' }).getByTestId('webhook-policy-chip').waitFor();
+    const edited = byTestId('webhook-row').filter({ hasText: 'deploy-from-github' });
+    await edited.getByTestId('webhook-policy-chip').waitFor();
+    await edited.getByTestId('webhook-payload-chip').waitFor();
 
     const hooks = (await api.get(`/api/v1/scripts/${scriptId}/webhooks`)).body.items as Record<string, unknown>[];
     expect(hooks).toHaveLength(1);
@@ -105,7 +111,21 @@ describe('webhooks in the dashboard', () => {
       allowedIps: ['192.0.2.0/24', '2001:db8::/32'],
       concurrency: 'skip',
       cooldownSeconds: 30,
+      passPayload: true,
       signatureScheme: 'github',
     });
+  });
+
+  it('creates a webhook that passes the request to its script from the start', async () => {
+    await page.goto(`${cp.url}/scripts/${scriptId}/webhooks`);
+    await byTestId('webhook-row').first().waitFor();
+    if (!(await byTestId('webhook-create-form').count())) await byTestId('webhook-new').click();
+    const form = byTestId('webhook-create-form');
+    await form.getByTestId('webhook-name-input').fill('with-request');
+    await form.getByTestId('webhook-pass-payload').check();
+    await form.getByTestId('webhook-create-submit').click();
+    await byTestId('webhook-row').filter({ hasText: 'with-request' }).getByTestId('webhook-payload-chip').waitFor();
+    const hooks = (await api.get(`/api/v1/scripts/${scriptId}/webhooks`)).body.items as { name: string; passPayload: boolean }[];
+    expect(hooks.find((h) => h.name === 'with-request')?.passPayload).toBe(true);
   });
 });

@@ -58,6 +58,7 @@ describe('create', () => {
       signatureScheme: 'devpilot',
       concurrency: 'parallel',
       cooldownSeconds: 0,
+      passPayload: false,
       callCount: 0,
       lastCalledAt: null,
       createdAt: expect.any(String),

@@ -244,7 +244,11 @@ export class Agent {
     for (const job of this.queue.splice(0)) job.finishUnstarted(SHUTTING_DOWN);
     await within(this.opts.shutdownGraceMs, this.processesEnded());
     for (const job of this.jobs.values()) job.cancel(SHUTTING_DOWN);
+    // Runs as another user have their folder removed as that user after they end: wait for it (it
+    // may hold the request a webhook passed), as the exit handler cannot remove what it does not own.
+    const cleanups = [...this.jobs.values()].map((j) => j.cleaned);
     await within(this.opts.killGraceMs + 2_000, this.processesEnded());
+    await within(2_000, Promise.all(cleanups));
     await this.drained(Date.now() + (this.opts.flushTimeoutMs ?? 5_000));
     this.conn.close();
     this.log.info('stopped');

@@ -67,6 +67,11 @@ export class ExecutionJob {
     this.masks = { stdout: new SecretMask(secrets), stderr: new SecretMask(secrets) };
   }
 
+  /** Resolves once the run's files (script, request) are gone; at once for a job that never ran. */
+  get cleaned(): Promise<void> {
+    return this.run?.cleaned ?? Promise.resolve();
+  }
+
   get queued(): boolean {
     return this.state === 'queued';
   }

@@ -51,6 +51,30 @@ describe('ScriptRun', () => {
     expect(scriptEnv({}).PATH).toContain('/usr/bin');
   });
 
+  it('gives a run its request as a 0600 file with the raw bytes, removed afterwards, and its variables', async () => {
+    const body = Buffer.from([0x7b, 0x00, 0xff, 0x0a, 0x22, 0x7d]);
+    const payload = { body: new Uint8Array(body), event: 'push', deliveryId: 'd-1', contentType: 'application/json' };
+    const { script, text } = run('stat -c %a "$DEVPILOT_PAYLOAD_FILE"; echo "$DEVPILOT_PAYLOAD_FILE $DEVPILOT_EVENT $DEVPILOT_DELIVERY_ID $DEVPILOT_CONTENT_TYPE"; od -An -tx1 "$DEVPILOT_PAYLOAD_FILE"', { payload });
+    expect((await script.result).exitCode).toBe(0);
+    const [mode, vars, bytes] = text('stdout').trim().split('\n');
+    const [file, ...rest] = vars!.split(' ');
+    expect(mode).toBe('600');
+    expect(rest).toEqual(['push', 'd-1', 'application/json']);
+    expect(bytes!.trim()).toBe('7b 00 ff 0a 22 7d');
+    expect(existsSync(file!)).toBe(false);
+  });
+
+  it('removes the file of a cancelled run too', async () => {
+    const payload = { body: new Uint8Array(Buffer.from('{}')), event: '', deliveryId: '', contentType: 'application/json' };
+    const { script, text } = run('echo "$DEVPILOT_PAYLOAD_FILE"; sleep 30', { payload });
+    while (!text('stdout').includes('\n')) await new Promise((r) => setTimeout(r, 10));
+    const file = text('stdout').trim();
+    expect(existsSync(file)).toBe(true);
+    script.cancel();
+    expect((await script.result).cancelled).toBe(true);
+    expect(existsSync(file)).toBe(false);
+  });
+
   it('runs from a private temp file (0700 dir, 0600 file) that is gone afterwards', async () => {
     const { script, text } = run('stat -c %a "$(dirname "$0")" "$0"; echo "$0"');
     await script.result;

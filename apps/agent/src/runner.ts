@@ -5,7 +5,7 @@ import { homedir, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
-import type { Interpreter, OutputStream, StartExecution } from '@app/protocol';
+import type { Interpreter, OutputStream, RunPayload, StartExecution } from '@app/protocol';
 import { silentLogger, type Logger } from './logger.js';
 import type { ScriptUser } from './script-users.js';
 import { scriptsDirPrefix } from './temp-files.js';
@@ -41,7 +41,7 @@ interface RunFile {
   content: string | Buffer;
 }
 
-export type ScriptSpec = Pick<StartExecution, 'interpreter' | 'content' | 'env' | 'timeoutMs'>;
+export type ScriptSpec = Pick<StartExecution, 'interpreter' | 'content' | 'env' | 'timeoutMs' | 'payload'>;
 
 const EXTENSIONS: Record<Interpreter, string> = { bash: 'sh', sh: 'sh', python3: 'py', node: 'js' };
 // The node running the agent is known to exist, so a `node` script finds it even on a bare PATH.
@@ -107,6 +107,22 @@ export function scriptEnv(sent: Record<string, string>, user?: ScriptUser): Reco
 }
 
 /**
+ * The variables a run gets with its webhook's request: the file holding the raw body, the
+ * sender's event, its delivery id and the body's content type.
+ */
+export function payloadEnv(payload: RunPayload, file: string): Record<string, string> {
+  return {
+    DEVPILOT_PAYLOAD_FILE: file,
+    DEVPILOT_EVENT: payload.event,
+    DEVPILOT_DELIVERY_ID: payload.deliveryId,
+    DEVPILOT_CONTENT_TYPE: payload.contentType,
+  };
+}
+
+/** The name of the request's file in a run's own working directory (runs as another user). */
+const PAYLOAD_FILE = 'payload';
+
+/**
  * Run by `sh` as the script's user (after setpriv): makes the private working directory (0700,
  * owned by that user), writes the run's files into it from stdin (`head -c` reads exactly each
  * file's length from the pipe), then replaces itself with the interpreter, stdin on /dev/null.
@@ -127,7 +143,9 @@ const AS_USER_PREPARE = [
 
 /**
  * One script run: written to a private temp file, run by its interpreter in its own process group,
- * output handed to `onOutput` as it comes. Never rejects: failures become a `RunResult`.
+ * output handed to `onOutput` as it comes. Never rejects: failures become a `RunResult`. A run
+ * given its webhook's request gets it as a 0600 file beside the script (owned by the user it runs
+ * as), removed with the script whatever the outcome.
  */
 export class ScriptRun {
   readonly result: Promise<RunResult>;
@@ -174,27 +192,38 @@ export class ScriptRun {
     return true;
   }
 
-  /** The files a run gets: the script (the interpreter runs the first one). */
+  /** The files a run gets: the script (the interpreter runs the first one), and the request if it gets one. */
   private files(): RunFile[] {
-    return [{ name: `script.${EXTENSIONS[this.spec.interpreter]}`, content: this.spec.content }];
+    const files: RunFile[] = [{ name: `script.${EXTENSIONS[this.spec.interpreter]}`, content: this.spec.content }];
+    if (this.spec.payload) files.push({ name: PAYLOAD_FILE, content: Buffer.from(this.spec.payload.body.buffer, this.spec.payload.body.byteOffset, this.spec.payload.body.byteLength) });
+    return files;
   }
 
   private async run(): Promise<RunResult> {
     if (this.opts.runAs) return this.runAsUser(this.opts.runAs);
     let file: string | undefined;
+    let payloadFile: string | undefined;
     try {
       const dir = await privateScriptsDir();
-      file = join(dir, `script-${process.pid}-${++fileCounter}.${EXTENSIONS[this.spec.interpreter]}`);
+      const n = ++fileCounter;
+      file = join(dir, `script-${process.pid}-${n}.${EXTENSIONS[this.spec.interpreter]}`);
       // Synchronous: a script is at most 1 MiB, and the promise API costs three thread-pool round
       // trips (open, write, close) before the spawn can start.
       writeFileSync(file, this.spec.content, { mode: 0o600, flag: 'wx' });
+      let env = scriptEnv(this.spec.env);
+      if (this.spec.payload) {
+        payloadFile = join(dir, `payload-${process.pid}-${n}`);
+        writeFileSync(payloadFile, this.spec.payload.body, { mode: 0o600, flag: 'wx' });
+        env = { ...env, ...payloadEnv(this.spec.payload, payloadFile) };
+      }
       if (this.stop) return this.outcome(null, null, null);
-      return await this.spawn(this.spec.interpreter, [file]);
+      return await this.spawn(this.spec.interpreter, [file], { env });
     } catch (err) {
       return this.failed(`could not prepare the script: ${(err as Error).message}`);
     } finally {
       for (const t of this.timers) clearTimeout(t);
       if (file) removeFile(file, this.log);
+      if (payloadFile) removeFile(payloadFile, this.log);
       this.markCleaned();
     }
   }
@@ -215,7 +244,7 @@ export class ScriptRun {
       const asUser = [setpriv, `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--inh-caps=-all', '--ambient-caps=-all', '--'];
       const prepare = ['/bin/sh', '-c', AS_USER_PREPARE, 'devpilot-run', agentUmask(), dir, String(files.length), ...files.flatMap((f) => [f.path, String(f.bytes.length)])];
       return await this.spawn(asUser[0]!, [...asUser.slice(1), ...prepare, this.spec.interpreter, files[0]!.path], {
-        env: scriptEnv(this.spec.env, user),
+        env: { ...scriptEnv(this.spec.env, user), ...(this.spec.payload ? payloadEnv(this.spec.payload, join(dir, PAYLOAD_FILE)) : {}) },
         input: Buffer.concat(files.map((f) => f.bytes)),
         cwd: '/',
       });

@@ -40,6 +40,11 @@ export const MAX_CHUNK_BYTES = 256 * 1024;
 export const MAX_CHUNKS_PER_BATCH = 256;
 /** Largest socket.io message either side accepts (a full batch plus framing). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+/**
+ * Largest request body a start command carries for the script (`payload.body`): the largest
+ * trigger body limit the control plane can be configured with (DEVPILOT_BODY_LIMIT_BYTES).
+ */
+export const MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
 /** Largest script content, in UTF-16 code units as JavaScript counts them. */
 export const MAX_SCRIPT_CONTENT = 1024 * 1024;
 

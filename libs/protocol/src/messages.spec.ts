@@ -34,4 +34,15 @@ describe('protocol messages', () => {
     });
     expect(r.ok).toBe(false);
   });
+
+  it('carries a webhook request as bytes, larger than an output chunk; refuses a body that is not bytes', () => {
+    const start = { executionId: '7d1f4c2e-8a57-4c8e-9a63-2f0b5f6f1e11', interpreter: 'bash', content: 'x', env: {}, timeoutMs: 1000, maxOutputBytes: 10 };
+    const body = Buffer.alloc(1024 * 1024, 0xff);
+    const r = parseMessage(StartExecution, { ...start, payload: { body, event: 'push', deliveryId: 'd', contentType: 'application/json' } });
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(Buffer.from(r.value.payload!.body).equals(body)).toBe(true);
+    const text = parseMessage(StartExecution, { ...start, payload: { body: '{}', event: '', deliveryId: '', contentType: '' } });
+    expect(text.ok).toBe(false);
+    if (!text.ok) expect(text.error.error.message).toContain('payload.body');
+  });
 });

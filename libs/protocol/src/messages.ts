@@ -5,6 +5,7 @@ import {
   MAX_CHUNK_BYTES,
   MAX_CHUNKS_PER_BATCH,
   MAX_HELLO_ITEMS,
+  MAX_PAYLOAD_BYTES,
   MAX_SCRIPT_CONTENT,
   MAX_RUN_AS_LENGTH,
   MAX_SEQ,
@@ -29,6 +30,24 @@ export const Bytes = z
     format: 'binary',
     description: `Bytes: a socket.io binary attachment (Buffer, ArrayBuffer or Uint8Array), at most ${MAX_CHUNK_BYTES} bytes.`,
   });
+
+/** The request a webhook call carried, for a webhook that passes it to its script. */
+export const RunPayload = z
+  .object({
+    /** The body exactly as received (a binary attachment). */
+    body: z
+      .union([z.instanceof(Uint8Array), z.instanceof(ArrayBuffer)])
+      .transform((b): Uint8Array => (b instanceof Uint8Array ? b : new Uint8Array(b)))
+      .refine((b) => b.byteLength <= MAX_PAYLOAD_BYTES, `payload larger than ${MAX_PAYLOAD_BYTES} bytes`)
+      .meta({ type: 'string', format: 'binary', description: `The raw request body: a socket.io binary attachment, at most ${MAX_PAYLOAD_BYTES} bytes.` }),
+    /** X-GitHub-Event or X-Gitlab-Event; empty when the sender names none. */
+    event: z.string().max(256),
+    /** The sender's delivery id (as remembered for duplicates); empty when there is none. */
+    deliveryId: z.string().max(255),
+    contentType: z.string().max(1024),
+  })
+  .meta({ id: 'RunPayload' });
+export type RunPayload = z.infer<typeof RunPayload>;
 
 /** A user name a script may run as. */
 export const RunAsUser = z.string().min(1).max(MAX_RUN_AS_LENGTH).regex(RUN_AS_PATTERN, 'not a valid user name');
@@ -71,6 +90,12 @@ export const StartExecution = z.object({
    * (`RUN_AS_NOT_ALLOWED`). Without it the agent's default script user.
    */
   runAs: RunAsUser.optional(),
+  /**
+   * The webhook's request, when the webhook passes it to its script: the agent writes the body to
+   * a 0600 file for the run (DEVPILOT_PAYLOAD_FILE, removed after it) and sets DEVPILOT_EVENT,
+   * DEVPILOT_DELIVERY_ID and DEVPILOT_CONTENT_TYPE. Never put in the script's text.
+   */
+  payload: RunPayload.optional(),
 });
 export type StartExecution = z.infer<typeof StartExecution>;
 

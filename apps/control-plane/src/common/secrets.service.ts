@@ -24,21 +24,30 @@ export class SecretsService {
   }
 
   seal(plaintext: string, purpose: string): Buffer {
-    const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', this.key, iv);
-    cipher.setAAD(Buffer.from(purpose));
-    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-    return Buffer.concat([Buffer.from([FORMAT_V1]), iv, cipher.getAuthTag(), body]);
+    return this.sealBytes(Buffer.from(plaintext, 'utf8'), purpose);
   }
 
   open(sealed: Buffer, purpose: string): string {
+    return this.openBytes(sealed, purpose).toString('utf8');
+  }
+
+  /** seal() for bytes that need not be text (a request body kept for its run). */
+  sealBytes(plaintext: Buffer, purpose: string): Buffer {
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', this.key, iv);
+    cipher.setAAD(Buffer.from(purpose));
+    const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+    return Buffer.concat([Buffer.from([FORMAT_V1]), iv, cipher.getAuthTag(), body]);
+  }
+
+  openBytes(sealed: Buffer, purpose: string): Buffer {
     if (sealed[0] !== FORMAT_V1) throw new Error('unknown sealed secret format');
     const iv = sealed.subarray(1, 1 + IV_BYTES);
     const tag = sealed.subarray(1 + IV_BYTES, 1 + IV_BYTES + TAG_BYTES);
     const decipher = createDecipheriv('aes-256-gcm', this.key, iv);
     decipher.setAAD(Buffer.from(purpose));
     decipher.setAuthTag(tag);
-    return Buffer.concat([decipher.update(sealed.subarray(1 + IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
+    return Buffer.concat([decipher.update(sealed.subarray(1 + IV_BYTES + TAG_BYTES)), decipher.final()]);
   }
 
   private keyFromFile(dataDir: string): Buffer {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { MAX_PAYLOAD_BYTES } from '@app/protocol';
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
@@ -76,7 +77,8 @@ const EnvSchema = z.object({
     emptyAsUnset,
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ),
-  DEVPILOT_BODY_LIMIT_BYTES: int(1024 * 1024, 1024, 64 * 1024 * 1024),
+  // A webhook passing its request to the script sends the body in the start command: bounded alike.
+  DEVPILOT_BODY_LIMIT_BYTES: int(1024 * 1024, 1024, MAX_PAYLOAD_BYTES),
   DEVPILOT_DELIVERY_DEADLINE_SECONDS: int(600, 1, 7 * 24 * 3600),
   DEVPILOT_SWEEP_INTERVAL_MS: int(5000, 100, 600_000),
   DEVPILOT_AGENT_ACK_TIMEOUT_MS: int(30_000, 100, 600_000),

@@ -48,6 +48,10 @@ export type NewExecution =
       deliveryId: string | null;
       /** The policy the call was checked against; the statement creates nothing if it changed meanwhile. */
       policy: WebhookPolicy;
+      /** Whether the webhook passed its request to the script when the call was checked (as `policy`). */
+      passPayload: boolean;
+      /** The request, kept for the run until it ends (given exactly when `passPayload`). */
+      payload: SealedPayload | null;
     }
   | { trigger: 'manual'; workspaceId: string; scriptId: string; serverId: string };
 
@@ -56,6 +60,14 @@ export interface CreatedRow extends ClaimRow {
   status: 'queued' | 'dispatched';
   queued_at: Date;
   deliver_by: Date;
+}
+
+/** A webhook call's request as kept for its run (`execution_payload`): the body sealed under the master key. */
+export interface SealedPayload {
+  bodySealed: Buffer;
+  event: string;
+  deliveryId: string;
+  contentType: string;
 }
 
 /** How a webhook's runs may overlap (`queue` is not offered: see README). */
@@ -93,6 +105,9 @@ function guard(to: ExecutionStatus): string {
 }
 
 const ACTIVE = `('${ACTIVE_STATUSES.join("', '")}')`;
+
+/** Deletes the kept requests of the runs in CTE `ended` (they just became terminal): never kept past the run. */
+const FORGET_PAYLOADS = (ended: string) => `DELETE FROM execution_payload p USING ${ended} WHERE p.execution_id = ${ended}.id`;
 
 /**
  * The only writer of `execution` and `execution_output`. Every status change goes through
@@ -140,8 +155,8 @@ export class ExecutionRepository {
     let idValue = '';
     if (spec.trigger === 'webhook') {
       params.push(spec.webhookId, spec.allowedIps, spec.sourceIp, spec.userAgent?.slice(0, 512) ?? null);
-      params.push(spec.policy.concurrency, spec.policy.cooldownSeconds);
-      const matches = `id = $4 AND active AND allowed_ips = $5::text[] AND concurrency = $8 AND cooldown_seconds = $9`;
+      params.push(spec.policy.concurrency, spec.policy.cooldownSeconds, spec.passPayload);
+      const matches = `id = $4 AND active AND allowed_ips = $5::text[] AND concurrency = $8 AND cooldown_seconds = $9 AND pass_payload = $10`;
       target = `SELECT workspace_id, script_id, server_id, id AS webhook_id FROM webhook WHERE ${matches}`;
       // The counter moves only for a call that is accepted, and only while the webhook still matches.
       let gate = 'EXISTS (SELECT 1 FROM room)';
@@ -152,7 +167,7 @@ export class ExecutionRepository {
         params.push(spec.deliveryId, DELIVERY_MEMORY_SECONDS);
         remember = `, mem AS (
          INSERT INTO webhook_delivery_id AS m (webhook_id, delivery_id, execution_id, expires_at)
-         SELECT room.webhook_id, $10, gen_random_uuid(), now() + make_interval(secs => $11) FROM room
+         SELECT room.webhook_id, $11, gen_random_uuid(), now() + make_interval(secs => $12) FROM room
          ON CONFLICT (webhook_id, delivery_id) DO UPDATE
            SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at
            WHERE m.expires_at <= now()
@@ -167,6 +182,15 @@ export class ExecutionRepository {
       after = `, delivery AS (
          INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
          SELECT e.webhook_id, e.workspace_id, $6, 202, 'ACCEPTED', 'accepted', e.id, $7 FROM e)`;
+      if (spec.payload) {
+        // In the same statement as the execution: an accepted call never runs without its request.
+        const { bodySealed, event, deliveryId, contentType } = spec.payload;
+        params.push(bodySealed, event, deliveryId, contentType);
+        const n = params.length;
+        after += `, payload AS (
+         INSERT INTO execution_payload (execution_id, body_encrypted, event, delivery_id, content_type)
+         SELECT e.id, $${n - 3}, $${n - 2}, $${n - 1}, $${n} FROM e)`;
+      }
     } else {
       params.push(spec.workspaceId, spec.scriptId, spec.serverId);
       target = `SELECT sc.workspace_id, sc.id AS script_id, sv.id AS server_id, NULL::uuid AS webhook_id
@@ -199,7 +223,7 @@ export class ExecutionRepository {
               ${remember ? 'EXISTS (SELECT 1 FROM room) AND NOT EXISTS (SELECT 1 FROM mem)' : 'false'} AS duplicate
        FROM (SELECT 1) one LEFT JOIN (
          SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets, v.run_as,
-                srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
+                srv.allow_run_as IS NOT NULL AS agent_knows_run_as, ${spec.trigger === 'webhook' && spec.payload ? 'true' : 'false'} AS has_payload,
                 (SELECT w.name FROM webhook w WHERE w.id = e.webhook_id) AS webhook_name
          FROM e
          JOIN script s ON s.id = e.script_id
@@ -318,6 +342,16 @@ export class ExecutionRepository {
     return gone.length;
   }
 
+  /** The kept requests of these runs (those whose webhook passes its request to the script). */
+  payloads(ids: string[]): Promise<{ execution_id: string; body_encrypted: Buffer; event: string; delivery_id: string; content_type: string }[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return rows(
+      this.db,
+      `SELECT execution_id, body_encrypted, event, delivery_id, content_type FROM execution_payload WHERE execution_id = ANY($1::uuid[])`,
+      [ids],
+    );
+  }
+
   // ---- dispatch ------------------------------------------------------------------------------
 
   /**
@@ -364,6 +398,7 @@ export class ExecutionRepository {
        SELECT c.id, c.workspace_id, c.server_id, c.script_id, c.script_version, c.webhook_id, c.trigger,
               COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets, v.run_as,
               srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
+              EXISTS (SELECT 1 FROM execution_payload p WHERE p.execution_id = c.id) AS has_payload,
               (SELECT w.name FROM webhook w WHERE w.id = c.webhook_id) AS webhook_name
        FROM c
        JOIN script s ON s.id = c.script_id
@@ -570,7 +605,7 @@ export class ExecutionRepository {
            finished_at = now(), finish_report = $9
          FROM w WHERE x.id = w.id AND w.whole AND x.status = ANY($11::text[])
          RETURNING ${RETURNED}
-       ), held AS (
+       ), gone AS (${FORGET_PAYLOADS('done')}), held AS (
          UPDATE execution x SET finish_report = $9, finish_held_at = now()
          FROM w WHERE $10::boolean AND x.id = w.id AND NOT w.whole AND x.status IN ${ACTIVE}
        )
@@ -844,9 +879,11 @@ export class ExecutionRepository {
     if (patch.signal !== undefined) set('signal', patch.signal);
     if (patch.outputTruncated !== undefined) set('output_truncated', patch.outputTruncated);
     if (patch.cancelRequested !== undefined) set('cancel_requested', patch.cancelRequested);
+    const update = `UPDATE execution x SET ${sets.join(', ')} WHERE ${guard(to)} AND (${cond}) RETURNING ${RETURNED}${returning}`;
     const changed = await preparedRows<ChangedRow & Extra>(
       this.db,
-      `UPDATE execution x SET ${sets.join(', ')} WHERE ${guard(to)} AND (${cond}) RETURNING ${RETURNED}${returning}`,
+      // A run that ended no longer needs its request: it goes in the same statement.
+      isTerminal(to) ? `WITH changed AS (${update}), gone AS (${FORGET_PAYLOADS('changed')}) SELECT * FROM changed` : update,
       values,
     );
     this.emit(changed);

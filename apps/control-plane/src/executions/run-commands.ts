@@ -1,4 +1,7 @@
-import type { ExecutionFinished, ExecutionStatus, Interpreter, StartExecution, Trigger } from '@app/protocol';
+import type { ExecutionFinished, ExecutionStatus, Interpreter, RunPayload, StartExecution, Trigger } from '@app/protocol';
+
+/** What a webhook call's request is sealed for while its run waits (see SecretsService). */
+export const PAYLOAD_PURPOSE = 'execution-payload';
 
 /** An execution row with what its start command needs (script settings and the version's content). */
 export interface ClaimRow {
@@ -24,6 +27,8 @@ export interface ClaimRow {
    * drop the field and run the script as its default user.
    */
   agent_knows_run_as: boolean;
+  /** Its webhook's request is kept for it (the webhook passes it to the script). */
+  has_payload: boolean;
 }
 
 /** A claimed execution (`dispatched`) with what its agent needs to run it. */
@@ -44,7 +49,7 @@ export function outcome(r: ExecutionFinished): { status: ExecutionStatus; error:
 }
 
 /** The start command of a claimed run, with its secrets' values (the agent masks them in the output). */
-export function startCommand(r: ClaimRow, secrets: Record<string, string> = {}): StartExecution {
+export function startCommand(r: ClaimRow, secrets: Record<string, string> = {}, payload?: RunPayload): StartExecution {
   const env: Record<string, string> = {
     ...secrets,
     DEVPILOT_EXECUTION_ID: r.id,
@@ -64,6 +69,7 @@ export function startCommand(r: ClaimRow, secrets: Record<string, string> = {}):
     timeoutMs: r.timeout_seconds * 1000,
     maxOutputBytes: Number(r.max_output_bytes),
     ...(r.run_as ? { runAs: r.run_as } : {}),
+    ...(payload ? { payload } : {}),
   };
 }
 

@@ -1,15 +1,19 @@
+import type { RunPayload } from '@app/protocol';
 import { Injectable, Logger } from '@nestjs/common';
+import { SecretsService } from '../common/secrets.service.js';
 import { MAX_SECRETS_PER_RUN_BYTES } from '../secrets/secret-names.js';
 import { ScriptSecretsService } from '../secrets/secrets.service.js';
 import { ExecutionRepository } from './execution.repository.js';
-import { type ClaimedExecution, type ClaimRow, startCommand } from './run-commands.js';
+import { type ClaimedExecution, type ClaimRow, PAYLOAD_PURPOSE, startCommand } from './run-commands.js';
 
 /**
  * Start commands for claimed runs, with the values of the secrets their script version declares,
  * read when the run is dispatched (so a rotated value applies to runs not yet started) and kept
  * nowhere but in the command on its way to the agent. A run whose secrets cannot all be given,
  * or whose `runAs` its server's agent is too old to honour, ends `failed` before it starts, its
- * reason naming what is missing, and nothing runs.
+ * reason naming what is missing, and nothing runs. A webhook's request kept for its run is read
+ * and opened here too, at every dispatch (a run queued while its agent was offline gets it when
+ * the agent connects); it stays sealed in the database until the run ends.
  */
 @Injectable()
 export class StartCommands {
@@ -18,10 +22,12 @@ export class StartCommands {
   constructor(
     private readonly secrets: ScriptSecretsService,
     private readonly repo: ExecutionRepository,
+    private readonly sealed: SecretsService,
   ) {}
 
   async build(rows: ClaimRow[]): Promise<ClaimedExecution[]> {
     const ready: ClaimedExecution[] = [];
+    const payloads = await this.payloads(rows.filter((r) => r.has_payload).map((r) => r.id));
     for (const r of rows) {
       if (r.run_as && !r.agent_knows_run_as) {
         await this.fail(r, `the script asks to run as "${r.run_as}", but the agent of this server is too old to run scripts as another user: upgrade it; nothing ran`, 'runAs');
@@ -42,12 +48,31 @@ export class StartCommands {
         }
         values = found.values;
       }
-      ready.push({ id: r.id, workspaceId: r.workspace_id, serverId: r.server_id, start: startCommand(r, values) });
+      const payload = payloads.get(r.id);
+      if (r.has_payload && !payload) {
+        await this.fail(r, 'the request this run was to get is gone (it could not be read or opened); nothing ran', 'payload');
+        continue;
+      }
+      ready.push({ id: r.id, workspaceId: r.workspace_id, serverId: r.server_id, start: startCommand(r, values, payload) });
     }
     return ready;
   }
 
-  private async fail(r: ClaimRow, reason: string, why: 'secrets' | 'runAs'): Promise<void> {
+  private async payloads(ids: string[]): Promise<Map<string, RunPayload>> {
+    const found = new Map<string, RunPayload>();
+    for (const p of await this.repo.payloads(ids)) {
+      try {
+        const body = this.sealed.openBytes(p.body_encrypted, PAYLOAD_PURPOSE);
+        found.set(p.execution_id, { body, event: p.event, deliveryId: p.delivery_id, contentType: p.content_type });
+      } catch (err) {
+        // Sealed under another master key: the run cannot get what it was promised.
+        this.logger.error({ executionId: p.execution_id, err: (err as Error).message }, 'a kept request could not be opened');
+      }
+    }
+    return found;
+  }
+
+  private async fail(r: ClaimRow, reason: string, why: 'secrets' | 'runAs' | 'payload'): Promise<void> {
     this.logger.warn({ executionId: r.id, why }, 'a run could not be started as its script asks; failed before it started');
     await this.repo.transition([r.id], 'failed', { error: reason });
   }

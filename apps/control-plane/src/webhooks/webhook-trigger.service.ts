@@ -9,7 +9,8 @@ import { SecretsService } from '../common/secrets.service.js';
 import { sha256 } from '../common/tokens.js';
 import { jsonTooDeep } from '../common/json-depth.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
-import type { CreatedRow, RememberedDelivery, Skipped, WebhookPolicy } from '../executions/execution.repository.js';
+import type { CreatedRow, RememberedDelivery, SealedPayload, Skipped, WebhookPolicy } from '../executions/execution.repository.js';
+import { PAYLOAD_PURPOSE } from '../executions/run-commands.js';
 import { preparedRows } from '../executions/sql.js';
 import { type Accepted, ExecutionsService } from '../executions/executions.service.js';
 import { ExecutionWaiter, type Finished } from '../executions/execution-waiter.js';
@@ -53,6 +54,7 @@ interface Match {
   signature_scheme: SignatureScheme;
   concurrency: WebhookPolicy['concurrency'];
   cooldown_seconds: number;
+  pass_payload: boolean;
 }
 
 /** A call answered 200 rather than 202: a delivery seen before, or Slack's URL check. */
@@ -280,6 +282,7 @@ export class WebhookTriggerService {
   ): Promise<CreatedRow | { duplicate: RememberedDelivery } | { skipped: Skipped } | null> {
     try {
       const deliveryId = deliveryIdOf(webhook.signature_scheme, call.headers);
+      const payload = webhook.pass_payload ? this.sealedPayload(call, deliveryId) : null;
       return await this.executions.create(
         {
           trigger: 'webhook',
@@ -289,6 +292,8 @@ export class WebhookTriggerService {
           userAgent,
           deliveryId,
           policy: { concurrency: webhook.concurrency, cooldownSeconds: webhook.cooldown_seconds },
+          passPayload: webhook.pass_payload,
+          payload,
         },
         webhook.server_id,
       );
@@ -307,11 +312,25 @@ export class WebhookTriggerService {
     const [match] = await preparedRows<Match>(
       this.db,
       `SELECT id, workspace_id, script_id, server_id, active, allowed_ips, hmac_secret_encrypted, signature_scheme,
-              concurrency, cooldown_seconds
+              concurrency, cooldown_seconds, pass_payload
          FROM webhook WHERE token_hash = $1`,
       [tokenHash],
     );
     return match ?? null;
+  }
+
+  /** The request as its run will get it, the body sealed under the master key while it waits. */
+  private sealedPayload(call: TriggerCall, deliveryId: string | null): SealedPayload {
+    const header = (name: string) => {
+      const v = call.headers[name];
+      return typeof v === 'string' ? v.trim() : '';
+    };
+    return {
+      bodySealed: this.secrets.sealBytes(call.rawBody ?? Buffer.alloc(0), PAYLOAD_PURPOSE),
+      event: (header('x-github-event') || header('x-gitlab-event')).slice(0, 256),
+      deliveryId: deliveryId ?? '',
+      contentType: header('content-type').slice(0, 1024),
+    };
   }
 
   private hmacSecret(webhook: Match): string {

@@ -22,6 +22,8 @@ export class Webhook {
   @Column('text', { name: 'signature_scheme', default: 'devpilot' }) signatureScheme!: SignatureScheme;
   @Column('text', { default: 'parallel' }) concurrency!: WebhookPolicy['concurrency'];
   @Column('integer', { name: 'cooldown_seconds', default: 0 }) cooldownSeconds!: number;
+  /** Its runs get the sender's request (a file with the raw body, the event, the delivery id). */
+  @Column('boolean', { name: 'pass_payload', default: false }) passPayload!: boolean;
   @Column('bigint', { name: 'call_count', default: 0, transformer: bigintAsNumber }) callCount!: number;
   @Column('timestamptz', { name: 'last_called_at', nullable: true }) lastCalledAt!: Date | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;

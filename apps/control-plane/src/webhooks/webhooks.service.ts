@@ -34,6 +34,7 @@ export interface WebhookView {
   signatureScheme: SignatureScheme;
   concurrency: WebhookPolicy['concurrency'];
   cooldownSeconds: number;
+  passPayload: boolean;
   /** Only in the answer that created the webhook, and only when the secret was generated there. */
   hmacSecret?: string;
   callCount: number;
@@ -90,6 +91,7 @@ export class WebhooksService {
           signatureScheme: scheme,
           concurrency: dto.concurrency ?? 'parallel',
           cooldownSeconds: dto.cooldownSeconds ?? 0,
+          passPayload: dto.passPayload ?? false,
           callCount: 0,
           lastCalledAt: null,
         }),
@@ -116,9 +118,10 @@ export class WebhooksService {
   async update(auth: AuthContext, id: string, dto: UpdateWebhookDto): Promise<WebhookView> {
     const allowedIps = dto.allowedIps === undefined ? undefined : allowlist(dto.allowedIps);
     const row = await this.find(auth.workspaceId, id);
-    const change: Partial<Pick<Webhook, 'name' | 'active' | 'allowedIps' | 'concurrency' | 'cooldownSeconds'>> = {};
+    const change: Partial<Pick<Webhook, 'name' | 'active' | 'allowedIps' | 'concurrency' | 'cooldownSeconds' | 'passPayload'>> = {};
     if (dto.concurrency !== undefined) change.concurrency = dto.concurrency;
     if (dto.cooldownSeconds !== undefined) change.cooldownSeconds = dto.cooldownSeconds;
+    if (dto.passPayload !== undefined) change.passPayload = dto.passPayload;
     if (dto.name !== undefined) change.name = dto.name;
     if (dto.active !== undefined) change.active = dto.active;
     if (allowedIps !== undefined) change.allowedIps = allowedIps;
@@ -167,6 +170,7 @@ export class WebhooksService {
       signatureScheme: w.signatureScheme,
       concurrency: w.concurrency,
       cooldownSeconds: w.cooldownSeconds,
+      passPayload: w.passPayload,
       callCount: w.callCount,
       lastCalledAt: w.lastCalledAt,
       createdAt: w.createdAt,

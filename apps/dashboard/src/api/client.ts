@@ -130,11 +130,12 @@ export class ApiClient {
       signatureScheme?: Webhook['signatureScheme'];
       concurrency?: Webhook['concurrency'];
       cooldownSeconds?: number;
+      passPayload?: boolean;
     },
   ) => this.request<Webhook>('POST', `/scripts/${scriptId}/webhooks`, body);
   updateWebhook = (
     id: string,
-    body: { name?: string; active?: boolean; allowedIps?: string[]; concurrency?: Webhook['concurrency']; cooldownSeconds?: number },
+    body: { name?: string; active?: boolean; allowedIps?: string[]; concurrency?: Webhook['concurrency']; cooldownSeconds?: number; passPayload?: boolean },
   ) =>
     this.request<Webhook>('PATCH', `/webhooks/${id}`, body);
   deleteWebhook = (id: string) => this.request<void>('DELETE', `/webhooks/${id}`);

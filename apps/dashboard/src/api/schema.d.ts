@@ -970,6 +970,11 @@ export interface components {
              * @default 0
              */
             cooldownSeconds: number;
+            /**
+             * @description Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE
+             * @default false
+             */
+            passPayload: boolean;
         };
         WebhookExamplesDto: {
             /** @description A curl command (with a secret: a small shell script that signs with openssl) */
@@ -1001,6 +1006,8 @@ export interface components {
             /** @enum {string} */
             concurrency: "parallel" | "skip" | "replace";
             cooldownSeconds: number;
+            /** @description Its runs get the request (DEVPILOT_PAYLOAD_FILE and the variables beside it) */
+            passPayload: boolean;
             /** @description Only in the 201, and only when the secret was generated: shown this once */
             hmacSecret?: string;
             callCount: number;
@@ -1032,6 +1039,11 @@ export interface components {
              * @default 0
              */
             cooldownSeconds: number;
+            /**
+             * @description Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE
+             * @default false
+             */
+            passPayload: boolean;
         };
         DeliveryViewDto: {
             /** Format: uuid */

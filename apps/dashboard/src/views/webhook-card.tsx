@@ -6,7 +6,7 @@ import { CopyButton, CopyField, ErrorNotice, Field, Loading } from '../component
 import { formatDateTime, formatRelative } from '../lib/format.js';
 import { Link } from '../lib/router.js';
 import { toApiError, useResource, useSession } from '../lib/session.js';
-import { parseAllowedIps, PolicyFields } from './webhooks.js';
+import { parseAllowedIps, PayloadField, PolicyFields } from './webhooks.js';
 
 export function WebhookCard(props: { webhook: Webhook; serverName: string; onChange: (w: Webhook) => void; onDeleted: () => void }) {
   const { api, isOwner } = useSession();
@@ -55,6 +55,7 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
             {w.hmacEnabled && <span class="chip chip-secure">{w.signatureScheme === 'devpilot' ? 'HMAC signed' : `${SCHEME_LABEL[w.signatureScheme]} signed`}</span>}
             {w.concurrency !== 'parallel' && <span class="chip" data-testid="webhook-policy-chip">{w.concurrency === 'skip' ? 'skips while running' : 'replaces the running one'}</span>}
             {w.cooldownSeconds > 0 && <span class="chip">cooldown {w.cooldownSeconds} s</span>}
+            {w.passPayload && <span class="chip" data-testid="webhook-payload-chip" title="Its runs get DEVPILOT_PAYLOAD_FILE, DEVPILOT_EVENT, DEVPILOT_DELIVERY_ID and DEVPILOT_CONTENT_TYPE">passes the request</span>}
             {w.allowedIps.length > 0 && <span class="chip">{w.allowedIps.length} allowed IP range{w.allowedIps.length > 1 ? 's' : ''}</span>}
           </div>
         </div>
@@ -212,7 +213,7 @@ const SCHEME_LABEL: Record<Webhook['signatureScheme'], string> = {
   slack: 'Slack',
 };
 
-/** Name, allowed IPs, policy and cooldown; the token, secret and scheme never change. */
+/** Name, allowed IPs, policy, cooldown and payload passing; the token, secret and scheme never change. */
 function EditWebhook(props: { webhook: Webhook; onSaved: (w: Webhook) => void; onCancel: () => void }) {
   const { api } = useSession();
   const w = props.webhook;
@@ -220,6 +221,7 @@ function EditWebhook(props: { webhook: Webhook; onSaved: (w: Webhook) => void; o
   const [ipsText, setIpsText] = useState(w.allowedIps.join('\n'));
   const [concurrency, setConcurrency] = useState(w.concurrency);
   const [cooldown, setCooldown] = useState(String(w.cooldownSeconds));
+  const [passPayload, setPassPayload] = useState(w.passPayload);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
   const { ips, bad } = parseAllowedIps(ipsText);
@@ -233,7 +235,7 @@ function EditWebhook(props: { webhook: Webhook; onSaved: (w: Webhook) => void; o
         setBusy(true);
         setError(null);
         try {
-          const next = await api.updateWebhook(w.id, { name: name.trim(), allowedIps: ips, concurrency, cooldownSeconds: Number(cooldown) || 0 });
+          const next = await api.updateWebhook(w.id, { name: name.trim(), allowedIps: ips, concurrency, cooldownSeconds: Number(cooldown) || 0, passPayload });
           props.onSaved({ ...w, ...next });
           toast(`Webhook “${next.name}” saved`);
         } catch (err) {
@@ -250,6 +252,7 @@ function EditWebhook(props: { webhook: Webhook; onSaved: (w: Webhook) => void; o
         <textarea rows={3} class="mono" value={ipsText} onInput={(e) => setIpsText(e.currentTarget.value)} data-testid="webhook-edit-ips" />
       </Field>
       <PolicyFields concurrency={concurrency} cooldown={cooldown} onConcurrency={setConcurrency} onCooldown={setCooldown} />
+      <PayloadField checked={passPayload} onChange={setPassPayload} />
       <ErrorNotice error={error} title="Could not save the webhook" />
       <div class="form-actions">
         <button type="button" class="btn btn-ghost" onClick={props.onCancel}>

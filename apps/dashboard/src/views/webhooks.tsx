@@ -103,6 +103,7 @@ function CreateWebhook(props: {
   const [scheme, setScheme] = useState<Webhook['signatureScheme']>('devpilot');
   const [concurrency, setConcurrency] = useState<Webhook['concurrency']>('parallel');
   const [cooldown, setCooldown] = useState('0');
+  const [passPayload, setPassPayload] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
   const { ips, bad } = parseAllowedIps(ipsText);
@@ -128,6 +129,7 @@ function CreateWebhook(props: {
             signatureScheme: scheme,
             concurrency,
             cooldownSeconds: Number(cooldown) || 0,
+            passPayload,
           });
           props.onCreated(w);
         } catch (err) {
@@ -187,6 +189,7 @@ function CreateWebhook(props: {
         </div>
       </Field>
       <PolicyFields concurrency={concurrency} cooldown={cooldown} onConcurrency={setConcurrency} onCooldown={setCooldown} />
+      <PayloadField checked={passPayload} onChange={setPassPayload} />
       <ErrorNotice error={error} title="Could not create the webhook" />
       <div class="form-actions">
         {props.onCancel && (
@@ -230,6 +233,21 @@ const SECRET_HINT: Record<Webhook['signatureScheme'], string> = {
   'standard-webhooks': 'A whsec_ secret; leave empty to have one generated (shown once). It cannot be changed later.',
   slack: 'Basic Information → App Credentials → Signing Secret. It cannot be changed later.',
 };
+
+/** Whether the script gets the request: in the create form and when editing a webhook. */
+export function PayloadField(props: { checked: boolean; onChange: (v: boolean) => void }) {
+  return (
+    <div class="field">
+      <label class="check-line">
+        <input type="checkbox" checked={props.checked} onChange={(e) => props.onChange(e.currentTarget.checked)} data-testid="webhook-pass-payload" />
+        Pass the request to the script
+      </label>
+      <span class="field-hint">
+        Its runs get <code>DEVPILOT_PAYLOAD_FILE</code> (the raw body, removed after the run), <code>DEVPILOT_EVENT</code>, <code>DEVPILOT_DELIVERY_ID</code> and <code>DEVPILOT_CONTENT_TYPE</code>.
+      </span>
+    </div>
+  );
+}
 
 /** Concurrency policy and cooldown: in the create form and when editing a webhook. */
 export function PolicyFields(props: {

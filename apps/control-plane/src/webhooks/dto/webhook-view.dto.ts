@@ -26,6 +26,7 @@ export class WebhookViewDto {
   @ApiProperty({ enum: SIGNATURE_SCHEMES }) signatureScheme!: SignatureScheme;
   @ApiProperty({ enum: CONCURRENCY_POLICIES }) concurrency!: WebhookPolicy['concurrency'];
   @ApiProperty() cooldownSeconds!: number;
+  @ApiProperty({ description: 'Its runs get the request (DEVPILOT_PAYLOAD_FILE and the variables beside it)' }) passPayload!: boolean;
   @ApiPropertyOptional({ description: 'Only in the 201, and only when the secret was generated: shown this once' }) hmacSecret?: string;
   @ApiProperty() callCount!: number;
   @ApiProperty({ ...DATE_TIME, nullable: true }) lastCalledAt!: string | null;

@@ -59,6 +59,16 @@ export class CreateWebhookDto {
   @Min(0)
   @Max(86400)
   cooldownSeconds?: number;
+
+  @ApiPropertyOptional({
+    default: false,
+    description:
+      'Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), ' +
+      'DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE',
+  })
+  @OptionalNotNull()
+  @IsBoolean()
+  passPayload?: boolean;
 }
 
 /** What a PATCH may change. `token`, `hmacSecret` and `signatureScheme` are refused earlier with IMMUTABLE_FIELD. */
@@ -94,4 +104,14 @@ export class UpdateWebhookDto {
   @Min(0)
   @Max(86400)
   cooldownSeconds?: number;
+
+  @ApiPropertyOptional({
+    default: false,
+    description:
+      'Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), ' +
+      'DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE',
+  })
+  @OptionalNotNull()
+  @IsBoolean()
+  passPayload?: boolean;
 }
