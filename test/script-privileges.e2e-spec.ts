@@ -3,7 +3,7 @@
 // agent does with its unit's capabilities.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, copyFile, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +14,7 @@ import { createServer, getExecution, getOutput, run, waitForStatus, waitForTermi
 import { FakeAgent } from './support/fake-agent.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
-import { freePort, ManagedProcess, waitFor } from './support/processes.js';
+import { freePort, killGroups, ManagedProcess, waitFor } from './support/processes.js';
 
 const root = process.getuid?.() === 0;
 const TEST_USER = `dprun${process.pid % 100000}`;
@@ -214,12 +214,20 @@ function environ(pid: number): string {
     await db?.drop();
   });
 
-  async function agentAsNobody(name: string, caps: boolean): Promise<{ id: string; agent: ManagedProcess }> {
+  async function agentAsNobody(name: string, caps: boolean, extraEnv: Record<string, string> = {}): Promise<{ id: string; agent: ManagedProcess }> {
     const server = await createServer(api, name);
     const capArgs = caps
       ? ['--inh-caps=+setuid,+setgid,+kill', '--ambient-caps=+setuid,+setgid,+kill', '--bounding-set=-all,+setuid,+setgid,+kill']
       : ['--inh-caps=-all', '--bounding-set=-all'];
-    const env = { PATH: process.env.PATH, HOME: '/', DEVPILOT_URL: cp.url, DEVPILOT_AGENT_TOKEN: server.agentToken, DEVPILOT_AGENT_KILL_GRACE_MS: '1000', DEVPILOT_AGENT_SHUTDOWN_GRACE_MS: '2000' };
+    const env = {
+      PATH: process.env.PATH,
+      HOME: '/',
+      DEVPILOT_URL: cp.url,
+      DEVPILOT_AGENT_TOKEN: server.agentToken,
+      DEVPILOT_AGENT_KILL_GRACE_MS: '1000',
+      DEVPILOT_AGENT_SHUTDOWN_GRACE_MS: '2000',
+      ...extraEnv,
+    };
     // A copy nobody can read: the checkout may sit under a folder only root can enter (CI's mktemp).
     const bundleDir = await mkdtemp(path.join(os.tmpdir(), 'devpilot-bundle-'));
     await chmod(bundleDir, 0o755);
@@ -251,6 +259,32 @@ function environ(pid: number): string {
     });
     expect((await waitForStatus(api, timed.executionId, 'timed_out')).status).toBe('timed_out');
     await waitFor('the process group gone', () => liveGroupMembers(pgid).length === 0, 10_000);
+  });
+
+  it('a killed agent\'s folder, with the run folders its scripts\' user owns, is removed by the next agent', async () => {
+    // A temp dir of their own, so only these agents' folders are at stake.
+    const tmpDir = await mkdtemp(path.join(os.tmpdir(), 'devpilot-killed-'));
+    await chmod(tmpDir, 0o1777);
+    const first = await agentAsNobody('killed-first', true, { TMPDIR: tmpDir });
+    const long = await script(api, 'echo "pgid=$$"; exec sleep 60');
+    const { executionId } = await run(api, long, first.id);
+    const pgid = await waitFor('the script running', async () => {
+      const m = /pgid=(\d+)/.exec((await getOutput(api, executionId)).bytes.toString());
+      return m ? Number(m[1]) : undefined;
+    });
+    const [folder] = readdirSync(tmpDir).filter((n) => n.startsWith('devpilot-agent-')).map((n) => path.join(tmpDir, n));
+    const runDir = readdirSync(folder!).find((n) => n.startsWith('run-'));
+    expect(statSync(path.join(folder!, runDir!)).uid).not.toBe(statSync(folder!).uid); // devpilot-run's, not the agent's
+
+    first.agent.child.kill('SIGKILL');
+    await first.agent.exited;
+    killGroups([pgid]);
+    await waitFor('the script gone', () => liveGroupMembers(pgid).length === 0, 10_000);
+    expect(existsSync(folder!)).toBe(true); // nothing ran to remove it
+
+    const second = await agentAsNobody('killed-second', true, { TMPDIR: tmpDir });
+    await waitFor('the next agent to clean up', () => second.agent.logs.includes('removed script files left by agents that were killed'), 30_000);
+    expect(existsSync(folder!)).toBe(false);
   });
 
   it('a runAs is never sent to an agent too old to honour it (it would run the script as its default user)', async () => {

@@ -42,7 +42,7 @@ function main(): void {
   process.on('unhandledRejection', (err) => log.error('unhandled rejection', { err }));
   process.on('uncaughtException', (err) => log.error('uncaught exception', { err }));
 
-  const removed = removeDeadAgentsScripts();
+  const removed = removeDeadAgentsScripts(undefined, users!.setpriv ? { setpriv: users!.setpriv, uids: users!.allowedUids() } : undefined);
   if (removed.length) log.info('removed script files left by agents that were killed', { folders: removed });
 
   const supervisor = process.env.DEVPILOT_AGENT_SUPERVISOR_PID;

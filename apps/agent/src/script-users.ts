@@ -119,11 +119,13 @@ export class ScriptUsers {
 
   /** Synchronous lookup, for the check at start. */
   exists(name: string): boolean {
-    try {
-      return parsePasswd(execFileSync('getent', ['passwd', name], { encoding: 'utf8' })) !== null;
-    } catch {
-      return false;
-    }
+    return lookupSync(name) !== null;
+  }
+
+  /** The uids of the users scripts may run as here (at start: to clean what their runs left). */
+  allowedUids(): Set<number> {
+    if (!this.switches) return new Set();
+    return new Set(this.allowed.map(lookupSync).flatMap((u) => (u ? [u.uid] : [])));
   }
 
   private async lookup(name: string): Promise<ScriptUser | null> {
@@ -134,5 +136,13 @@ export class ScriptUsers {
     });
     this.cache.set(name, { user, at: Date.now() });
     return user;
+  }
+}
+
+function lookupSync(name: string): ScriptUser | null {
+  try {
+    return parsePasswd(execFileSync('getent', ['passwd', name], { encoding: 'utf8' }));
+  } catch {
+    return null;
   }
 }

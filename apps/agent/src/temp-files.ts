@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { lstatSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +26,7 @@ function isAlive(pid: number): boolean {
  * `dir`: a script may hold secrets. Only folders this user owns, whose agent process is gone; a
  * live agent's folder, or one whose pid was reused by a live process, stays. Returns the removed paths.
  */
-export function removeDeadAgentsScripts(dir: string = tmpdir()): string[] {
+export function removeDeadAgentsScripts(dir: string = tmpdir(), asOthers?: ForeignRemover): string[] {
   const uid = process.getuid?.();
   const removed: string[] = [];
   let names: string[];
@@ -41,6 +42,8 @@ export function removeDeadAgentsScripts(dir: string = tmpdir()): string[] {
     try {
       const st = lstatSync(path);
       if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+      // Runs as other users left their working folders (0700, theirs) inside: removed as their owners first.
+      if (asOthers) removeForeignFolders(path, uid, asOthers);
       rmSync(path, { recursive: true, force: true });
       removed.push(path);
     } catch {
@@ -65,4 +68,32 @@ function ownerPid(path: string, name: string): number | null {
   const pids = new Set(files.map((f) => LEGACY_FILE.exec(f)?.[1]));
   if (files.length === 0 || pids.size !== 1 || pids.has(undefined)) return null;
   return Number([...pids][0]);
+}
+
+/** How to remove a folder as the user who owns it: setpriv, and the users scripts may run as. */
+export interface ForeignRemover {
+  setpriv: string;
+  uids: ReadonlySet<number>;
+}
+
+/**
+ * Removes the run folders of other users in a dead agent's folder, each as its owner (the agent
+ * cannot enter them): only real folders owned by a user scripts may run as, never root's.
+ */
+function removeForeignFolders(path: string, uid: number | undefined, { setpriv, uids }: ForeignRemover): void {
+  for (const name of readdirSync(path)) {
+    const entry = join(path, name);
+    const st = lstatSync(entry);
+    if (!st.isDirectory() || st.uid === uid || st.uid === 0 || !uids.has(st.uid)) continue;
+    try {
+      execFileSync(setpriv, [`--reuid=${st.uid}`, `--regid=${st.gid}`, '--clear-groups', '--inh-caps=-all', '--ambient-caps=-all', '--', 'rm', '-rf', '--', entry], {
+        stdio: 'ignore',
+        cwd: '/',
+        env: { PATH: '/usr/local/bin:/usr/bin:/bin' },
+        timeout: 30_000,
+      });
+    } catch {
+      // The folder's own removal below fails and says nothing: it stays for the next start.
+    }
+  }
 }
