@@ -175,6 +175,22 @@ describe('queue: one run of the webhook at a time, in acceptance order', () => {
     await open(gates, d.body.executionId, 0);
     expect((await waitForTerminal(api, d.body.executionId)).status).toBe('succeeded');
   });
+
+  it('deleting the webhook cancels the runs waiting behind it (nothing would keep them in turn); the running one goes on', async () => {
+    const gates = await newGates('delete');
+    const hook = await queueHook(gated(gates));
+    const a = (await call(hook.token)).body.executionId as string;
+    await waitForStatus(api, a, 'running');
+    const waiting = [(await call(hook.token)).body.executionId as string, (await call(hook.token)).body.executionId as string];
+    expect((await api.delete(`/api/v1/webhooks/${hook.id}`)).status).toBe(204);
+    for (const id of waiting) {
+      const run = await getExecution(api, id);
+      expect([run.status, run.error]).toEqual(['cancelled', 'its webhook was deleted while it waited for the runs ahead of it (queue policy)']);
+    }
+    expect((await getExecution(api, a)).status).toBe('running');
+    await open(gates, a, 0);
+    expect((await waitForTerminal(api, a)).status).toBe('succeeded');
+  });
 });
 
 describe('queue and the delivery deadline', () => {

@@ -383,6 +383,27 @@ export class ExecutionRepository {
     return [...new Set(found.map((r) => r.server_id))];
   }
 
+  /**
+   * The webhook is being deleted (call inside that transaction, holding its row lock): its runs
+   * waiting behind the `queue` policy are cancelled, since without the webhook nothing would keep
+   * them one at a time. Announce the returned changes with `announce` once the deletion committed.
+   */
+  cancelWaitingOf(webhookId: string, on: Queryable): Promise<ChangedRow[]> {
+    return rows<ChangedRow>(
+      on,
+      `UPDATE execution x SET status = 'cancelled', finished_at = now(), cancel_requested = true,
+         error = 'its webhook was deleted while it waited for the runs ahead of it (queue policy)'
+       WHERE ${guard('cancelled')} AND x.webhook_id = $1 AND x.status = 'queued' AND ${heldByQueue('x')}
+       RETURNING ${RETURNED}`,
+      [webhookId],
+    );
+  }
+
+  /** Announces status changes a caller's transaction committed. */
+  announce(changed: ChangedRow[]): void {
+    this.emit(changed);
+  }
+
   /** The execution a webhook accepted for this delivery id, while the id is remembered. */
   async remembered(webhookId: string, deliveryId: string): Promise<RememberedDelivery | null> {
     const [row] = await rows<RememberedDelivery>(

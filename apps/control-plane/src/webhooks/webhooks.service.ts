@@ -153,8 +153,15 @@ export class WebhooksService {
   }
 
   async delete(auth: AuthContext, id: string): Promise<void> {
-    const r = await this.webhooks.delete({ id, workspaceId: auth.workspaceId });
-    if (!r.affected) throw notFound('Webhook');
+    // Under the row lock the trigger takes for policy calls: no call slips in between.
+    const cancelled = await this.db.transaction(async (m) => {
+      const [current] = await m.query<{ concurrency: string }[]>(`SELECT concurrency FROM webhook WHERE id = $1 AND workspace_id = $2 FOR UPDATE`, [id, auth.workspaceId]);
+      if (!current) throw notFound('Webhook');
+      const waiting = current.concurrency === 'queue' ? await this.executions.cancelWaitingOf(id, m) : [];
+      await m.getRepository(Webhook).delete({ id, workspaceId: auth.workspaceId });
+      return waiting;
+    });
+    this.executions.announce(cancelled);
     this.deliveries.forget(id);
   }
 
