@@ -391,10 +391,13 @@ export class ExecutionRepository {
   cancelWaitingOf(webhookId: string, on: Queryable): Promise<ChangedRow[]> {
     return rows<ChangedRow>(
       on,
-      `UPDATE execution x SET status = 'cancelled', finished_at = now(), cancel_requested = true,
-         error = 'its webhook was deleted while it waited for the runs ahead of it (queue policy)'
-       WHERE ${guard('cancelled')} AND x.webhook_id = $1 AND x.status = 'queued' AND ${heldByQueue('x')}
-       RETURNING ${RETURNED}`,
+      `WITH ended AS (
+         UPDATE execution x SET status = 'cancelled', finished_at = now(), cancel_requested = true,
+           error = 'its webhook was deleted while it waited for the runs ahead of it (queue policy)'
+         WHERE ${guard('cancelled')} AND x.webhook_id = $1 AND x.status = 'queued' AND ${heldByQueue('x')}
+         RETURNING ${RETURNED}
+       ), gone AS (${FORGET_PAYLOADS('ended')})
+       SELECT * FROM ended`,
       [webhookId],
     );
   }
