@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { chmod, mkdtemp } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type AgentProcess, startAgent } from './support/agent.js';
@@ -206,6 +206,32 @@ describe('any node serves any request', () => {
     }
     // Another address has its own count.
     expect((await triggerFrom(nodes[2].url, 'not-a-token', '127.0.0.10')).status).toBe(404);
+  });
+
+  it('queue: calls spread over the nodes run one at a time, in acceptance order, each handed over when the one ahead ends', async () => {
+    const { serverId } = await agentOn(nodes[0].url, 'queueing');
+    const records = path.join(tmp, 'queue');
+    await mkdir(records);
+    // The scripts run as devpilot-run: they append to a file in here.
+    await chmod(records, 0o777);
+    const file = path.join(records, 'runs.log');
+    const script = await createScript(
+      api(nodes[0]),
+      `echo "start $DEVPILOT_EXECUTION_ID" >> ${file}\nsleep 0.3\necho "end $DEVPILOT_EXECUTION_ID" >> ${file}\n`,
+    );
+    const hook = await api(nodes[0]).post(`/api/v1/scripts/${script.id}/webhooks`, { name: 'queued', serverId, concurrency: 'queue' });
+    expect(hook.status).toBe(201);
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => triggerWith(nodes[i % 3].url, hook.body.token as string)));
+    expect(answers.map((a) => a.status)).toEqual(Array(6).fill(202));
+    // Ten minutes between sweeps: only a run's end, on whichever node sees it, hands the next one over.
+    const runs = await Promise.all(answers.map((a, i) => waitForTerminal(api(nodes[(i + 1) % 3]), a.body.executionId as string, 30_000)));
+    expect(runs.map((r) => r.status)).toEqual(Array(6).fill('succeeded'));
+    const lines = (await readFile(file, 'utf8')).trim().split('\n');
+    const ran = lines.filter((_, i) => i % 2 === 0).map((l) => l.replace('start ', ''));
+    // No overlap: each start is followed by its own end.
+    expect(lines).toEqual(ran.flatMap((id) => [`start ${id}`, `end ${id}`]));
+    const accepted = [...runs].sort((a, b) => Date.parse(a.queuedAt) - Date.parse(b.queuedAt)).map((r) => r.id as string);
+    expect(ran).toEqual(accepted);
   });
 });
 

@@ -95,13 +95,15 @@ describe('webhooks in the dashboard', () => {
     const edit = again.getByTestId('webhook-edit-form');
     await edit.getByTestId('webhook-edit-name').fill('deploy-from-github');
     await edit.getByTestId('webhook-edit-ips').fill('192.0.2.0/24\n2001:db8::/32');
-    await edit.getByTestId('webhook-concurrency-select').selectOption('skip');
+    await edit.getByTestId('webhook-concurrency-select').selectOption('queue');
+    // Each policy explains itself in one line under the select.
+    await edit.getByText('one run at a time, in the order calls arrived').waitFor();
     await edit.getByTestId('webhook-cooldown-input').fill('30');
     expect(await edit.getByTestId('webhook-pass-payload').isChecked()).toBe(false);
     await edit.getByTestId('webhook-pass-payload').check();
     await edit.getByTestId('webhook-edit-save').click();
     const edited = byTestId('webhook-row').filter({ hasText: 'deploy-from-github' });
-    await edited.getByTestId('webhook-policy-chip').waitFor();
+    await edited.getByTestId('webhook-policy-chip').getByText('one run at a time, in order').waitFor();
     await edited.getByTestId('webhook-payload-chip').waitFor();
 
     const hooks = (await api.get(`/api/v1/scripts/${scriptId}/webhooks`)).body.items as Record<string, unknown>[];
@@ -109,7 +111,7 @@ describe('webhooks in the dashboard', () => {
     expect(hooks[0]).toMatchObject({
       name: 'deploy-from-github',
       allowedIps: ['192.0.2.0/24', '2001:db8::/32'],
-      concurrency: 'skip',
+      concurrency: 'queue',
       cooldownSeconds: 30,
       passPayload: true,
       signatureScheme: 'github',

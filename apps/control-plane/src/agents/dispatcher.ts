@@ -18,13 +18,14 @@ const CLAIM_BATCH = 50;
  * deadlines, run timeouts, runs whose agent is gone. Nothing here is the record of what is queued:
  * the database is, and a claim (`queued` -> `dispatched`) is one conditional UPDATE, so several
  * processes may dispatch at once without starting anything twice. Triggers: a new execution
- * (ExecutionEvents.created), an agent that finished its hello, and a periodic sweep that also
+ * (ExecutionEvents.created), the end of a run a `queue` webhook's next run waited for
+ * (ExecutionEvents.released), an agent that finished its hello, and a periodic sweep that also
  * expires executions past their delivery deadline (`undeliverable`).
  */
 @Injectable()
 export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(Dispatcher.name);
-  private subscription?: Subscription;
+  private readonly subscriptions: Subscription[] = [];
   private sweepTimer?: NodeJS.Timeout;
   private sweeping = false;
   /** Per server: a dispatch pass is running, and whether another was asked for meanwhile. */
@@ -40,29 +41,40 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
   ) {}
 
   onApplicationBootstrap(): void {
-    this.subscription = this.events.created.subscribe((e) => void this.onCreated(e));
+    this.subscriptions.push(
+      this.events.created.subscribe((e) => void this.onCreated(e)),
+      // The node that ended a run of a `queue` webhook hands the next one over, wherever its agent is.
+      this.events.released.subscribe((serverId) => void this.dispatchIfReady(serverId, { released: true })),
+    );
     this.sweepTimer = setInterval(() => void this.sweep(), this.config.sweepIntervalMs);
     this.sweepTimer.unref();
   }
 
   onApplicationShutdown(): void {
-    this.subscription?.unsubscribe();
+    for (const s of this.subscriptions) s.unsubscribe();
     clearInterval(this.sweepTimer);
   }
 
   private async onCreated(e: Execution & { start: StartExecution | null }): Promise<void> {
     // Created already claimed, because this node holds the agent: send it at once.
     if (e.start) return this.send({ id: e.id, workspaceId: e.workspaceId, serverId: e.serverId, start: e.start });
+    return this.dispatchIfReady(e.serverId, { executionId: e.id });
+  }
+
+  /** Dispatches the server's queued runs if its agent is ready on any node (else its hello will). */
+  private async dispatchIfReady(serverId: string, context: Record<string, unknown>): Promise<void> {
     try {
       // A node that just died is still counted until its heartbeat times out, and asks of all
       // nodes fail meanwhile: try anyway (a start nobody gets is requeued), rather than wait for the sweep.
-      const ready = await this.link.hasReadyAgent(e.serverId).catch((err: unknown) => {
-        this.logger.warn({ err, executionId: e.id }, 'could not ask every node for the agent; dispatching anyway');
-        return true;
-      });
-      if (ready) await this.dispatchQueued(e.serverId);
+      const ready =
+        this.link.hasLocalReadyAgent(serverId) ||
+        (await this.link.hasReadyAgent(serverId).catch((err: unknown) => {
+          this.logger.warn({ err, serverId, ...context }, 'could not ask every node for the agent; dispatching anyway');
+          return true;
+        }));
+      if (ready) await this.dispatchQueued(serverId);
     } catch (err) {
-      this.logger.error({ err, executionId: e.id }, 'dispatch after create failed; the sweep retries');
+      this.logger.error({ err, serverId, ...context }, 'dispatch failed; the sweep retries');
     }
   }
 

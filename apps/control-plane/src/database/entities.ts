@@ -16,6 +16,7 @@ import { RealSenders1764700000000 } from './migrations/1764700000000-real-sender
 import { RunAs1764710000000 } from './migrations/1764710000000-run-as.js';
 import { Cluster1764730000000 } from './migrations/1764730000000-cluster.js';
 import { FeedTickets1764930000000 } from './migrations/1764930000000-feed-tickets.js';
+import { QueuePolicy1765000000000 } from './migrations/1765000000000-queue-policy.js';
 import { PassPayload1765100000000 } from './migrations/1765100000000-pass-payload.js';
 import { ScriptSecret } from '../secrets/secret.entity.js';
 
@@ -31,5 +32,6 @@ export const MIGRATIONS = [
   RunAs1764710000000,
   Cluster1764730000000,
   FeedTickets1764930000000,
+  QueuePolicy1765000000000,
   PassPayload1765100000000,
 ];

@@ -35,6 +35,11 @@ export class ExecutionEvents {
   readonly created = new Subject<Execution & { start: StartExecution | null }>();
   readonly output = new Subject<OutputStored>();
   readonly status = new Subject<StatusChanged>();
+  /**
+   * A server whose oldest waiting run of a `queue` webhook may go now (the run ahead of it ended,
+   * or the webhook left the policy): the dispatcher hands it to the agent.
+   */
+  readonly released = new Subject<string>();
   /** A dispatched or running execution should be stopped: the agents gateway tells its agent. */
   readonly cancelRequested = new Subject<{ executionId: string; serverId: string }>();
 }

@@ -17,6 +17,11 @@ import { type ExecutionRow, VIEW_SELECT } from './execution-view.js';
 import { type ClaimRow, outcome } from './run-commands.js';
 import { preparedRows, type Queryable, rows } from './sql.js';
 
+/** What a statement that ends runs also returns: the servers whose next `queue` run may go now. */
+interface Releases {
+  released_servers: string[] | null;
+}
+
 /** A status change as the statements return it. */
 interface ChangedRow {
   id: string;
@@ -70,9 +75,9 @@ export interface SealedPayload {
   contentType: string;
 }
 
-/** How a webhook's runs may overlap (`queue` is not offered: see README). */
+/** How a webhook's runs may overlap. */
 export interface WebhookPolicy {
-  concurrency: 'parallel' | 'skip' | 'replace';
+  concurrency: 'parallel' | 'queue' | 'skip' | 'replace';
   cooldownSeconds: number;
 }
 
@@ -108,6 +113,38 @@ const ACTIVE = `('${ACTIVE_STATUSES.join("', '")}')`;
 
 /** Deletes the kept requests of the runs in CTE `ended` (they just became terminal): never kept past the run. */
 const FORGET_PAYLOADS = (ended: string) => `DELETE FROM execution_payload p USING ${ended} WHERE p.execution_id = ${ended}.id`;
+
+/**
+ * SQL: the queued run `a` waits behind its webhook's `queue` policy: another run of the webhook is
+ * dispatched or running, or was accepted before it and still waits. Such a run is neither claimed
+ * nor expired; only the oldest waiting run of the webhook goes, once nothing of it is active.
+ */
+function heldByQueue(a: string): string {
+  return `(${a}.webhook_id IS NOT NULL
+    AND EXISTS (SELECT 1 FROM webhook qw WHERE qw.id = ${a}.webhook_id AND qw.concurrency = 'queue')
+    AND EXISTS (SELECT 1 FROM execution qa WHERE qa.webhook_id = ${a}.webhook_id AND qa.id <> ${a}.id
+                AND (qa.status IN ${ACTIVE} OR (qa.status = 'queued' AND (qa.queued_at, qa.id) < (${a}.queued_at, ${a}.id)))))`;
+}
+
+/**
+ * SQL: a CTE `released` for a statement whose CTE `ended` ends runs (returning `id` and
+ * `ended_webhook_id`): for each `queue` webhook among them, the oldest waiting run, when no other
+ * run of the webhook stays active, gets its delivery deadline from now (the time it waited behind
+ * the policy does not count). Returns the servers that have a run to dispatch now.
+ */
+function releaseNext(deadlineParam: string): string {
+  return `released AS (
+    UPDATE execution n SET deliver_by = greatest(n.deliver_by, now() + make_interval(secs => ${deadlineParam}))
+    FROM (SELECT DISTINCT ended.ended_webhook_id AS webhook_id FROM ended
+          JOIN webhook w ON w.id = ended.ended_webhook_id AND w.concurrency = 'queue') q
+    WHERE n.status = 'queued'
+      AND n.id = (SELECT h.id FROM execution h
+                  WHERE h.webhook_id = q.webhook_id AND h.status = 'queued' AND h.id NOT IN (SELECT id FROM ended)
+                  ORDER BY h.queued_at, h.id LIMIT 1)
+      AND NOT EXISTS (SELECT 1 FROM execution a
+                      WHERE a.webhook_id = q.webhook_id AND a.status IN ${ACTIVE} AND a.id NOT IN (SELECT id FROM ended))
+    RETURNING n.server_id)`;
+}
 
 /**
  * The only writer of `execution` and `execution_output`. Every status change goes through
@@ -153,7 +190,15 @@ export class ExecutionRepository {
     let remember = '';
     let idColumn = '';
     let idValue = '';
+    // queue: a call waits while another run of the webhook waits or is active (the caller holds
+    // the webhook's row lock, so concurrent calls are decided one after the other).
+    let waitsForWebhook = '';
     if (spec.trigger === 'webhook') {
+      if (spec.policy.concurrency === 'queue') {
+        waitsForWebhook = `AND NOT EXISTS (
+               SELECT 1 FROM execution p WHERE p.webhook_id = src.webhook_id AND p.status IN ('queued', ${ACTIVE.slice(1)}
+             )`;
+      }
       params.push(spec.webhookId, spec.allowedIps, spec.sourceIp, spec.userAgent?.slice(0, 512) ?? null);
       params.push(spec.policy.concurrency, spec.policy.cooldownSeconds, spec.passPayload);
       const matches = `id = $4 AND active AND allowed_ips = $5::text[] AND concurrency = $8 AND cooldown_seconds = $9 AND pass_payload = $10`;
@@ -205,16 +250,18 @@ export class ExecutionRepository {
          FROM t
        ), room AS (SELECT * FROM b WHERE backlog < $3)${remember}, src AS (${source}), e AS (
          INSERT INTO execution (${idColumn}workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
-                                deliver_by, dispatched_at, timeout_seconds)
+                                queued_at, deliver_by, dispatched_at, timeout_seconds)
          SELECT ${idValue}src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, '${spec.trigger}', d.status,
-                now() + make_interval(secs => $2), CASE WHEN d.status = 'dispatched' THEN now() END, s.timeout_seconds
+                -- The time of the insert, not of the transaction's start: under a webhook's row lock
+                -- the order of queued_at is the order calls were accepted in (what queue runs by).
+                clock_timestamp(), now() + make_interval(secs => $2), CASE WHEN d.status = 'dispatched' THEN now() END, s.timeout_seconds
          FROM src
          JOIN script s ON s.id = src.script_id
          CROSS JOIN LATERAL (
            SELECT CASE WHEN ($1::boolean OR EXISTS (SELECT 1 FROM server o WHERE o.id = src.server_id AND o.status = 'online'))
              AND NOT EXISTS (
-               SELECT 1 FROM execution q WHERE q.server_id = src.server_id AND q.status = 'queued'
-             ) THEN 'dispatched' ELSE 'queued' END AS status
+               SELECT 1 FROM execution q WHERE q.server_id = src.server_id AND q.status = 'queued' AND NOT ${heldByQueue('q')}
+             ) ${waitsForWebhook} THEN 'dispatched' ELSE 'queued' END AS status
          ) d
          RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at,
                    deliver_by, timeout_seconds
@@ -259,11 +306,11 @@ export class ExecutionRepository {
   }
 
   /**
-   * A webhook call under a policy (skip, replace, a cooldown): in one transaction holding the
+   * A webhook call under a policy (queue, skip, replace, a cooldown): in one transaction holding the
    * webhook's row lock, so concurrent calls on any node are decided one after the other against
    * what the earlier ones committed. In order: a delivery seen before, the cooldown, a run already
    * active (skip: nothing is created; replace: the active runs are returned for cancelling), then
-   * the usual accept statement.
+   * the usual accept statement (queue: the run is created `queued` while another waits or runs).
    */
   async createUnderPolicy(
     spec: Extract<NewExecution, { trigger: 'webhook' }>,
@@ -298,7 +345,8 @@ export class ExecutionRepository {
         if (last?.recent) return { skipped: { reason: 'COOLDOWN', executionId: last.id } };
       }
       let active: string[] = [];
-      if (spec.policy.concurrency !== 'parallel') {
+      // queue needs no look here: the accept statement makes the run wait behind the others.
+      if (spec.policy.concurrency === 'skip' || spec.policy.concurrency === 'replace') {
         const found = await rows<{ id: string }>(
           qr,
           `SELECT id FROM execution WHERE webhook_id = $1 AND status IN ('queued', ${ACTIVE.slice(1)} ORDER BY queued_at, id`,
@@ -312,11 +360,51 @@ export class ExecutionRepository {
       await qr.commitTransaction();
       committed = true;
       if (created.status === 'dispatched') this.emit([{ ...created, exit_code: null }]);
-      return { created, replaces: active };
+      return { created, replaces: spec.policy.concurrency === 'replace' ? active : [] };
     } finally {
       if (!committed && qr.isTransactionActive) await qr.rollbackTransaction();
       await qr.release();
     }
+  }
+
+  /**
+   * The webhook is leaving the `queue` policy (call inside the transaction that changes it, before
+   * the change): its runs waiting behind the policy get their delivery deadline from now. Returns
+   * the servers to dispatch to once the change committed.
+   */
+  async releaseWaiting(webhookId: string, on: Queryable): Promise<string[]> {
+    const found = await rows<{ server_id: string }>(
+      on,
+      `UPDATE execution x SET deliver_by = greatest(x.deliver_by, now() + make_interval(secs => $2))
+       WHERE x.webhook_id = $1 AND x.status = 'queued' AND ${heldByQueue('x')}
+       RETURNING x.server_id`,
+      [webhookId, this.config.deliveryDeadlineMs / 1000],
+    );
+    return [...new Set(found.map((r) => r.server_id))];
+  }
+
+  /**
+   * The webhook is being deleted (call inside that transaction, holding its row lock): its runs
+   * waiting behind the `queue` policy are cancelled, since without the webhook nothing would keep
+   * them one at a time. Announce the returned changes with `announce` once the deletion committed.
+   */
+  cancelWaitingOf(webhookId: string, on: Queryable): Promise<ChangedRow[]> {
+    return rows<ChangedRow>(
+      on,
+      `WITH ended AS (
+         UPDATE execution x SET status = 'cancelled', finished_at = now(), cancel_requested = true,
+           error = 'its webhook was deleted while it waited for the runs ahead of it (queue policy)'
+         WHERE ${guard('cancelled')} AND x.webhook_id = $1 AND x.status = 'queued' AND ${heldByQueue('x')}
+         RETURNING ${RETURNED}
+       ), gone AS (${FORGET_PAYLOADS('ended')})
+       SELECT * FROM ended`,
+      [webhookId],
+    );
+  }
+
+  /** Announces status changes a caller's transaction committed. */
+  announce(changed: ChangedRow[]): void {
+    this.emit(changed);
   }
 
   /** The execution a webhook accepted for this delivery id, while the id is remembered. */
@@ -357,14 +445,16 @@ export class ExecutionRepository {
   /**
    * Claims up to `limit` queued executions of a server, oldest first, still inside their delivery
    * deadline: `queued` -> `dispatched` atomically (SKIP LOCKED: concurrent claimers take others).
+   * Of a `queue` webhook only the oldest waiting run, and only while none of its runs is active:
+   * a concurrent claimer that skips it (locked) finds the next one still behind it.
    */
   async claimQueued(serverId: string, limit: number): Promise<ClaimRow[]> {
     const found = await this.withStart(
       `UPDATE execution x SET status = 'dispatched', dispatched_at = now()
        WHERE ${guard('dispatched')} AND x.id IN (
-         SELECT id FROM execution
-         WHERE server_id = $1 AND status = 'queued' AND deliver_by > now()
-         ORDER BY queued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+         SELECT c.id FROM execution c
+         WHERE c.server_id = $1 AND c.status = 'queued' AND c.deliver_by > now() AND NOT ${heldByQueue('c')}
+         ORDER BY c.queued_at, c.id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
       [serverId, limit],
     );
     this.emit(found.map((r) => ({ ...r, status: 'dispatched' as const, exit_code: null })));
@@ -480,9 +570,9 @@ export class ExecutionRepository {
     if (serverIds.length === 0) return [];
     const found = await preparedRows<{ server_id: string; queued: boolean; unanswered: boolean }>(
       this.db,
-      `SELECT server_id, bool_or(status = 'queued' AND deliver_by > now()) AS queued,
+      `SELECT server_id, bool_or(status = 'queued' AND deliver_by > now() AND NOT ${heldByQueue('e')}) AS queued,
               bool_or(status = 'dispatched' AND accepted_at IS NULL AND dispatched_at < now() - make_interval(secs => $2)) AS unanswered
-       FROM execution WHERE server_id = ANY($1::uuid[]) AND status IN ('queued', 'dispatched')
+       FROM execution e WHERE server_id = ANY($1::uuid[]) AND status IN ('queued', 'dispatched')
        GROUP BY server_id`,
       [serverIds, unansweredAfterMs / 1000],
     );
@@ -589,7 +679,7 @@ export class ExecutionRepository {
    */
   async complete(serverId: string, report: ExecutionFinished, hold: boolean): Promise<CompleteOutcome> {
     const { status, error } = outcome(report);
-    const [row] = await preparedRows<{ before: ExecutionStatus; whole: boolean; done: ChangedRow | null }>(
+    const [row] = await preparedRows<{ before: ExecutionStatus; whole: boolean; done: ChangedRow | null } & Releases>(
       this.db,
       `WITH e AS (
          SELECT id, status FROM execution WHERE id = $1 AND server_id = $2 FOR UPDATE
@@ -604,18 +694,25 @@ export class ExecutionRepository {
            output_truncated_by = COALESCE(x.output_truncated_by, CASE WHEN $8 THEN 'script_limit' END),
            finished_at = now(), finish_report = $9
          FROM w WHERE x.id = w.id AND w.whole AND x.status = ANY($11::text[])
-         RETURNING ${RETURNED}
-       ), gone AS (${FORGET_PAYLOADS('done')}), held AS (
+         RETURNING ${RETURNED}, x.webhook_id AS ended_webhook_id
+       ), ended AS (
+         SELECT id, ended_webhook_id FROM done
+       ), gone AS (${FORGET_PAYLOADS('ended')}), ${releaseNext('$12')}, held AS (
          UPDATE execution x SET finish_report = $9, finish_held_at = now()
          FROM w WHERE $10::boolean AND x.id = w.id AND NOT w.whole AND x.status IN ${ACTIVE}
        )
-       SELECT w.status AS before, w.whole, (SELECT row_to_json(done) FROM done) AS done FROM w`,
-      [report.executionId, serverId, report.lastSeq, status, report.exitCode, report.signal, error, report.truncated, JSON.stringify(report), hold, allowedFrom(status)],
+       SELECT w.status AS before, w.whole, (SELECT row_to_json(done) FROM done) AS done,
+              (SELECT array_agg(DISTINCT server_id) FROM released) AS released_servers
+       FROM w`,
+      [
+        report.executionId, serverId, report.lastSeq, status, report.exitCode, report.signal, error, report.truncated, JSON.stringify(report), hold,
+        allowedFrom(status), this.config.deliveryDeadlineMs / 1000,
+      ],
     );
     if (!row) return 'unknown';
     if (row.before === 'queued') return 'queued';
     if (row.done) {
-      this.emit([row.done]);
+      this.emit([row.done], row.released_servers);
       return 'done';
     }
     if (isTerminal(row.before)) return 'over';
@@ -697,9 +794,13 @@ export class ExecutionRepository {
 
   // ---- the clock -------------------------------------------------------------------------------
 
-  /** Queued executions whose delivery deadline passed (their agent stayed offline): `undeliverable`. */
+  /**
+   * Queued executions whose delivery deadline passed (their agent stayed offline): `undeliverable`.
+   * A run waiting behind its webhook's `queue` policy never is: its deadline starts again when the
+   * run ahead of it ends (see releaseNext).
+   */
   async expireQueued(): Promise<number> {
-    const changed = await this.change('undeliverable', `x.status = 'queued' AND x.deliver_by <= now()`, [], {
+    const changed = await this.change('undeliverable', `x.status = 'queued' AND x.deliver_by <= now() AND NOT ${heldByQueue('x')}`, [], {
       error: 'the agent did not come online before the delivery deadline',
     });
     return changed.length;
@@ -880,21 +981,31 @@ export class ExecutionRepository {
     if (patch.outputTruncated !== undefined) set('output_truncated', patch.outputTruncated);
     if (patch.cancelRequested !== undefined) set('cancel_requested', patch.cancelRequested);
     const update = `UPDATE execution x SET ${sets.join(', ')} WHERE ${guard(to)} AND (${cond}) RETURNING ${RETURNED}${returning}`;
-    const changed = await preparedRows<ChangedRow & Extra>(
+    if (!isTerminal(to)) {
+      const changed = await preparedRows<ChangedRow & Extra>(this.db, update, values);
+      this.emit(changed);
+      return changed;
+    }
+    // A run that ended no longer needs its request, and its end may let the next run of a `queue`
+    // webhook go: both in the same statement.
+    values.push(this.config.deliveryDeadlineMs / 1000);
+    const changed = await preparedRows<ChangedRow & Extra & Releases>(
       this.db,
-      // A run that ended no longer needs its request: it goes in the same statement.
-      isTerminal(to) ? `WITH changed AS (${update}), gone AS (${FORGET_PAYLOADS('changed')}) SELECT * FROM changed` : update,
+      `WITH ended AS (${update}, x.webhook_id AS ended_webhook_id), gone AS (${FORGET_PAYLOADS('ended')}), ${releaseNext(`$${values.length}`)}
+       SELECT ended.*, (SELECT array_agg(DISTINCT server_id) FROM released) AS released_servers FROM ended`,
       values,
     );
-    this.emit(changed);
+    this.emit(changed, changed[0]?.released_servers);
     return changed;
   }
 
-  private emit(changed: ChangedRow[]): void {
+  /** Announces committed status changes, then the servers whose next `queue` run may go now. */
+  private emit(changed: ChangedRow[], released?: string[] | null): void {
     for (const r of changed) {
       this.logger.debug({ executionId: r.id, status: r.status }, 'execution status');
       this.events.status.next(toEvent(r));
     }
+    for (const serverId of released ?? []) this.events.released.next(serverId);
   }
 }
 

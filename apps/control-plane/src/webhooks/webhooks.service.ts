@@ -16,7 +16,8 @@ import { InvalidAllowlistEntry, normalizeAllowlist } from './ip-allowlist.js';
 import { webhookExamples, type WebhookExamples } from './webhook-examples.js';
 import { generateSecret, secretProblem, type SignatureScheme } from './webhook-signature.js';
 import { Webhook } from './webhook.entity.js';
-import type { WebhookPolicy } from '../executions/execution.repository.js';
+import { ExecutionRepository, type WebhookPolicy } from '../executions/execution.repository.js';
+import { ExecutionEvents } from '../executions/execution-events.js';
 
 export const TOKEN_PURPOSE = 'webhook-token';
 export const HMAC_PURPOSE = 'webhook-hmac';
@@ -52,6 +53,8 @@ export class WebhooksService {
     @InjectDataSource() private readonly db: DataSource,
     private readonly secrets: SecretsService,
     private readonly deliveries: DeliveryLog,
+    private readonly executions: ExecutionRepository,
+    private readonly executionEvents: ExecutionEvents,
   ) {}
 
   private get webhooks() {
@@ -126,13 +129,39 @@ export class WebhooksService {
     if (dto.active !== undefined) change.active = dto.active;
     if (allowedIps !== undefined) change.allowedIps = allowedIps;
     // Only the named columns: never a read-modify-write of call_count racing the trigger.
-    if (Object.keys(change).length) await this.webhooks.update({ id: row.id, workspaceId: auth.workspaceId }, change);
+    if (change.concurrency !== undefined && change.concurrency !== 'queue') {
+      await this.leaveQueue(row.id, auth.workspaceId, change);
+    } else if (Object.keys(change).length) {
+      await this.webhooks.update({ id: row.id, workspaceId: auth.workspaceId }, change);
+    }
     return this.get(auth, id);
   }
 
+  /**
+   * A change that may take the webhook out of the `queue` policy: decided under its row lock (the
+   * trigger decides policy calls under the same lock), and the runs that waited behind the policy
+   * get their deadline from now in the same transaction, then are dispatched.
+   */
+  private async leaveQueue(id: string, workspaceId: string, change: Partial<Webhook>): Promise<void> {
+    const servers = await this.db.transaction(async (m) => {
+      const [current] = await m.query<{ concurrency: string }[]>(`SELECT concurrency FROM webhook WHERE id = $1 AND workspace_id = $2 FOR UPDATE`, [id, workspaceId]);
+      const released = current?.concurrency === 'queue' ? await this.executions.releaseWaiting(id, m) : [];
+      await m.getRepository(Webhook).update({ id, workspaceId }, change);
+      return released;
+    });
+    for (const serverId of servers) this.executionEvents.released.next(serverId);
+  }
+
   async delete(auth: AuthContext, id: string): Promise<void> {
-    const r = await this.webhooks.delete({ id, workspaceId: auth.workspaceId });
-    if (!r.affected) throw notFound('Webhook');
+    // Under the row lock the trigger takes for policy calls: no call slips in between.
+    const cancelled = await this.db.transaction(async (m) => {
+      const [current] = await m.query<{ concurrency: string }[]>(`SELECT concurrency FROM webhook WHERE id = $1 AND workspace_id = $2 FOR UPDATE`, [id, auth.workspaceId]);
+      if (!current) throw notFound('Webhook');
+      const waiting = current.concurrency === 'queue' ? await this.executions.cancelWaitingOf(id, m) : [];
+      await m.getRepository(Webhook).delete({ id, workspaceId: auth.workspaceId });
+      return waiting;
+    });
+    this.executions.announce(cancelled);
     this.deliveries.forget(id);
   }
 

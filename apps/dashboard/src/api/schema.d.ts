@@ -960,11 +960,11 @@ export interface components {
              */
             signatureScheme: "devpilot" | "github" | "gitlab" | "standard-webhooks" | "slack";
             /**
-             * @description skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
+             * @description queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
              * @default parallel
              * @enum {string}
              */
-            concurrency: "parallel" | "skip" | "replace";
+            concurrency: "parallel" | "queue" | "skip" | "replace";
             /**
              * @description A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)
              * @default 0
@@ -1004,7 +1004,7 @@ export interface components {
             /** @enum {string} */
             signatureScheme: "devpilot" | "github" | "gitlab" | "standard-webhooks" | "slack";
             /** @enum {string} */
-            concurrency: "parallel" | "skip" | "replace";
+            concurrency: "parallel" | "queue" | "skip" | "replace";
             cooldownSeconds: number;
             /** @description Its runs get the request (DEVPILOT_PAYLOAD_FILE and the variables beside it) */
             passPayload: boolean;
@@ -1029,11 +1029,11 @@ export interface components {
             active?: boolean;
             allowedIps?: string[];
             /**
-             * @description skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
+             * @description queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
              * @default parallel
              * @enum {string}
              */
-            concurrency: "parallel" | "skip" | "replace";
+            concurrency: "parallel" | "queue" | "skip" | "replace";
             /**
              * @description A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)
              * @default 0

@@ -53,7 +53,7 @@ export function WebhookCard(props: { webhook: Webhook; serverName: string; onCha
           <div class="muted small">
             runs on <strong>{props.serverName}</strong>
             {w.hmacEnabled && <span class="chip chip-secure">{w.signatureScheme === 'devpilot' ? 'HMAC signed' : `${SCHEME_LABEL[w.signatureScheme]} signed`}</span>}
-            {w.concurrency !== 'parallel' && <span class="chip" data-testid="webhook-policy-chip">{w.concurrency === 'skip' ? 'skips while running' : 'replaces the running one'}</span>}
+            {w.concurrency !== 'parallel' && <span class="chip" data-testid="webhook-policy-chip">{POLICY_CHIPS[w.concurrency]}</span>}
             {w.cooldownSeconds > 0 && <span class="chip">cooldown {w.cooldownSeconds} s</span>}
             {w.passPayload && <span class="chip" data-testid="webhook-payload-chip" title="Its runs get DEVPILOT_PAYLOAD_FILE, DEVPILOT_EVENT, DEVPILOT_DELIVERY_ID and DEVPILOT_CONTENT_TYPE">passes the request</span>}
             {w.allowedIps.length > 0 && <span class="chip">{w.allowedIps.length} allowed IP range{w.allowedIps.length > 1 ? 's' : ''}</span>}
@@ -204,6 +204,13 @@ function Deliveries({ webhookId }: { webhookId: string }) {
     </div>
   );
 }
+
+const POLICY_CHIPS: Record<Webhook['concurrency'], string> = {
+  parallel: 'runs in parallel',
+  queue: 'one run at a time, in order',
+  skip: 'skips while running',
+  replace: 'replaces the running one',
+};
 
 const SCHEME_LABEL: Record<Webhook['signatureScheme'], string> = {
   devpilot: 'HMAC',

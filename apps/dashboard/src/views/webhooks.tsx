@@ -249,6 +249,13 @@ export function PayloadField(props: { checked: boolean; onChange: (v: boolean) =
   );
 }
 
+const POLICY_HINTS: Record<Webhook['concurrency'], string> = {
+  parallel: 'Every accepted call runs at once, beside any run already going.',
+  queue: 'Every call is accepted (202) and waits for the runs before it: one run at a time, in the order calls arrived.',
+  skip: 'Skipped calls answer 200 (senders retry any other answer).',
+  replace: 'The queued or running one is cancelled; the new call runs.',
+};
+
 /** Concurrency policy and cooldown: in the create form and when editing a webhook. */
 export function PolicyFields(props: {
   concurrency: Webhook['concurrency'];
@@ -258,9 +265,10 @@ export function PolicyFields(props: {
 }) {
   return (
     <div class="grid-2">
-      <Field label="When a run is already queued or running" hint="Skipped calls answer 200 (senders retry any other answer).">
+      <Field label="When a run is already queued or running" hint={POLICY_HINTS[props.concurrency]}>
         <select value={props.concurrency} onChange={(e) => props.onConcurrency(e.currentTarget.value as Webhook['concurrency'])} data-testid="webhook-concurrency-select">
           <option value="parallel">Run in parallel</option>
+          <option value="queue">Queue it: one run at a time, in order</option>
           <option value="skip">Skip the new call</option>
           <option value="replace">Cancel it and run the new one</option>
         </select>

@@ -5,7 +5,7 @@ import { MAX_ALLOWED_IPS } from '../ip-allowlist.js';
 import { SIGNATURE_SCHEMES, type SignatureScheme } from '../webhook-signature.js';
 import type { WebhookPolicy } from '../../executions/execution.repository.js';
 
-export const CONCURRENCY_POLICIES = ['parallel', 'skip', 'replace'] as const satisfies readonly WebhookPolicy['concurrency'][];
+export const CONCURRENCY_POLICIES = ['parallel', 'queue', 'skip', 'replace'] as const satisfies readonly WebhookPolicy['concurrency'][];
 
 
 /** May be left out, but not sent as null (these columns always have a value). */
@@ -48,7 +48,7 @@ export class CreateWebhookDto {
   @IsIn(SIGNATURE_SCHEMES, { message: `signatureScheme must be one of ${SIGNATURE_SCHEMES.join(', ')}` })
   signatureScheme?: SignatureScheme;
 
-  @ApiPropertyOptional({ enum: CONCURRENCY_POLICIES, default: 'parallel', description: 'skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one' })
+  @ApiPropertyOptional({ enum: CONCURRENCY_POLICIES, default: 'parallel', description: 'queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one' })
   @OptionalNotNull()
   @IsIn(CONCURRENCY_POLICIES, { message: `concurrency must be one of ${CONCURRENCY_POLICIES.join(', ')}` })
   concurrency?: WebhookPolicy['concurrency'];
@@ -93,7 +93,7 @@ export class UpdateWebhookDto {
   @IsString({ each: true })
   allowedIps?: string[];
 
-  @ApiPropertyOptional({ enum: CONCURRENCY_POLICIES, default: 'parallel', description: 'skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one' })
+  @ApiPropertyOptional({ enum: CONCURRENCY_POLICIES, default: 'parallel', description: 'queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one' })
   @OptionalNotNull()
   @IsIn(CONCURRENCY_POLICIES, { message: `concurrency must be one of ${CONCURRENCY_POLICIES.join(', ')}` })
   concurrency?: WebhookPolicy['concurrency'];
