@@ -117,14 +117,15 @@ describe('any node serves any request', () => {
     anyExecutionId = done.id as string;
   });
 
-  it('a request passed to the script crosses nodes: accepted on node B, sealed, opened for the agent on node A', async () => {
+  it('a request passed to the script crosses nodes: accepted on node B, sealed, opened for the agent on node A, never through the adapter', async () => {
     const { serverId } = await agentOn(nodes[0].url, 'payload-on-a');
     expect(nodeHolding(serverId)).toBe(0);
     const script = await createScript(api(nodes[0]), 'sha256sum < "$DEVPILOT_PAYLOAD_FILE" | cut -c1-64; echo "$DEVPILOT_CONTENT_TYPE"');
     const created = await api(nodes[0]).post(`/api/v1/scripts/${script.id}/webhooks`, { name: 'with request', serverId, passPayload: true });
     expect(created.status).toBe(201);
-    // Larger than a NOTIFY: the start goes through the adapter's attachment table.
-    const body = JSON.stringify({ ref: 'refs/heads/main', blob: randomBytes(24 * 1024).toString('base64') });
+    // Larger than a NOTIFY: a start sent through the adapter would be a row of its attachments table.
+    const marker = `request-marker-${randomBytes(8).toString('hex')}`;
+    const body = JSON.stringify({ ref: 'refs/heads/main', marker, blob: randomBytes(24 * 1024).toString('base64') });
     const res = await fetch(`${nodes[1].url}${TRIGGER_PATH}/${created.body.token as string}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     expect(res.status).toBe(202);
     const { executionId } = (await res.json()) as { executionId: string };
@@ -132,6 +133,9 @@ describe('any node serves any request', () => {
     expect(done.status).toBe('succeeded');
     const sha = createHash('sha256').update(body).digest('hex');
     expect((await getOutput(api(nodes[2]), executionId)).bytes.toString()).toBe(`${sha}\napplication/json\n`);
+    // Only the run's id crossed: the start (with the request in clear) stayed on node A.
+    const [{ n }] = await db.query<{ n: string }>(`SELECT count(*) AS n FROM socket_io_attachments WHERE position(convert_to($1, 'UTF8') IN payload) > 0`, [marker]);
+    expect(Number(n)).toBe(0);
   });
 
   it('a cancel sent to node C reaches the agent on node A; a viewer and an SSE reader on node C see the output live', async () => {

@@ -33,6 +33,8 @@ export type StartOutcome =
   | { kind: 'refused'; reason: string }
   /** No connected agent got it: it certainly did not run. */
   | { kind: 'nobody' }
+  /** The agent is not on this node: the node that holds it must send the start (see ClusterNews.handOver). */
+  | { kind: 'elsewhere' }
   /** An agent got it but did not answer in time: the next hello decides. */
   | { kind: 'no-answer' };
 
@@ -59,12 +61,6 @@ export class AgentLink {
 
   get initialised(): boolean {
     return this.nsp !== null;
-  }
-
-  /** Whether a ready agent of this server is connected to any node. */
-  async hasReadyAgent(serverId: string): Promise<boolean> {
-    if (!this.nsp) return false;
-    return (await this.nsp.in(readyRoom(serverId)).fetchSockets()).length > 0;
   }
 
   /** Whether any socket of this server is connected to any node. */
@@ -108,11 +104,18 @@ export class AgentLink {
     this.nsp?.local.disconnectSockets(true);
   }
 
+  /**
+   * Sends a start to the server's agent on this node only. A start carries the script, its secrets'
+   * values and the request it may pass: through the socket.io adapter it would be written, in clear,
+   * to PostgreSQL's notification queue or its attachments table (or to Redis), so it never leaves
+   * this process; another node holding the agent is asked to build and send it itself.
+   */
   start(serverId: string, cmd: StartExecution): Promise<StartOutcome> {
     const nsp = this.nsp;
     if (!nsp) return Promise.resolve({ kind: 'nobody' });
+    if (!this.hasLocalReadyAgent(serverId)) return Promise.resolve({ kind: 'elsewhere' });
     return new Promise((resolve) => {
-      nsp
+      nsp.local
         .to(readyRoom(serverId))
         .timeout(this.config.agentAckTimeoutMs)
         .emit(AgentEvents.start, cmd, (err: Error | null, replies: unknown[]) => {

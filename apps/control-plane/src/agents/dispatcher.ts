@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplica
 import type { StartExecution } from '@app/protocol';
 import type { Subscription } from 'rxjs';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
+import { ClusterNews } from '../executions/cluster-news.js';
 import { ExecutionEvents } from '../executions/execution-events.js';
 import { ExecutionRepository } from '../executions/execution.repository.js';
 import { StartCommands } from '../executions/start-commands.js';
@@ -38,7 +39,10 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
     private readonly commands: StartCommands,
     private readonly link: AgentLink,
     private readonly presence: AgentPresence,
-  ) {}
+    private readonly news: ClusterNews,
+  ) {
+    news.onHandOver = (serverId, ids) => this.onHandOver(serverId, ids);
+  }
 
   onApplicationBootstrap(): void {
     this.subscriptions.push(
@@ -61,21 +65,28 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
     return this.dispatchIfReady(e.serverId, { executionId: e.id });
   }
 
-  /** Dispatches the server's queued runs if its agent is ready on any node (else its hello will). */
+  /** Dispatches the server's queued runs from the node holding its agent (else its hello will). */
   private async dispatchIfReady(serverId: string, context: Record<string, unknown>): Promise<void> {
     try {
-      // A node that just died is still counted until its heartbeat times out, and asks of all
-      // nodes fail meanwhile: try anyway (a start nobody gets is requeued), rather than wait for the sweep.
-      const ready =
-        this.link.hasLocalReadyAgent(serverId) ||
-        (await this.link.hasReadyAgent(serverId).catch((err: unknown) => {
-          this.logger.warn({ err, serverId, ...context }, 'could not ask every node for the agent; dispatching anyway');
-          return true;
-        }));
-      if (ready) await this.dispatchQueued(serverId);
+      await this.dispatchQueued(serverId);
     } catch (err) {
       this.logger.error({ err, serverId, ...context }, 'dispatch failed; the sweep retries');
     }
+  }
+
+  /**
+   * Another node asks this one to send work to a server's agent (ClusterNews.handOver): answers
+   * whether the agent is here, then sends the runs named (created claimed there) or the queue.
+   */
+  private onHandOver(serverId: string, executionIds: string[]): boolean {
+    if (!this.link.hasLocalReadyAgent(serverId)) return false;
+    const work = executionIds.length
+      ? this.repo.takeHandedOver(serverId, executionIds).then(async (rows) => {
+          for (const c of await this.commands.build(rows)) void this.send(c);
+        })
+      : this.dispatchQueued(serverId);
+    work.catch((err: unknown) => this.logger.error({ err, serverId }, 'sending the work another node handed over failed; the sweep retries'));
+    return true;
   }
 
   /**
@@ -84,6 +95,8 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
    * starts in queue order on the agent's socket.
    */
   dispatchQueued(serverId: string): Promise<void> {
+    // Starts are sent only by the node holding the agent (see AgentLink.start): ask it.
+    if (!this.link.hasLocalReadyAgent(serverId)) return this.news.handOver(serverId, []).then(() => undefined);
     const running = this.passes.get(serverId);
     if (running) {
       running.again = true;
@@ -97,7 +110,10 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
           for (;;) {
             const claimed = await this.repo.claimQueued(serverId, CLAIM_BATCH);
             // Emitted in order on one socket; the acks are handled as they come.
-            for (const c of await this.commands.build(claimed)) void this.send(c);
+            const sends = (await this.commands.build(claimed)).map((c) => this.send(c));
+            // Requests passed to scripts may be large: a batch carrying some is answered before the
+            // next is claimed, so a long queue is never all in memory at once.
+            if (claimed.some((c) => c.has_payload)) await Promise.all(sends);
             if (claimed.length < CLAIM_BATCH) break;
           }
         } while (pass.again);
@@ -127,6 +143,12 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
           this.logger.warn({ executionId: c.id, reason: outcome.reason }, 'the agent refused an execution');
           await this.repo.markRefused(c.id, outcome.reason);
           break;
+        case 'elsewhere': {
+          // Only ids cross to the other nodes; the one holding the agent builds and sends the start.
+          const held = await this.news.handOver(c.serverId, [c.id]);
+          if (!held && !resend) await this.repo.requeue(c.id);
+          break;
+        }
         case 'nobody':
           // A first start nobody got certainly never ran: queue it again. A resend stays
           // dispatched; the agent's next hello says whether it runs it (and requeues or loses it).

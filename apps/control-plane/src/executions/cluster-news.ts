@@ -9,6 +9,17 @@ const OUTPUT_NEWS = 'devpilot:output-stored';
 const STATUS_NEWS = 'devpilot:status-changed';
 const KEY_REVOKED = 'devpilot:key-revoked';
 const KEY_COUNT = 'devpilot:key-connections';
+const HAND_OVER = 'devpilot:dispatch';
+/** The most runs one hand-over names (a claim batch). */
+const MAX_HANDED_OVER = 50;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Another node asks the node holding a server's agent to send work: the runs it created already
+ * claimed (`executionIds`), or, when none are named, the server's queue. Answers whether this node
+ * holds the agent.
+ */
+export type HandOverHandler = (serverId: string, executionIds: string[]) => boolean;
 
 /** One execution got output on another node: its stored rows are newer than what was read. */
 export interface OutputElsewhere {
@@ -32,6 +43,8 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
   private nsp: Namespace | null = null;
   private readonly subscriptions: Subscription[] = [];
   private pendingOutput = new Map<string, string>();
+  /** Set by the dispatcher: sends work for a server whose agent this node holds. */
+  onHandOver: HandOverHandler | null = null;
   private flushScheduled = false;
 
   constructor(
@@ -56,6 +69,17 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
     nsp.on(KEY_REVOKED, (keyId: unknown) => {
       // Its sockets on this node went with the room-wide disconnect; its SSE streams go here.
       if (typeof keyId === 'string') this.keyConnections.closeAll(keyId);
+    });
+    nsp.on(HAND_OVER, (serverId: unknown, ids: unknown, answer: unknown) => {
+      if (typeof answer !== 'function') return;
+      const valid = typeof serverId === 'string' && Array.isArray(ids) && ids.length <= MAX_HANDED_OVER && ids.every((id) => typeof id === 'string' && UUID.test(id));
+      let held = false;
+      try {
+        held = valid && !!this.onHandOver?.(serverId, ids as string[]);
+      } catch (err) {
+        this.logger.error({ err, serverId }, 'handling a hand-over from another node failed');
+      }
+      (answer as (held: boolean) => void)(held);
     });
     nsp.on(KEY_COUNT, (keyId: unknown, answer: unknown) => {
       if (typeof keyId === 'string' && typeof answer === 'function') (answer as (n: number) => void)(this.keyConnections.localCount(keyId));
@@ -82,6 +106,27 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
 
   onModuleDestroy(): void {
     for (const s of this.subscriptions) s.unsubscribe();
+  }
+
+  /**
+   * Asks the node holding the server's agent to send it work (see HandOverHandler): only ids cross
+   * the adapter, never a start command. Resolves whether any node holds the agent; false at once
+   * when this node is alone.
+   */
+  async handOver(serverId: string, executionIds: string[]): Promise<boolean> {
+    const nsp = this.nsp;
+    if (!nsp || (await nsp.adapter.serverCount()) <= 1) return false;
+    return new Promise((resolve) => {
+      try {
+        // Waits for every node, at most the adapter's requestsTimeout; the answers that came are used.
+        nsp.serverSideEmit(HAND_OVER, serverId, executionIds.slice(0, MAX_HANDED_OVER), (_err: Error | null, answers: unknown[]) => {
+          resolve((answers ?? []).some((a) => a === true));
+        });
+      } catch (err) {
+        this.logger.error({ err, serverId }, 'could not ask the other nodes to send a server its work');
+        resolve(false);
+      }
+    });
   }
 
   /** The other nodes' counts of the key's connections; those that do not answer in time count as none. */

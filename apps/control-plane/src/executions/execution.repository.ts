@@ -175,8 +175,8 @@ export class ExecutionRepository {
    * current version; for a webhook call also the atomic call counter (`call_count + 1`, only while
    * the webhook is still active with the allowed IPs the call was checked against) and the
    * delivery row. With `dispatchNow` (this node holds the server's ready agent), or with the
-   * server online (its agent may be on another node: the start goes through the socket.io
-   * adapter at once, and a start nobody gets is requeued), and nothing older queued for the
+   * server online (its agent may be on another node, which is handed the run's id and sends the
+   * start itself; a run nobody holds an agent for is requeued), and nothing older queued for the
    * server, it is created already claimed (`dispatched`) with its content.
    * `overloaded` when DEVPILOT_MAX_QUEUED_PER_SERVER runs already wait for the server (nothing is
    * written, the call counter included); null when the webhook no longer matches or the
@@ -475,6 +475,18 @@ export class ExecutionRepository {
            AND dispatched_at < now() - make_interval(secs => $3)
          ORDER BY queued_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
       [serverId, limit, olderThanMs / 1000],
+    );
+  }
+
+  /** Runs another node created claimed for this server, whose agent this node holds, still unanswered. */
+  takeHandedOver(serverId: string, ids: string[]): Promise<ClaimRow[]> {
+    return this.withStart(
+      `UPDATE execution x SET dispatched_at = now()
+       WHERE x.status = 'dispatched' AND x.id IN (
+         SELECT id FROM execution
+         WHERE id = ANY($2::uuid[]) AND server_id = $1 AND status = 'dispatched' AND accepted_at IS NULL
+         ORDER BY queued_at, id FOR UPDATE SKIP LOCKED)`,
+      [serverId, ids],
     );
   }
 
