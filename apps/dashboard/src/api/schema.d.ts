@@ -935,6 +935,15 @@ export interface components {
             errorId?: string;
         };
         CreateWebhookDto: {
+            /**
+             * @description parallel when created. queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
+             * @enum {string}
+             */
+            concurrency?: "parallel" | "queue" | "skip" | "replace";
+            /** @description 0 when created. A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN) */
+            cooldownSeconds?: number;
+            /** @description false when created. Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE */
+            passPayload?: boolean;
             /** @example deploy from CI */
             name: string;
             /**
@@ -959,22 +968,6 @@ export interface components {
              * @enum {string}
              */
             signatureScheme: "devpilot" | "github" | "gitlab" | "standard-webhooks" | "slack";
-            /**
-             * @description queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
-             * @default parallel
-             * @enum {string}
-             */
-            concurrency: "parallel" | "queue" | "skip" | "replace";
-            /**
-             * @description A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)
-             * @default 0
-             */
-            cooldownSeconds: number;
-            /**
-             * @description Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE
-             * @default false
-             */
-            passPayload: boolean;
         };
         WebhookExamplesDto: {
             /** @description A curl command (with a secret: a small shell script that signs with openssl) */
@@ -1024,26 +1017,19 @@ export interface components {
             nextCursor: string | null;
         };
         UpdateWebhookDto: {
+            /**
+             * @description parallel when created. queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
+             * @enum {string}
+             */
+            concurrency?: "parallel" | "queue" | "skip" | "replace";
+            /** @description 0 when created. A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN) */
+            cooldownSeconds?: number;
+            /** @description false when created. Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE */
+            passPayload?: boolean;
             name?: string;
             /** @description false pauses the webhook: its token answers 404 until re-enabled */
             active?: boolean;
             allowedIps?: string[];
-            /**
-             * @description queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one
-             * @default parallel
-             * @enum {string}
-             */
-            concurrency: "parallel" | "queue" | "skip" | "replace";
-            /**
-             * @description A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)
-             * @default 0
-             */
-            cooldownSeconds: number;
-            /**
-             * @description Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE
-             * @default false
-             */
-            passPayload: boolean;
         };
         DeliveryViewDto: {
             /** Format: uuid */

@@ -11,7 +11,39 @@ export const CONCURRENCY_POLICIES = ['parallel', 'queue', 'skip', 'replace'] as 
 /** May be left out, but not sent as null (these columns always have a value). */
 const OptionalNotNull = () => ValidateIf((_, value) => value !== undefined);
 
-export class CreateWebhookDto {
+/**
+ * How a webhook's calls run, on create and PATCH alike. Left out on create: parallel, no cooldown,
+ * no request passed; left out on PATCH: unchanged.
+ */
+class WebhookRunSettings {
+  @ApiPropertyOptional({
+    enum: CONCURRENCY_POLICIES,
+    description:
+      'parallel when created. queue: one run at a time, in the order calls were accepted (the others wait, queued); ' +
+      'skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one',
+  })
+  @OptionalNotNull()
+  @IsIn(CONCURRENCY_POLICIES, { message: `concurrency must be one of ${CONCURRENCY_POLICIES.join(', ')}` })
+  concurrency?: WebhookPolicy['concurrency'];
+
+  @ApiPropertyOptional({ minimum: 0, maximum: 86400, description: '0 when created. A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)' })
+  @OptionalNotNull()
+  @IsInt()
+  @Min(0)
+  @Max(86400)
+  cooldownSeconds?: number;
+
+  @ApiPropertyOptional({
+    description:
+      'false when created. Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), ' +
+      'DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE',
+  })
+  @OptionalNotNull()
+  @IsBoolean()
+  passPayload?: boolean;
+}
+
+export class CreateWebhookDto extends WebhookRunSettings {
   @ApiProperty({ example: 'deploy from CI', maxLength: 100 })
   @IsString()
   @IsNotEmpty()
@@ -47,32 +79,10 @@ export class CreateWebhookDto {
   @OptionalNotNull()
   @IsIn(SIGNATURE_SCHEMES, { message: `signatureScheme must be one of ${SIGNATURE_SCHEMES.join(', ')}` })
   signatureScheme?: SignatureScheme;
-
-  @ApiPropertyOptional({ enum: CONCURRENCY_POLICIES, default: 'parallel', description: 'queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one' })
-  @OptionalNotNull()
-  @IsIn(CONCURRENCY_POLICIES, { message: `concurrency must be one of ${CONCURRENCY_POLICIES.join(', ')}` })
-  concurrency?: WebhookPolicy['concurrency'];
-
-  @ApiPropertyOptional({ minimum: 0, maximum: 86400, default: 0, description: 'A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)' })
-  @OptionalNotNull()
-  @IsInt()
-  @Min(0)
-  @Max(86400)
-  cooldownSeconds?: number;
-
-  @ApiPropertyOptional({
-    default: false,
-    description:
-      'Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), ' +
-      'DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE',
-  })
-  @OptionalNotNull()
-  @IsBoolean()
-  passPayload?: boolean;
 }
 
 /** What a PATCH may change. `token`, `hmacSecret` and `signatureScheme` are refused earlier with IMMUTABLE_FIELD. */
-export class UpdateWebhookDto {
+export class UpdateWebhookDto extends WebhookRunSettings {
   @ApiPropertyOptional({ maxLength: 100 })
   @OptionalNotNull()
   @IsString()
@@ -92,26 +102,4 @@ export class UpdateWebhookDto {
   @ArrayMaxSize(MAX_ALLOWED_IPS)
   @IsString({ each: true })
   allowedIps?: string[];
-
-  @ApiPropertyOptional({ enum: CONCURRENCY_POLICIES, default: 'parallel', description: 'queue: one run at a time, in the order calls were accepted (the others wait, queued); skip: 200 skipped while a run is queued or running; replace: cancel it and run the new one' })
-  @OptionalNotNull()
-  @IsIn(CONCURRENCY_POLICIES, { message: `concurrency must be one of ${CONCURRENCY_POLICIES.join(', ')}` })
-  concurrency?: WebhookPolicy['concurrency'];
-
-  @ApiPropertyOptional({ minimum: 0, maximum: 86400, default: 0, description: 'A call within this many seconds of the last accepted one: 200 skipped (COOLDOWN)' })
-  @OptionalNotNull()
-  @IsInt()
-  @Min(0)
-  @Max(86400)
-  cooldownSeconds?: number;
-
-  @ApiPropertyOptional({
-    default: false,
-    description:
-      'Give its runs the request: DEVPILOT_PAYLOAD_FILE (a 0600 file with the raw body, removed after the run), ' +
-      'DEVPILOT_EVENT (X-GitHub-Event or X-Gitlab-Event), DEVPILOT_DELIVERY_ID, DEVPILOT_CONTENT_TYPE',
-  })
-  @OptionalNotNull()
-  @IsBoolean()
-  passPayload?: boolean;
 }
