@@ -59,8 +59,8 @@ describe('handshake and presence', () => {
     expect(noHeader.body).toContain('must be upgraded');
     expect(await upgradeRefusal(cp.url, '/socket.io/', { authorization: 'Bearer dpa_wrong' })).toEqual({ status: 400, body: 'unauthorized' });
     expect(await ProtocolAgent.refused(cp.url, { token: server.agentToken, protocolVersion: 99 })).toEqual({
-      message: 'unsupported protocol version 99; supported: 1, 2, 3',
-      data: { code: 'UNSUPPORTED_PROTOCOL_VERSION', supportedVersions: [1, 2, 3] },
+      message: 'unsupported protocol version 99; supported: 1, 2, 3, 4',
+      data: { code: 'UNSUPPORTED_PROTOCOL_VERSION', supportedVersions: [1, 2, 3, 4] },
     });
     // A protocol 1 or 2 token in `auth` must be the one on the upgrade.
     const other = await createServer(api, 'hs-1b');
