@@ -82,7 +82,7 @@ export const DELIVERY_MEMORY_SECONDS = 24 * 3600;
 export type CompleteOutcome = 'unknown' | 'queued' | 'over' | 'incomplete' | 'done';
 
 const RETURNED = 'x.id, x.workspace_id, x.server_id, x.status, x.exit_code';
-/** Start acks handled in one statement at most. */
+/** Start acks (and spawn reports) handled in one statement at most. */
 const MAX_START_MARKS = 500;
 /** Batches of up to this many chunks (the usual ones) run as prepared statements, one per count. */
 const PREPARED_MAX_CHUNKS = 4;
@@ -107,6 +107,10 @@ export class ExecutionRepository {
   private readonly logger = new Logger(ExecutionRepository.name);
   private readonly startMarks = new SerialCoalescer<string, { cancelRequested: boolean } | null>(
     (_serverId, ids) => this.markStartedNow(ids),
+    (group) => group.length < MAX_START_MARKS,
+  );
+  private readonly spawnMarks = new SerialCoalescer<string, { cancelRequested: boolean } | null>(
+    (serverId, ids) => this.markSpawnedNow(serverId, ids),
     (group) => group.length < MAX_START_MARKS,
   );
 
@@ -413,10 +417,35 @@ export class ExecutionRepository {
     });
   }
 
-  /** The agent reported the process spawned (protocol v2): `running`. Null when it is not this server's dispatched run. */
-  async markSpawned(id: string, serverId: string): Promise<{ cancelRequested: boolean } | null> {
-    const [r] = await this.change<{ cancel_requested: boolean }>('running', `x.id = $1 AND x.server_id = $2`, [id, serverId], {}, ', x.cancel_requested');
-    return r ? { cancelRequested: r.cancel_requested } : null;
+  /**
+   * The agent reported the process spawned (protocol v2): `running`. Null when it is not this
+   * server's dispatched run. A server's reports that arrive while one statement runs go into the
+   * next together (a burst of spawns is one UPDATE per statement time, not one per run).
+   */
+  markSpawned(id: string, serverId: string): Promise<{ cancelRequested: boolean } | null> {
+    return this.spawnMarks.run(serverId, id);
+  }
+
+  private async markSpawnedNow(serverId: string, ids: string[]): Promise<({ cancelRequested: boolean } | null)[]> {
+    const changed = await preparedRows<ChangedRow & { cancel_requested: boolean }>(
+      this.db,
+      // Rows locked in id order, as any other statement locking several executions should.
+      `WITH l AS (
+         SELECT x.id FROM execution x WHERE x.id = ANY($1::uuid[]) AND x.server_id = $2 AND ${guard('running')} ORDER BY x.id FOR UPDATE
+       )
+       UPDATE execution x SET status = 'running', started_at = COALESCE(x.started_at, now())
+       FROM l WHERE x.id = l.id AND ${guard('running')}
+       RETURNING ${RETURNED}, x.cancel_requested`,
+      [ids, serverId],
+    );
+    this.emit(changed);
+    const byId = new Map(changed.map((r) => [r.id, r]));
+    // A report sent twice in one group changed the run once: the repeat answers as if it came after.
+    return ids.map((id) => {
+      const r = byId.get(id);
+      byId.delete(id);
+      return r ? { cancelRequested: r.cancel_requested } : null;
+    });
   }
 
   /** The agent refused the start (shutting down, invalid command): `failed` with its reason. */
