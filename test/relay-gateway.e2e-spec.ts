@@ -269,7 +269,7 @@ describe('protocol versions', () => {
     const r = await new Api(cp.url).get('/api/docs/asyncapi.json');
     expect(r.status).toBe(200);
     expect(r.body).toEqual(JSON.parse(readFileSync(new URL('../docs/asyncapi.json', import.meta.url), 'utf8')));
-    expect(r.body).toMatchObject({ asyncapi: '3.0.0', info: { version: '3' }, channels: { agent: { address: '/agent' }, dashboard: { address: '/dashboard' } } });
+    expect(r.body).toMatchObject({ asyncapi: '3.0.0', info: { version: '4' }, channels: { agent: { address: '/agent' }, dashboard: { address: '/dashboard' } } });
   });
 
   it('v1: an agent that never sends execution.spawned still runs executions to the end', async () => {
