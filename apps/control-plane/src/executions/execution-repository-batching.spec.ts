@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
+import { allowedFrom, type ExecutionFinished } from '@app/protocol';
 import { Logger } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import type { AppConfig } from '../config/app-config.js';
@@ -112,5 +113,100 @@ describe('ExecutionRepository.markSpawned: a server’s spawn reports in one sta
     statements[1]!.answer([running(2)]);
     await expect(second).resolves.toEqual({ cancelRequested: false });
     expect(seen.map((e) => e.executionId)).toEqual([id(2)]);
+  });
+});
+
+const report = (n: number, over: Partial<ExecutionFinished> = {}): ExecutionFinished => ({
+  executionId: id(n),
+  exitCode: 0,
+  signal: null,
+  timedOut: false,
+  cancelled: false,
+  error: null,
+  lastSeq: n,
+  outputBytes: 10,
+  truncated: false,
+  ...over,
+});
+
+describe('ExecutionRepository.complete: a server’s finished reports in one statement', () => {
+  it('groups what arrives while a statement runs, one column per field, and answers each report by its own row', async () => {
+    const { repo, statements, seen } = setup();
+    const first = repo.complete(SERVER, report(1), true);
+    const later = [
+      repo.complete(SERVER, report(2, { exitCode: 3 }), true),
+      repo.complete(SERVER, report(3), true),
+      repo.complete(SERVER, report(4, { cancelled: true, exitCode: null, signal: 'SIGTERM' }), false),
+      repo.complete(SERVER, report(5), true),
+      repo.complete(SERVER, report(6), true),
+    ];
+    await tick();
+    expect(statements).toHaveLength(1);
+    expect(statements[0]!.values[1]).toEqual([id(1)]);
+    statements[0]!.answer([{ id: id(1), before: 'running', whole: true, done: { ...running(1), status: 'succeeded', exit_code: 0 } }]);
+    await expect(first).resolves.toBe('done');
+    await tick();
+
+    const v = statements[1]!.values;
+    expect(v[0]).toBe(SERVER);
+    expect(v[1]).toEqual([2, 3, 4, 5, 6].map(id));
+    expect(v[2]).toEqual([2, 3, 4, 5, 6]); // lastSeq
+    expect(v[3]).toEqual(['failed', 'succeeded', 'cancelled', 'succeeded', 'succeeded']); // the outcome, as outcome() decides it
+    expect(v[4]).toEqual([3, 0, null, 0, 0]);
+    expect(v[5]).toEqual([null, null, 'SIGTERM', null, null]);
+    expect(v[9]).toEqual([true, true, false, true, true]); // hold
+    expect(JSON.parse((v[8] as string[])[2]!)).toEqual(report(4, { cancelled: true, exitCode: null, signal: 'SIGTERM' }));
+    statements[1]!.answer([
+      { id: id(2), before: 'running', whole: true, done: { ...running(2), status: 'failed', exit_code: 3 } },
+      // 3: not whole yet (held); 4: already over; 5: still queued; 6: no row (not this server's).
+      { id: id(3), before: 'running', whole: false, done: null },
+      { id: id(4), before: 'cancelled', whole: true, done: null },
+      { id: id(5), before: 'queued', whole: false, done: null },
+    ]);
+    await expect(Promise.all(later)).resolves.toEqual(['done', 'incomplete', 'over', 'queued', 'unknown']);
+    expect(seen.map((e) => [e.executionId, e.status, e.exitCode])).toEqual([
+      [id(1), 'succeeded', 0],
+      [id(2), 'failed', 3],
+    ]);
+  });
+
+  it('a repeated report waits for the next statement (it sees the first one’s outcome); servers do not wait on each other', async () => {
+    const { repo, statements } = setup();
+    void repo.complete(SERVER, report(1), true);
+    const a = repo.complete(SERVER, report(2), true);
+    const again = repo.complete(SERVER, report(2), true);
+    const b = repo.complete(SERVER, report(3), true);
+    const other = repo.complete(OTHER_SERVER, report(9), true);
+    await tick();
+    expect(statements.map((s) => [s.values[0], s.values[1]])).toEqual([
+      [SERVER, [id(1)]],
+      [OTHER_SERVER, [id(9)]],
+    ]);
+    statements[1]!.answer([]);
+    await expect(other).resolves.toBe('unknown');
+    statements[0]!.answer([]);
+    await tick();
+    expect(statements[2]!.values[1]).toEqual([id(2)]);
+    statements[2]!.answer([{ id: id(2), before: 'running', whole: true, done: { ...running(2), status: 'succeeded', exit_code: 0 } }]);
+    await expect(a).resolves.toBe('done');
+    await tick();
+    expect(statements[3]!.values[1]).toEqual([id(2), id(3)]);
+    statements[3]!.answer([
+      { id: id(2), before: 'succeeded', whole: true, done: null },
+      { id: id(3), before: 'running', whole: true, done: { ...running(3), status: 'succeeded', exit_code: 0 } },
+    ]);
+    await expect(Promise.all([again, b])).resolves.toEqual(['over', 'done']);
+  });
+
+  it('the status each row may take is guarded by the transitions table, per row', async () => {
+    const { repo, statements } = setup();
+    void repo.complete(SERVER, report(1), true);
+    await tick();
+    const sql = statements[0]!.text.replace(/\s+/g, ' ');
+    for (const to of ['succeeded', 'failed', 'timed_out', 'cancelled'] as const) {
+      expect(sql).toContain(`WHEN '${to}' THEN x.status = ANY('{${allowedFrom(to).join(',')}}'::text[])`);
+    }
+    expect(sql).toContain('ELSE false END');
+    expect(sql).toContain('x.server_id = $1 ORDER BY x.id FOR UPDATE');
   });
 });
