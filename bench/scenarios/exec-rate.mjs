@@ -127,6 +127,12 @@ export default {
         ctx.log(line);
       }
       const final = await executionCounts(stack.db);
+      // HOT updates (no new index entries) of execution rows over the scenario, from PostgreSQL's
+      // statistics (each backend sends its counts within about a second of going idle).
+      const [hot] = await stack.db.query(
+        `SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot, (SELECT count(*) FROM pg_index i WHERE i.indrelid = 'execution'::regclass) AS indexes FROM pg_stat_user_tables WHERE relname = 'execution'`,
+      );
+      if (hot) notes.push(`execution rows updated ${hot.updates} times over the scenario, ${hot.hot} of them HOT (${((100 * Number(hot.hot)) / Math.max(1, Number(hot.updates))).toFixed(1)}%); a non-HOT update inserts into each of the table's ${hot.indexes} indexes`);
       const cpuOf = (k) => median(ours.map((o) => o.cpuMs[k])).toFixed(2);
       notes.push(
         `CPU per execution (ms, user + system, median of the rounds): agent ${cpuOf('agent')}, the scripts it ran (bash) ${cpuOf('scripts')}, control plane ${cpuOf('controlPlane')}, PostgreSQL (all its processes) ${cpuOf('postgres')}; the machine has 2 cores for all of them`,
