@@ -1,5 +1,5 @@
 // 3. Execution rate: a burst of triggers of `true`; executions completed per second.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { drain, executionCounts } from '../lib/executions.mjs';
@@ -49,6 +49,11 @@ export default {
       const peerCounting = path.join(dir, 'peer-counting.sh');
       await writeFile(peerCounting, counting(peerCounter));
       const oursCounter = path.join(dir, 'ours-count');
+      // Our agent runs scripts as the script user (devpilot-run when the bench runs as root): it
+      // may pass through the folder and append to this one file, nothing else.
+      await writeFile(oursCounter, '');
+      await chmod(oursCounter, 0o666);
+      await chmod(dir, 0o711);
       const countingHook = await scriptWebhook(stack.api, { name: 'rate-count', content: counting(oursCounter), serverId: server.id });
       const countingCall = signedCall(countingHook.token, countingHook.hmacSecret);
       if (ctx.peer.bin) {
