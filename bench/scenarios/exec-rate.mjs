@@ -137,6 +137,10 @@ export default {
       const [hot] = await stack.db.query(
         `SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot, (SELECT count(*) FROM pg_index i WHERE i.indrelid = 'execution'::regclass) AS indexes FROM pg_stat_user_tables WHERE relname = 'execution'`,
       );
+      // Transactions committed in this scenario's database per execution: with autocommit statements, about
+      // the statements each execution cost (acceptance, dispatch, reports, output), whatever the load.
+      const [tx] = await stack.db.query(`SELECT xact_commit AS commits FROM pg_stat_database WHERE datname = current_database()`);
+      if (tx) notes.push(`${(Number(tx.commits) / Math.max(1, Number(final.total))).toFixed(2)} transactions committed per execution in the scenario's database (${tx.commits} for ${final.total} executions, setup and reads included)`);
       if (hot) notes.push(`execution rows updated ${hot.updates} times over the scenario, ${hot.hot} of them HOT (${((100 * Number(hot.hot)) / Math.max(1, Number(hot.updates))).toFixed(1)}%); a non-HOT update inserts into each of the table's ${hot.indexes} indexes`);
       const cpuOf = (k) => median(ours.map((o) => o.cpuMs[k])).toFixed(2);
       notes.push(
