@@ -37,7 +37,7 @@ const nodeGlobals = Object.fromEntries(
 );
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'data/**', 'coverage/**', 'test-artifacts/**'] },
+  { ignores: ['dist/**', 'bench/.dist/**', 'node_modules/**', 'data/**', 'coverage/**', 'test-artifacts/**'] },
   {
     plugins: { devpilot: { rules: { 'declared-dependency': declaredDependency } } },
     rules: { 'devpilot/declared-dependency': 'error' },

@@ -49,11 +49,14 @@ async function main() {
 
   raiseOpenFiles();
   ensureScriptUser();
-  ensureBuilt(log);
+  // BENCH_DIST: measure another build (say, an earlier commit's dist/) with this bench.
+  const source = process.env.BENCH_DIST ? path.resolve(process.env.BENCH_DIST) : DIST;
+  if (!process.env.BENCH_DIST) ensureBuilt(log);
+  else if (!existsSync(source)) throw new Error(`BENCH_DIST ${source} does not exist`);
   // The whole run uses one build even if someone rebuilds dist/ meanwhile (node_modules still
   // resolve from the repository, as the snapshot lives inside it).
   rmSync(SNAPSHOT_DIR, { recursive: true, force: true });
-  cpSync(DIST, SNAPSHOT_DIR, { recursive: true });
+  cpSync(source, SNAPSHOT_DIR, { recursive: true });
   useDist(SNAPSHOT_DIR);
   const pg = await pgServer(log);
   log(`PostgreSQL: ${pg.kind}`);

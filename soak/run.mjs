@@ -198,7 +198,8 @@ class SoakViewer {
   }
 
   async open() {
-    this.socket = io(`${this.url}/dashboard`, { path: '/dashboard-io/', extraHeaders: { authorization: `Bearer ${this.apiKey}` }, transports: ['websocket'], forceNew: true, reconnection: false });
+    // Protocol 4, as the dashboard: output bytes as base64 text.
+    this.socket = io(`${this.url}/dashboard`, { path: '/dashboard-io/', auth: { protocolVersion: 4 }, extraHeaders: { authorization: `Bearer ${this.apiKey}` }, transports: ['websocket'], forceNew: true, reconnection: false });
     await new Promise((resolve, reject) => {
       this.socket.once('connect', resolve);
       this.socket.once('connect_error', (e) => reject(new Error(`viewer refused: ${e.message}`)));
@@ -209,7 +210,7 @@ class SoakViewer {
       if (e.seq < next) return void this.stats.duplicatesDropped++;
       if (e.seq > next) fail(`viewer gap on ${e.executionId}: expected seq ${next}, got ${e.seq}`);
       this.next.set(e.executionId, e.seq + 1);
-      this.bytes.set(e.executionId, (this.bytes.get(e.executionId) ?? 0) + e.data.byteLength);
+      this.bytes.set(e.executionId, (this.bytes.get(e.executionId) ?? 0) + (typeof e.data === 'string' ? Buffer.byteLength(e.data, 'base64') : e.data.byteLength));
       this.stats.chunks++;
     });
     this.socket.on('execution.resubscribe', (e) => {

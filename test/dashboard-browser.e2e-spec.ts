@@ -26,7 +26,8 @@ const SCRIPT = [
   'echo "step 3: to stderr" >&2',
   'sleep 0.5',
   'for i in 4 5 6 7; do echo "step $i"; sleep 0.5; done',
-  'echo "step 8: done"',
+  // Multi-byte UTF-8: the feed's bytes reach the page exactly.
+  'echo "step 8: done ✓ café"',
 ].join('\n');
 
 let db: TestDatabase;
@@ -186,7 +187,7 @@ async function walkThrough(): Promise<void> {
     'step 5',
     'step 6',
     'step 7',
-    'step 8: done',
+    'step 8: done ✓ café',
   ]);
   expect(lines.find((l) => l.text === 'step 3: to stderr')?.stream).toBe('stderr');
   expect(lines.filter((l) => l.stream === 'stderr')).toHaveLength(1);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { DashboardEvents } from '@app/protocol';
+import { DASHBOARD_IO_PATH, DASHBOARD_NAMESPACE, DashboardEvents, SUPPORTED_PROTOCOL_VERSIONS } from '@app/protocol';
+import WebSocket from 'ws';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { FakeAgent } from './support/fake-agent.js';
 import { Api } from './support/http.js';
@@ -20,11 +21,38 @@ let scriptId: string;
 let agent: FakeAgent;
 const viewers: ViewerClient[] = [];
 
-async function viewer(apiKey = cp.adminKey): Promise<ViewerClient> {
-  const v = await ViewerClient.connect(cp.url, apiKey);
+/** A viewer as the dashboard connects (this protocol version: output as base64 text), or with another handshake `auth`. */
+async function viewer(apiKey = cp.adminKey, auth?: Record<string, unknown>): Promise<ViewerClient> {
+  const v = await ViewerClient.connectWith(cp.url, { headers: { authorization: `Bearer ${apiKey}` }, auth });
   viewers.push(v);
   return v;
 }
+
+/** One WebSocket frame a raw viewer received: its text, or its bytes when it was a binary frame. */
+type Frame = { binary: false; text: string } | { binary: true; bytes: Buffer };
+
+/**
+ * A viewer at the WebSocket level (engine.io and socket.io packets by hand), so the test sees
+ * every frame: which are text, which binary, and what each holds.
+ */
+async function rawViewer(auth: Record<string, unknown>) {
+  const ws = new WebSocket(`${cp.url.replace('http', 'ws')}${DASHBOARD_IO_PATH}?EIO=4&transport=websocket`, { headers: { authorization: `Bearer ${cp.adminKey}` } });
+  const frames: Frame[] = [];
+  ws.on('message', (data: Buffer, binary: boolean) => {
+    if (binary) return void frames.push({ binary: true, bytes: Buffer.from(data) });
+    const text = data.toString('utf8');
+    if (text === '2') return ws.send('3'); // engine.io ping
+    frames.push({ binary: false, text });
+  });
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  ws.send(`40${DASHBOARD_NAMESPACE},${JSON.stringify(auth)}`);
+  const answer = await waitFor('connect answer', () => frames.find((f) => !f.binary && /^4[04]\/dashboard,/.test(f.text)));
+  const packets = () => frames.filter((f) => !f.binary).map((f) => (f as { text: string }).text);
+  return { ws, frames, packets, answer: (answer as { text: string }).text };
+}
+
+const OUTPUT_TEXT = `42${DASHBOARD_NAMESPACE},["${DashboardEvents.output}",`;
+const OUTPUT_BINARY = `451-${DASHBOARD_NAMESPACE},["${DashboardEvents.output}",`;
 
 /** A manual run, accepted by the fake agent. */
 async function startExecution(api = owner, script = scriptId, server = serverId, by = agent): Promise<string> {
@@ -75,6 +103,61 @@ describe('handshake', () => {
     expect(key.status).toBe(201);
     const v = await viewer(key.body.key);
     expect(v.socket.connected).toBe(true);
+  });
+});
+
+describe('protocol versions', () => {
+  it('refuses a version it does not support with UNSUPPORTED_PROTOCOL_VERSION and the supported ones', async () => {
+    for (const protocolVersion of [99, 0, 'four', 4.5]) {
+      const refused = await ViewerClient.connectWith(cp.url, { headers: { authorization: `Bearer ${cp.adminKey}` }, auth: { protocolVersion } }).catch(
+        (err: Error & { data?: unknown }) => ({ message: err.message, data: err.data }),
+      );
+      expect(refused).toEqual({
+        message: `unsupported protocol version ${JSON.stringify(protocolVersion)}; supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}`,
+        data: { code: 'UNSUPPORTED_PROTOCOL_VERSION', supportedVersions: [...SUPPORTED_PROTOCOL_VERSIONS] },
+      });
+    }
+  });
+
+  it('version 4: every output message (backlog and live) is one text frame of base64; no version or 3: a header and a binary frame each', async () => {
+    const id = await startExecution();
+    const sent = Array.from({ length: 8 }, (_, i) => chunk(i, 64 + i));
+    await agent.output(id, sent.slice(0, 3)); // stored before anyone subscribes: the backlog
+    const text = await rawViewer({ protocolVersion: 4 });
+    const none = await rawViewer({});
+    const three = await rawViewer({ protocolVersion: 3 });
+    const raws = [text, none, three];
+    try {
+      for (const v of raws) {
+        expect(v.answer).toMatch(/^40\/dashboard,\{"sid":/);
+        v.ws.send(`42${DASHBOARD_NAMESPACE},0${JSON.stringify([DashboardEvents.subscribe, { executionId: id, afterSeq: -1 }])}`);
+        await waitFor('subscribe ack', () => v.packets().find((p) => p === `43${DASHBOARD_NAMESPACE},0[{"ok":true}]`));
+      }
+      await waitFor('the backlog', () => raws.every((v) => v.packets().filter((p) => p.startsWith(OUTPUT_TEXT) || p.startsWith(OUTPUT_BINARY)).length >= 3));
+      for (const c of sent.slice(3)) await agent.output(id, [c]); // live, one broadcast each
+      await agent.finish(id, 0);
+      const ended = (p: string) => p.includes(`"${DashboardEvents.status}"`) && p.includes('"succeeded"');
+      await waitFor('the end', () => raws.every((v) => v.packets().some(ended)));
+
+      // Version 4: one text frame per message, no binary frame, the bytes exact.
+      const outputs = text.packets().filter((p) => p.includes(`"${DashboardEvents.output}"`));
+      expect(outputs.every((p) => p.startsWith(OUTPUT_TEXT))).toBe(true);
+      expect(text.frames.some((f) => f.binary)).toBe(false);
+      const events = outputs.map((p) => (JSON.parse(p.slice(`42${DASHBOARD_NAMESPACE},`.length)) as [string, { seq: number; stream: string; data: string }])[1]);
+      expect(events.map((e) => e.seq)).toEqual(sent.map((_, i) => i));
+      expect(events.map((e) => e.stream)).toEqual(sent.map((c) => c.stream));
+      expect(events.map((e) => Buffer.from(e.data, 'base64'))).toEqual(sent.map((c) => c.data));
+
+      // No version or an earlier one: as before, a header packet, then its bytes in a frame of their own.
+      for (const v of [none, three]) {
+        const headers = v.frames.flatMap((f, i) => (!f.binary && f.text.startsWith(OUTPUT_BINARY) ? [i] : []));
+        expect(headers).toHaveLength(sent.length);
+        expect(headers.map((i) => v.frames[i + 1])).toEqual(sent.map((c) => ({ binary: true, bytes: c.data })));
+        expect(v.packets().some((p) => p.startsWith(OUTPUT_TEXT))).toBe(false);
+      }
+    } finally {
+      for (const v of raws) v.ws.terminate();
+    }
   });
 });
 
@@ -198,11 +281,13 @@ describe('fan-out', () => {
   it('200 viewers on one execution all receive the full output, byte for byte', async () => {
     const id = await startExecution();
     const sent = Array.from({ length: 120 }, (_, i) => chunk(i, 2000));
-    // Half watch from the start, half join while it writes.
-    const first = await Promise.all(Array.from({ length: 100 }, () => viewer()));
+    // Half watch from the start, half join while it writes; in each half, one viewer in four
+    // names no protocol version (binary output), so every broadcast goes out in both forms.
+    const auth = (i: number) => (i % 4 === 0 ? {} : undefined);
+    const first = await Promise.all(Array.from({ length: 100 }, (_, i) => viewer(cp.adminKey, auth(i))));
     await Promise.all(first.map(async (v) => expect(await v.subscribe(id)).toEqual({ ok: true })));
     for (let i = 0; i < 60; i += 20) await agent.output(id, sent.slice(i, i + 20));
-    const second = await Promise.all(Array.from({ length: 100 }, () => viewer()));
+    const second = await Promise.all(Array.from({ length: 100 }, (_, i) => viewer(cp.adminKey, auth(i))));
     const subscribing = second.map(async (v) => expect(await v.subscribe(id)).toEqual({ ok: true }));
     for (let i = 60; i < 120; i += 20) await agent.output(id, sent.slice(i, i + 20));
     await Promise.all(subscribing);
@@ -210,8 +295,10 @@ describe('fan-out', () => {
 
     const want = Buffer.concat(sent.map((c) => c.data));
     const seqs = sent.map((_, i) => i);
-    for (const v of [...first, ...second]) {
+    for (const [i, v] of [...first, ...second].entries()) {
       await v.waitTerminal(id);
+      const data = v.events.find((e) => e.event === DashboardEvents.output)?.payload as { data: unknown };
+      expect(typeof data.data === 'string').toBe(auth(i % 100) === undefined);
       expect(v.seqs(id)).toEqual(seqs);
       expect(v.bytes(id).equals(want)).toBe(true);
     }

@@ -59,8 +59,8 @@ describe('handshake and presence', () => {
     expect(noHeader.body).toContain('must be upgraded');
     expect(await upgradeRefusal(cp.url, '/socket.io/', { authorization: 'Bearer dpa_wrong' })).toEqual({ status: 400, body: 'unauthorized' });
     expect(await ProtocolAgent.refused(cp.url, { token: server.agentToken, protocolVersion: 99 })).toEqual({
-      message: 'unsupported protocol version 99; supported: 1, 2, 3',
-      data: { code: 'UNSUPPORTED_PROTOCOL_VERSION', supportedVersions: [1, 2, 3] },
+      message: 'unsupported protocol version 99; supported: 1, 2, 3, 4',
+      data: { code: 'UNSUPPORTED_PROTOCOL_VERSION', supportedVersions: [1, 2, 3, 4] },
     });
     // A protocol 1 or 2 token in `auth` must be the one on the upgrade.
     const other = await createServer(api, 'hs-1b');
@@ -269,7 +269,7 @@ describe('protocol versions', () => {
     const r = await new Api(cp.url).get('/api/docs/asyncapi.json');
     expect(r.status).toBe(200);
     expect(r.body).toEqual(JSON.parse(readFileSync(new URL('../docs/asyncapi.json', import.meta.url), 'utf8')));
-    expect(r.body).toMatchObject({ asyncapi: '3.0.0', info: { version: '3' }, channels: { agent: { address: '/agent' }, dashboard: { address: '/dashboard' } } });
+    expect(r.body).toMatchObject({ asyncapi: '3.0.0', info: { version: '4' }, channels: { agent: { address: '/agent' }, dashboard: { address: '/dashboard' } } });
   });
 
   it('v1: an agent that never sends execution.spawned still runs executions to the end', async () => {

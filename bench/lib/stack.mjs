@@ -111,7 +111,9 @@ export async function startControlPlane({ databaseUrl, label = 'control-plane', 
 
 /** A real agent process (the built bundle) for `server`; waits until the control plane shows it online. */
 export async function startAgent(cp, server, { concurrency = 4, label = 'agent', profile = false } = {}) {
-  const proc = new ManagedProcess(label, process.execPath, [...profileArgs(profile, label), AGENT_BUNDLE, '--url', cp.url, '--concurrency', String(concurrency), '--log-level', process.env.BENCH_AGENT_LOG_LEVEL || 'warn'], {
+  // BENCH_AGENT_NODE_FLAGS: Node flags for the agent (say, a smaller heap), to measure what they change.
+  const flags = (process.env.BENCH_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const proc = new ManagedProcess(label, process.execPath, [...flags, ...profileArgs(profile, label), AGENT_BUNDLE, '--url', cp.url, '--concurrency', String(concurrency), '--log-level', process.env.BENCH_AGENT_LOG_LEVEL || 'warn'], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, DEVPILOT_AGENT_TOKEN: server.agentToken },
   });
   try {

@@ -2,9 +2,13 @@
 import { io } from 'socket.io-client';
 import { withTimeout } from './util.mjs';
 
+/** Output bytes: base64 text (protocol 4 viewers) or binary (viewers that name no version). */
+export const bytesOf = (data) => (typeof data === 'string' ? Buffer.from(data, 'base64') : Buffer.from(data));
+
 /** Connects one viewer (its own connection) and resolves once the handshake is accepted. */
 export function connectViewer(url, apiKey, timeoutMs = 15_000) {
-  const socket = io(`${url}/dashboard`, { path: '/dashboard-io/', extraHeaders: { authorization: `Bearer ${apiKey}` }, transports: ['websocket'], forceNew: true, reconnection: false, timeout: timeoutMs });
+  // Protocol 4, as the dashboard: output bytes as base64 text (one frame per message).
+  const socket = io(`${url}/dashboard`, { path: '/dashboard-io/', auth: { protocolVersion: 4 }, extraHeaders: { authorization: `Bearer ${apiKey}` }, transports: ['websocket'], forceNew: true, reconnection: false, timeout: timeoutMs });
   return withTimeout(
     new Promise((resolve, reject) => {
       socket.once('connect', () => resolve(socket));
@@ -29,6 +33,7 @@ export function subscribe(socket, executionId, afterSeq = -1, timeoutMs = 15_000
 /**
  * Follows executions on one viewer socket like a well-behaved client: chunks in seq order, drops
  * any seq it already has, and on `execution.resubscribe` subscribes again after its last seq.
+ * `onChunk` gets the chunk's bytes as a Buffer.
  */
 export class Watcher {
   constructor(socket, { onChunk, onStatus, onError } = {}) {
@@ -45,7 +50,7 @@ export class Watcher {
       if (e.seq <= last) return void this.duplicates++;
       if (e.seq !== last + 1) this.gaps++;
       this.last.set(e.executionId, e.seq);
-      onChunk?.(e);
+      onChunk?.({ ...e, data: bytesOf(e.data) });
     });
     socket.on('execution.status', (e) => onStatus?.(e));
     socket.on('execution.resubscribe', (e) => {

@@ -14,9 +14,14 @@ lag.enable();
 /** Text of each seq as received by someone (the content is the same for every viewer). */
 const content = new Map();
 
-function makeViewer(url, apiKey) {
+/** Output bytes: base64 text (viewers of protocol 4, one frame per message) or binary (an attachment frame). */
+const bytesOf = (data) => (typeof data === 'string' ? Buffer.from(data, 'base64') : Buffer.from(data));
+
+/** `protocolVersion` null: a viewer that names none (binary output, as before protocol 4). */
+function makeViewer(url, apiKey, protocolVersion) {
   return new Promise((resolve) => {
-    const socket = io(`${url}/dashboard`, { path: '/dashboard-io/', extraHeaders: { authorization: `Bearer ${apiKey}` }, transports: ['websocket'], forceNew: true, reconnection: false, timeout: 60_000 });
+    const auth = protocolVersion === null ? {} : { protocolVersion };
+    const socket = io(`${url}/dashboard`, { path: '/dashboard-io/', auth, extraHeaders: { authorization: `Bearer ${apiKey}` }, transports: ['websocket'], forceNew: true, reconnection: false, timeout: 60_000 });
     const v = { socket, executionId: null, last: -1, recv: null, count: 0, gaps: 0, dups: 0, resubscribes: 0, subscribedAt: 0, errors: 0 };
     socket.on('execution.output', (e) => {
       if (e.executionId !== v.executionId) return;
@@ -26,7 +31,7 @@ function makeViewer(url, apiKey) {
       v.last = e.seq;
       if (e.seq < MAX_SEQ) v.recv[e.seq] = t;
       v.count++;
-      if (!content.has(e.seq)) content.set(e.seq, Buffer.from(e.data).toString('utf8'));
+      if (!content.has(e.seq)) content.set(e.seq, bytesOf(e.data).toString('utf8'));
     });
     socket.on('execution.resubscribe', (e) => {
       if (e.executionId !== v.executionId) return;
@@ -40,7 +45,7 @@ function makeViewer(url, apiKey) {
   });
 }
 
-async function connectAll(url, apiKeys, n, concurrency) {
+async function connectAll(url, apiKeys, n, concurrency, protocolVersion) {
   const t0 = performance.now();
   let next = 0;
   const failures = {};
@@ -48,7 +53,7 @@ async function connectAll(url, apiKeys, n, concurrency) {
     Array.from({ length: Math.min(n, concurrency) }, async () => {
       while (next < n) {
         const key = apiKeys[next++ % apiKeys.length];
-        const r = await makeViewer(url, key);
+        const r = await makeViewer(url, key, protocolVersion);
         if (r.ok) viewers.push(r.v);
         else failures[r.why] = (failures[r.why] ?? 0) + 1;
       }
@@ -127,7 +132,7 @@ function report(createdAt, total) {
 }
 
 process.on('message', async (m) => {
-  if (m.cmd === 'connect') send({ type: 'connected', ...(await connectAll(m.url, m.apiKeys, m.n, m.concurrency ?? 50)) });
+  if (m.cmd === 'connect') send({ type: 'connected', ...(await connectAll(m.url, m.apiKeys, m.n, m.concurrency ?? 50, m.protocolVersion === undefined ? 4 : m.protocolVersion)) });
   else if (m.cmd === 'subscribe') {
     lag.reset();
     send({ type: 'subscribed', ...(await subscribeAll(m.executionId)) });

@@ -1,5 +1,5 @@
 // 3. Execution rate: a burst of triggers of `true`; executions completed per second.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { drain, executionCounts } from '../lib/executions.mjs';
@@ -49,6 +49,11 @@ export default {
       const peerCounting = path.join(dir, 'peer-counting.sh');
       await writeFile(peerCounting, counting(peerCounter));
       const oursCounter = path.join(dir, 'ours-count');
+      // Our agent runs scripts as the script user (devpilot-run when the bench runs as root): it
+      // may pass through the folder and append to this one file, nothing else.
+      await writeFile(oursCounter, '');
+      await chmod(oursCounter, 0o666);
+      await chmod(dir, 0o711);
       const countingHook = await scriptWebhook(stack.api, { name: 'rate-count', content: counting(oursCounter), serverId: server.id });
       const countingCall = signedCall(countingHook.token, countingHook.hmacSecret);
       if (ctx.peer.bin) {
@@ -127,6 +132,16 @@ export default {
         ctx.log(line);
       }
       const final = await executionCounts(stack.db);
+      // HOT updates (no new index entries) of execution rows over the scenario, from PostgreSQL's
+      // statistics (each backend sends its counts within about a second of going idle).
+      const [hot] = await stack.db.query(
+        `SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot, (SELECT count(*) FROM pg_index i WHERE i.indrelid = 'execution'::regclass) AS indexes FROM pg_stat_user_tables WHERE relname = 'execution'`,
+      );
+      // Transactions committed in this scenario's database per execution: with autocommit statements, about
+      // the statements each execution cost (acceptance, dispatch, reports, output), whatever the load.
+      const [tx] = await stack.db.query(`SELECT xact_commit AS commits FROM pg_stat_database WHERE datname = current_database()`);
+      if (tx) notes.push(`${(Number(tx.commits) / Math.max(1, Number(final.total))).toFixed(2)} transactions committed per execution in the scenario's database (${tx.commits} for ${final.total} executions, setup and reads included)`);
+      if (hot) notes.push(`execution rows updated ${hot.updates} times over the scenario, ${hot.hot} of them HOT (${((100 * Number(hot.hot)) / Math.max(1, Number(hot.updates))).toFixed(1)}%); a non-HOT update inserts into each of the table's ${hot.indexes} indexes`);
       const cpuOf = (k) => median(ours.map((o) => o.cpuMs[k])).toFixed(2);
       notes.push(
         `CPU per execution (ms, user + system, median of the rounds): agent ${cpuOf('agent')}, the scripts it ran (bash) ${cpuOf('scripts')}, control plane ${cpuOf('controlPlane')}, PostgreSQL (all its processes) ${cpuOf('postgres')}; the machine has 2 cores for all of them`,

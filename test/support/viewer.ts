@@ -5,6 +5,7 @@ import {
   type ExecutionOutputEvent,
   type ExecutionStatusEvent,
   isTerminal,
+  PROTOCOL_VERSION,
   type ServerToViewerEvents,
   type SubscribeReply,
   type ViewerToServerEvents,
@@ -27,7 +28,8 @@ export class ViewerClient {
       if (event === DashboardEvents.output) {
         const e = payload as ExecutionOutputEvent;
         const list = this.output.get(e.executionId) ?? [];
-        list.push({ ...e, data: Buffer.from(e.data) });
+        // Base64 text for a viewer of protocol 4 and later, binary for the others.
+        list.push({ ...e, data: typeof e.data === 'string' ? Buffer.from(e.data, 'base64') : Buffer.from(e.data) });
         this.output.set(e.executionId, list);
       } else if (event === DashboardEvents.status) {
         const e = payload as ExecutionStatusEvent;
@@ -41,13 +43,18 @@ export class ViewerClient {
     return ViewerClient.connectWith(url, { headers: typeof apiKey === 'string' ? { authorization: `Bearer ${apiKey}` } : {}, transports });
   }
 
-  /** Connects as a browser does: a one-time ticket in the upgrade URL (and any headers, e.g. Origin). */
+  /**
+   * Connects as a browser does: a one-time ticket in the upgrade URL (and any headers, e.g. Origin).
+   * `auth` is the handshake's: the dashboard's by default (this protocol version); `{}` is a
+   * viewer that names no version.
+   */
   static async connectWith(
     url: string,
-    opts: { ticket?: string; headers?: Record<string, string>; transports?: ('websocket' | 'polling')[] },
+    opts: { ticket?: string; headers?: Record<string, string>; transports?: ('websocket' | 'polling')[]; auth?: Record<string, unknown> },
   ): Promise<ViewerClient> {
     const socket: ViewerClientSocket = io(`${url}${DASHBOARD_NAMESPACE}`, {
       path: DASHBOARD_IO_PATH,
+      auth: opts.auth ?? { protocolVersion: PROTOCOL_VERSION },
       extraHeaders: opts.headers ?? {},
       query: opts.ticket === undefined ? {} : { ticket: opts.ticket },
       transports: opts.transports ?? ['websocket'],

@@ -4,13 +4,18 @@
  * `running` once its process was spawned.
  * 3 moved the agent's token to `Authorization: Bearer` on the WebSocket upgrade (checked before
  * any packet is read) and bounded the hello's lists.
+ * 4 lets a viewer announce its version on `/dashboard`; from 4 a viewer gets `execution.output`'s
+ * bytes as base64 text, one WebSocket frame per message (a binary attachment is a frame of its
+ * own) and encoded once for every viewer of a broadcast. Nothing changed for agents.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /**
  * Versions the control plane accepts in the CONNECT packet (a v1 agent never sends
  * `execution.spawned`). Every client must send its credential on the upgrade, whatever it says here.
  */
-export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [1, 2, 3];
+export const SUPPORTED_PROTOCOL_VERSIONS: readonly number[] = [1, 2, 3, 4];
+/** Viewers announcing this version or later get output bytes as base64 text; earlier ones (or none) as a binary attachment. */
+export const VIEWER_TEXT_OUTPUT_SINCE = 4;
 
 /** Largest seq (and lastSeq, nextSeq, fromSeq, ackedSeq): output is stored under a PostgreSQL integer. */
 export const MAX_SEQ = 2_147_483_647;

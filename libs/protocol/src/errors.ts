@@ -17,7 +17,7 @@ export const PROTOCOL_ERRORS = {
   UNAVAILABLE: 'The control plane could not do it now (database away); retry later.',
   INTERNAL_ERROR: 'An unexpected error on the control plane; retry later.',
   UNAUTHORIZED: 'Handshake: the token or API key is missing, malformed or not valid.',
-  UNSUPPORTED_PROTOCOL_VERSION: 'Handshake: the agent speaks a protocol version the control plane does not; `supportedVersions` lists those it does.',
+  UNSUPPORTED_PROTOCOL_VERSION: 'Handshake: the agent (or viewer) speaks a protocol version the control plane does not; `supportedVersions` lists those it does.',
   WEBSOCKET_REQUIRED: 'Handshake: the namespace is served over WebSocket only.',
   TOO_MANY_CONNECTIONS: 'Handshake: this API key holds as many viewer connections as it may.',
 } as const satisfies Record<string, string>;

@@ -21,6 +21,8 @@ import {
   type ServerToViewerEvents,
   SubscribeExecution,
   SUPPORTED_PROTOCOL_VERSIONS,
+  VIEWER_TEXT_OUTPUT_SINCE,
+  ViewerHandshake,
   type ViewerToServerEvents,
 } from './index.js';
 
@@ -67,9 +69,18 @@ describe('the event tables', () => {
     }
   });
 
-  it('protocol 2 adds execution.spawned, 3 the upgrade credential; the control plane accepts 1 to 3', () => {
-    expect(PROTOCOL_VERSION).toBe(3);
-    expect(SUPPORTED_PROTOCOL_VERSIONS).toEqual([1, 2, 3]);
+  it('protocol 2 adds execution.spawned, 3 the upgrade credential, 4 base64 output for viewers; the control plane accepts 1 to 4', () => {
+    expect(PROTOCOL_VERSION).toBe(4);
+    expect(SUPPORTED_PROTOCOL_VERSIONS).toEqual([1, 2, 3, 4]);
+    expect(VIEWER_TEXT_OUTPUT_SINCE).toBe(4);
+    const output = DASHBOARD_EVENTS['execution.output'].request;
+    const event = { executionId: id, seq: 0, stream: 'stdout' };
+    expect(output.safeParse({ ...event, data: Buffer.from([0, 255, 10]).toString('base64') }).success).toBe(true);
+    expect(output.safeParse({ ...event, data: Buffer.from([0, 255, 10]) }).success).toBe(true);
+    expect(output.safeParse({ ...event, data: 'not base64!' }).success).toBe(false);
+    expect(ViewerHandshake.safeParse({}).success).toBe(true);
+    expect(ViewerHandshake.safeParse({ protocolVersion: 4 }).success).toBe(true);
+    expect(ViewerHandshake.safeParse({ protocolVersion: '4' }).success).toBe(false);
     expect(AGENT_EVENTS['execution.spawned'].since).toBe(2);
     expect(AGENT_EVENTS['execution.spawned'].request.safeParse({ executionId: id }).success).toBe(true);
     expect(AGENT_EVENTS['execution.spawned'].reply.safeParse({ ok: true }).success).toBe(true);

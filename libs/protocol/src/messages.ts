@@ -11,7 +11,9 @@ import {
   MAX_SEQ,
   RUN_AS_PATTERN,
   STREAMS,
+  SUPPORTED_PROTOCOL_VERSIONS,
   TRIGGERS,
+  VIEWER_TEXT_OUTPUT_SINCE,
 } from './constants.js';
 import { ErrorReply, protocolError, ProtocolErrorCode } from './errors.js';
 
@@ -71,8 +73,20 @@ export const AgentHandshake = z
   .meta({ id: 'AgentHandshake' });
 export type AgentHandshake = z.infer<typeof AgentHandshake>;
 
-/** Handshake `auth` of a viewer on `/dashboard`: nothing; its credential (API key or ticket) comes with the upgrade request. */
-export const ViewerHandshake = z.object({}).meta({ id: 'ViewerHandshake' });
+/**
+ * Handshake `auth` of a viewer on `/dashboard`: its credential (API key or ticket) comes with the
+ * upgrade request; `protocolVersion` says how it wants output bytes (base64 text from 4, binary
+ * before, and when it is left out).
+ */
+export const ViewerHandshake = z
+  .object({
+    protocolVersion: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: `The viewer's protocol version, one of ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}. From ${VIEWER_TEXT_OUTPUT_SINCE}, \`execution.output\` carries its bytes as base64 text; without it, as a binary attachment.` }),
+  })
+  .meta({ id: 'ViewerHandshake' });
 export type ViewerHandshake = z.infer<typeof ViewerHandshake>;
 
 /** cp -> agent: run this script (now, or when the agent has a free slot). */
@@ -193,8 +207,17 @@ export type UnsubscribeExecution = z.infer<typeof UnsubscribeExecution>;
 export const UnsubscribeReply = z.object({ ok: z.boolean() });
 export type UnsubscribeReply = z.infer<typeof UnsubscribeReply>;
 
-/** cp -> viewer: one stored chunk of output. */
-export const ExecutionOutputEvent = z.object({ executionId, seq, stream: z.enum(STREAMS), data: Bytes });
+/**
+ * Bytes as base64 text (RFC 4648, padded), for viewers of protocol 4 and later: the whole message
+ * is one text WebSocket frame, where a binary attachment is a second frame.
+ */
+export const Base64Bytes = z
+  .base64()
+  .max((Math.ceil(MAX_CHUNK_BYTES / 3) * 4))
+  .meta({ description: `Bytes as base64 text (RFC 4648, padded), at most ${MAX_CHUNK_BYTES} bytes once decoded.` });
+
+/** cp -> viewer: one stored chunk of output; its bytes as base64 text for viewers of protocol 4 and later, binary for the others. */
+export const ExecutionOutputEvent = z.object({ executionId, seq, stream: z.enum(STREAMS), data: z.union([Base64Bytes, Bytes]) });
 export type ExecutionOutputEvent = z.infer<typeof ExecutionOutputEvent>;
 export const ExecutionStatusEvent = z.object({
   executionId,

@@ -203,22 +203,29 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
   /**
    * Live viewers that are in step get the chunk in one broadcast, encoded once for all of them
    * (with a thousand viewers, encoding per socket cost most of the fan-out); the others (catching
-   * up, after a gap, behind) through their subscription.
+   * up, after a gap, behind) through their subscription. Text viewers (protocol 4) get one
+   * broadcast of base64 text: a single text packet, whose WebSocket frame socket.io builds once
+   * for all of them; binary viewers one broadcast of a header and its attachment.
    */
   private onOutput(e: OutputStored): void {
     const subs = this.byExecution.get(e.executionId);
     if (!subs) return;
     const chunk: StoredChunk = { seq: e.seq, stream: e.stream, data: e.data };
     const nsp = this.nsp;
-    const inStep: Viewer[] = [];
+    const text: Viewer[] = [];
+    const binary: Viewer[] = [];
     for (const sub of [...subs]) {
       if (sub.viewer.workspaceId !== e.workspaceId) continue;
-      if (nsp && sub.takeLive(chunk)) inStep.push(sub.viewer);
+      if (nsp && sub.takeLive(chunk)) (sub.viewer.textOutput ? text : binary).push(sub.viewer);
       else sub.onChunk(chunk);
     }
-    if (!nsp || inStep.length === 0) return;
-    nsp.local.to(inStep.map((v) => v.id)).emit(DashboardEvents.output, { executionId: e.executionId, seq: chunk.seq, stream: chunk.stream, data: chunk.data });
-    for (const v of inStep) v.queued(chunk.data.length);
+    if (!nsp) return;
+    const send = (viewers: Viewer[], data: Buffer | string) => {
+      nsp.local.to(viewers.map((v) => v.id)).emit(DashboardEvents.output, { executionId: e.executionId, seq: chunk.seq, stream: chunk.stream, data });
+      for (const v of viewers) v.queued(data.length);
+    };
+    if (text.length) send(text, chunk.data.toString('base64'));
+    if (binary.length) send(binary, chunk.data);
   }
 
   /**

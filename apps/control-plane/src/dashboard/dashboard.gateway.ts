@@ -1,4 +1,15 @@
-import { connectRefusal, DASHBOARD_IO_PATH, DASHBOARD_NAMESPACE, DashboardEvents, MAX_VIEWER_MESSAGE_BYTES, protocolError, type SubscribeReply } from '@app/protocol';
+import {
+  connectRefusal,
+  DASHBOARD_IO_PATH,
+  DASHBOARD_NAMESPACE,
+  DashboardEvents,
+  MAX_VIEWER_MESSAGE_BYTES,
+  protocolError,
+  type SubscribeReply,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  VIEWER_TEXT_OUTPUT_SINCE,
+  ViewerHandshake,
+} from '@app/protocol';
 import { Inject, Logger, type OnModuleDestroy } from '@nestjs/common';
 import {
   Ack,
@@ -95,10 +106,20 @@ export class DashboardGateway implements OnGatewayInit, OnGatewayConnection, OnG
     nsp.use((socket, next) => {
       const auth = credentialOf(socket.request);
       if (auth?.kind !== 'viewer') return next(connectRefusal('UNAUTHORIZED', 'unauthorized'));
+      const hello = ViewerHandshake.safeParse(socket.handshake.auth ?? {});
+      const version = hello.success ? hello.data.protocolVersion : undefined;
+      if (!hello.success || (version !== undefined && !SUPPORTED_PROTOCOL_VERSIONS.includes(version))) {
+        const said = (socket.handshake.auth as { protocolVersion?: unknown } | undefined)?.protocolVersion;
+        return next(
+          connectRefusal('UNSUPPORTED_PROTOCOL_VERSION', `unsupported protocol version ${JSON.stringify(said) ?? 'undefined'}; supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}`, {
+            supportedVersions: [...SUPPORTED_PROTOCOL_VERSIONS],
+          }),
+        );
+      }
       this.holdPlace(auth.keyId, socket).then(
         (placed) => {
           if (!placed) return next(connectRefusal('TOO_MANY_CONNECTIONS', 'too many connections for this API key'));
-          socket.data = { workspaceId: auth.workspaceId, keyId: auth.keyId, role: auth.role };
+          socket.data = { workspaceId: auth.workspaceId, keyId: auth.keyId, role: auth.role, textOutput: version !== undefined && version >= VIEWER_TEXT_OUTPUT_SINCE };
           next();
         },
         (err: unknown) => {

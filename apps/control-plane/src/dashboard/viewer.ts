@@ -13,6 +13,8 @@ export interface ViewerSocketData {
   workspaceId: string;
   keyId: string;
   role: ApiKeyRole;
+  /** Protocol 4 or later: output bytes go as base64 text (one frame per message), else as a binary attachment. */
+  textOutput: boolean;
 }
 
 export type ViewerSocket = Socket<ViewerToServerEvents, ServerToViewerEvents, Record<string, never>, ViewerSocketData>;
@@ -29,7 +31,7 @@ export const keyRoom = (keyId: string) => `key:${keyId}`;
  * more than one batch or a fast viewer would look slow.
  */
 export const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
-/** Packets waiting in the socket (each output event is two: the header and its bytes). */
+/** Packets waiting in the socket (an output event is one for a text viewer, two for a binary one: the header and its bytes). */
 export const MAX_QUEUED_PACKETS = 4096;
 /** At most this many executions watched at once per socket. */
 export const MAX_SUBSCRIPTIONS = 50;
@@ -72,12 +74,18 @@ export class Viewer {
     return this.queuedBytes > MAX_QUEUED_BYTES || packets > MAX_QUEUED_PACKETS;
   }
 
-  sendOutput(executionId: string, c: StoredChunk): void {
-    this.socket.emit(DashboardEvents.output, { executionId, seq: c.seq, stream: c.stream, data: c.data });
-    this.queued(c.data.length);
+  /** Output bytes as base64 text (protocol 4 viewers) or binary. */
+  get textOutput(): boolean {
+    return this.socket.data.textOutput;
   }
 
-  /** Counts output bytes sent to this socket by a broadcast. */
+  sendOutput(executionId: string, c: StoredChunk): void {
+    const data = this.textOutput ? c.data.toString('base64') : c.data;
+    this.socket.emit(DashboardEvents.output, { executionId, seq: c.seq, stream: c.stream, data });
+    this.queued(data.length);
+  }
+
+  /** Counts output bytes (as sent: base64 text is longer) sent to this socket by a broadcast. */
   queued(bytes: number): void {
     this.queuedBytes += bytes;
   }

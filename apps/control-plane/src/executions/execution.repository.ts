@@ -98,8 +98,15 @@ export const DELIVERY_MEMORY_SECONDS = 24 * 3600;
 
 export type CompleteOutcome = 'unknown' | 'queued' | 'over' | 'incomplete' | 'done';
 
+/** A finished report waiting for its server's completion statement. */
+interface PendingCompletion {
+  report: ExecutionFinished;
+  /** Keep the report when the output is not whole yet (false: the output path asks again). */
+  hold: boolean;
+}
+
 const RETURNED = 'x.id, x.workspace_id, x.server_id, x.status, x.exit_code';
-/** Start acks handled in one statement at most. */
+/** Start acks (and spawn and finished reports) handled in one statement at most. */
 const MAX_START_MARKS = 500;
 /** Batches of up to this many chunks (the usual ones) run as prepared statements, one per count. */
 const PREPARED_MAX_CHUNKS = 4;
@@ -107,6 +114,11 @@ const PREPARED_MAX_CHUNKS = 4;
 /** `x.status = ANY('{...}')`: the statuses `to` may follow, from the transitions table. */
 function guard(to: ExecutionStatus): string {
   return `x.status = ANY('{${allowedFrom(to).join(',')}}'::text[])`;
+}
+
+/** guard() for a status chosen per row (`column`), one of `targets`: the same table, one branch per target. */
+function guardTo(column: string, targets: readonly ExecutionStatus[]): string {
+  return `CASE ${column} ${targets.map((to) => `WHEN '${to}' THEN ${guard(to)}`).join(' ')} ELSE false END`;
 }
 
 const ACTIVE = `('${ACTIVE_STATUSES.join("', '")}')`;
@@ -159,6 +171,14 @@ export class ExecutionRepository {
   private readonly logger = new Logger(ExecutionRepository.name);
   private readonly startMarks = new SerialCoalescer<string, { cancelRequested: boolean } | null>(
     (_serverId, ids) => this.markStartedNow(ids),
+    (group) => group.length < MAX_START_MARKS,
+  );
+  private readonly completions = new SerialCoalescer<PendingCompletion, CompleteOutcome>(
+    (serverId, items) => this.completeNow(serverId, items),
+    (group, next) => group.length < MAX_START_MARKS && !group.some((i) => i.report.executionId === next.report.executionId),
+  );
+  private readonly spawnMarks = new SerialCoalescer<string, { cancelRequested: boolean } | null>(
+    (serverId, ids) => this.markSpawnedNow(serverId, ids),
     (group) => group.length < MAX_START_MARKS,
   );
 
@@ -550,10 +570,35 @@ export class ExecutionRepository {
     });
   }
 
-  /** The agent reported the process spawned (protocol v2): `running`. Null when it is not this server's dispatched run. */
-  async markSpawned(id: string, serverId: string): Promise<{ cancelRequested: boolean } | null> {
-    const [r] = await this.change<{ cancel_requested: boolean }>('running', `x.id = $1 AND x.server_id = $2`, [id, serverId], {}, ', x.cancel_requested');
-    return r ? { cancelRequested: r.cancel_requested } : null;
+  /**
+   * The agent reported the process spawned (protocol v2): `running`. Null when it is not this
+   * server's dispatched run. A server's reports that arrive while one statement runs go into the
+   * next together (a burst of spawns is one UPDATE per statement time, not one per run).
+   */
+  markSpawned(id: string, serverId: string): Promise<{ cancelRequested: boolean } | null> {
+    return this.spawnMarks.run(serverId, id);
+  }
+
+  private async markSpawnedNow(serverId: string, ids: string[]): Promise<({ cancelRequested: boolean } | null)[]> {
+    const changed = await preparedRows<ChangedRow & { cancel_requested: boolean }>(
+      this.db,
+      // Rows locked in id order, as any other statement locking several executions should.
+      `WITH l AS (
+         SELECT x.id FROM execution x WHERE x.id = ANY($1::uuid[]) AND x.server_id = $2 AND ${guard('running')} ORDER BY x.id FOR UPDATE
+       )
+       UPDATE execution x SET status = 'running', started_at = COALESCE(x.started_at, now())
+       FROM l WHERE x.id = l.id AND ${guard('running')}
+       RETURNING ${RETURNED}, x.cancel_requested`,
+      [ids, serverId],
+    );
+    this.emit(changed);
+    const byId = new Map(changed.map((r) => [r.id, r]));
+    // A report sent twice in one group changed the run once: the repeat answers as if it came after.
+    return ids.map((id) => {
+      const r = byId.get(id);
+      byId.delete(id);
+      return r ? { cancelRequested: r.cancel_requested } : null;
+    });
   }
 
   /** The agent refused the start (shutting down, invalid command): `failed` with its reason. */
@@ -685,51 +730,77 @@ export class ExecutionRepository {
   }
 
   /**
-   * The one completion path, in one statement: an active run of this server whose output is whole
-   * up to `report.lastSeq` takes the report's outcome; one whose output is not whole yet keeps the
-   * report (with `hold`) so the output batch that completes it completes the run.
+   * The one completion path: an active run of this server whose output is whole up to
+   * `report.lastSeq` takes the report's outcome; one whose output is not whole yet keeps the
+   * report (with `hold`) so the output batch that completes it completes the run. A server's
+   * reports that arrive while one statement runs go into the next together (one per execution:
+   * a repeat waits for the statement after, so it sees the first one's outcome).
    */
-  async complete(serverId: string, report: ExecutionFinished, hold: boolean): Promise<CompleteOutcome> {
-    const { status, error } = outcome(report);
-    const [row] = await preparedRows<{ before: ExecutionStatus; whole: boolean; done: ChangedRow | null } & Releases>(
+  complete(serverId: string, report: ExecutionFinished, hold: boolean): Promise<CompleteOutcome> {
+    return this.completions.run(serverId, { report, hold });
+  }
+
+  private async completeNow(serverId: string, items: PendingCompletion[]): Promise<CompleteOutcome[]> {
+    const column = (f: (item: PendingCompletion, o: ReturnType<typeof outcome>) => unknown) => items.map((i) => f(i, outcome(i.report)));
+    const found = await preparedRows<{ id: string; before: ExecutionStatus; whole: boolean; done: ChangedRow | null } & Releases>(
       this.db,
-      `WITH e AS (
-         SELECT id, status FROM execution WHERE id = $1 AND server_id = $2 FOR UPDATE
+      // Rows locked in id order, as any other statement locking several executions should.
+      `WITH r AS (
+         SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::integer[], $6::text[], $7::text[], $8::boolean[], $9::text[], $10::boolean[])
+           AS r(id, last_seq, to_status, exit_code, signal, error, truncated, report, hold)
+       ), e AS (
+         SELECT x.id, x.status FROM execution x WHERE x.id IN (SELECT id FROM r) AND x.server_id = $1 ORDER BY x.id FOR UPDATE
        ), w AS (
-         SELECT e.id, e.status,
-                (SELECT count(*) FROM execution_output o WHERE o.execution_id = e.id AND o.seq <= $3::bigint) >= $3::bigint + 1 AS whole
-         FROM e
+         SELECT e.id, e.status, r.to_status, r.exit_code, r.signal, r.error, r.truncated, r.report, r.hold,
+                (SELECT count(*) FROM execution_output o WHERE o.execution_id = e.id AND o.seq <= r.last_seq) >= r.last_seq + 1 AS whole
+         FROM e JOIN r ON r.id = e.id
        ), done AS (
-         UPDATE execution x SET status = $4, exit_code = $5, signal = $6,
-           error = CASE WHEN $4 = 'cancelled' THEN COALESCE(x.error, $7) ELSE $7 END,
-           output_truncated = x.output_truncated OR $8,
-           output_truncated_by = COALESCE(x.output_truncated_by, CASE WHEN $8 THEN 'script_limit' END),
-           finished_at = now(), finish_report = $9
-         FROM w WHERE x.id = w.id AND w.whole AND x.status = ANY($11::text[])
+         UPDATE execution x SET status = w.to_status, exit_code = w.exit_code, signal = w.signal,
+           error = CASE WHEN w.to_status = 'cancelled' THEN COALESCE(x.error, w.error) ELSE w.error END,
+           output_truncated = x.output_truncated OR w.truncated,
+           output_truncated_by = COALESCE(x.output_truncated_by, CASE WHEN w.truncated THEN 'script_limit' END),
+           finished_at = now(), finish_report = w.report::jsonb
+         FROM w WHERE x.id = w.id AND w.whole AND ${guardTo('w.to_status', TERMINAL_STATUSES)}
          RETURNING ${RETURNED}, x.webhook_id AS ended_webhook_id
        ), ended AS (
          SELECT id, ended_webhook_id FROM done
-       ), gone AS (${FORGET_PAYLOADS('ended')}), ${releaseNext('$12')}, held AS (
-         UPDATE execution x SET finish_report = $9, finish_held_at = now()
-         FROM w WHERE $10::boolean AND x.id = w.id AND NOT w.whole AND x.status IN ${ACTIVE}
+       ), gone AS (${FORGET_PAYLOADS('ended')}), ${releaseNext('$11')}, held AS (
+         UPDATE execution x SET finish_report = w.report::jsonb, finish_held_at = now()
+         FROM w WHERE w.hold AND x.id = w.id AND NOT w.whole AND x.status IN ${ACTIVE}
        )
-       SELECT w.status AS before, w.whole, (SELECT row_to_json(done) FROM done) AS done,
+       SELECT w.id, w.status AS before, w.whole, (SELECT row_to_json(done) FROM done WHERE done.id = w.id) AS done,
               (SELECT array_agg(DISTINCT server_id) FROM released) AS released_servers
        FROM w`,
       [
-        report.executionId, serverId, report.lastSeq, status, report.exitCode, report.signal, error, report.truncated, JSON.stringify(report), hold,
-        allowedFrom(status), this.config.deliveryDeadlineMs / 1000,
+        serverId,
+        column((i) => i.report.executionId),
+        column((i) => i.report.lastSeq),
+        column((_, o) => o.status),
+        column((i) => i.report.exitCode),
+        column((i) => i.report.signal),
+        column((_, o) => o.error),
+        column((i) => i.report.truncated),
+        column((i) => JSON.stringify(i.report)),
+        column((i) => i.hold),
+        this.config.deliveryDeadlineMs / 1000,
       ],
     );
-    if (!row) return 'unknown';
-    if (row.before === 'queued') return 'queued';
-    if (row.done) {
-      this.emit([row.done], row.released_servers);
-      return 'done';
-    }
-    if (isTerminal(row.before)) return 'over';
-    if (hold) this.logger.warn({ executionId: report.executionId, lastSeq: report.lastSeq }, 'finished before all its output is stored; waiting for it');
-    return 'incomplete';
+    const byId = new Map(found.map((r) => [r.id, r]));
+    const outcomes = items.map(({ report, hold }): CompleteOutcome => {
+      const row = byId.get(report.executionId);
+      if (!row) return 'unknown';
+      if (row.before === 'queued') return 'queued';
+      if (row.done) {
+        this.emit([row.done]);
+        return 'done';
+      }
+      if (isTerminal(row.before)) return 'over';
+      if (hold) this.logger.warn({ executionId: report.executionId, lastSeq: report.lastSeq }, 'finished before all its output is stored; waiting for it');
+      return 'incomplete';
+    });
+    // After the ends: the runs a `queue` webhook held behind them, once for the whole statement.
+    this.emit([], found[0]?.released_servers);
+    return outcomes;
   }
 
   // ---- after a reconnect ------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import { io, type Socket } from 'socket.io-client';
-import { DASHBOARD_IO_PATH, DASHBOARD_NAMESPACE } from '@app/protocol/constants.js';
+import { DASHBOARD_IO_PATH, DASHBOARD_NAMESPACE, PROTOCOL_VERSION } from '@app/protocol/constants.js';
 import type { ConnectRefusal } from '@app/protocol/errors.js';
 import type { ServerToViewerEvents, ViewerToServerEvents } from '@app/protocol/events.js';
 
@@ -27,7 +27,14 @@ export class DashboardFeed {
   private closed = false;
 
   constructor(private readonly ticket: TicketSource) {
-    this.socket = io(DASHBOARD_NAMESPACE, { path: DASHBOARD_IO_PATH, transports: ['websocket'], autoConnect: false, reconnection: false });
+    // Protocol 4: output bytes come as base64 text, one WebSocket frame per message.
+    this.socket = io(DASHBOARD_NAMESPACE, {
+      path: DASHBOARD_IO_PATH,
+      transports: ['websocket'],
+      autoConnect: false,
+      reconnection: false,
+      auth: { protocolVersion: PROTOCOL_VERSION },
+    });
     this.socket.on('connect', () => {
       this.attempts = 0;
       this.set('live');

@@ -100,13 +100,29 @@ export class OutputBuffer {
   }
 }
 
-/** socket.io hands binary over as ArrayBuffer in a browser; tolerate the other shapes bytes can take. */
+/**
+ * The bytes of an `execution.output`: base64 text (what the feed asks for, protocol 4), or binary
+ * (socket.io hands it over as an ArrayBuffer in a browser; the other shapes bytes can take too).
+ * Null for anything else, including text that is not base64.
+ */
 export function toBytes(data: unknown): Uint8Array | null {
+  if (typeof data === 'string') return fromBase64(data);
   if (data instanceof Uint8Array) return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (data && typeof data === 'object' && Array.isArray((data as { data?: unknown }).data))
     return Uint8Array.from((data as { data: number[] }).data);
-  if (typeof data === 'string') return new TextEncoder().encode(data);
   return null;
+}
+
+function fromBase64(text: string): Uint8Array | null {
+  let binary: string;
+  try {
+    binary = atob(text);
+  } catch {
+    return null;
+  }
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
 }
