@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { PAYLOAD_SINCE_PROTOCOL } from '@app/protocol';
 import { sign as githubSign } from '@octokit/webhooks-methods';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -6,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type AgentProcess, startAgent } from './support/agent.js';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
+import { FakeAgent } from './support/fake-agent.js';
 import { createScript, createServer, getOutput, waitForStatus, waitForTerminal } from './support/executions.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
@@ -192,6 +194,25 @@ describe('passPayload with a real agent', () => {
     expect(out.mode).toBe('600 owner=devpilot-run');
     expect(out.delivery).toBe(delivery);
     expect(await payloadRows(id)).toBe(0);
+  });
+
+  it('a run that is to get the request is never sent to an agent too old to give it (protocol 3): it fails, saying so', async () => {
+    const old = await createServer(api, 'old-agent');
+    const fake = await FakeAgent.connect(cp.url, old.agentToken, PAYLOAD_SINCE_PROTOCOL - 1);
+    try {
+      const script = await createScript(api, 'echo RAN');
+      const r = await api.post(`/api/v1/scripts/${script.id}/webhooks`, { name: 'to an old agent', serverId: old.id, signatureScheme: 'github', passPayload: true });
+      expect(r.status).toBe(201);
+      const call = await deliver({ token: r.body.token, secret: r.body.hmacSecret }, PUSH, 'application/json', randomUUID());
+      expect(call.status).toBe(202);
+      const done = await waitForTerminal(api, call.body.executionId as string);
+      expect(done.status).toBe('failed');
+      expect(done.error).toContain('too old to give it');
+      expect(fake.started.map((s) => s.executionId)).not.toContain(call.body.executionId);
+      expect(await payloadRows(call.body.executionId as string)).toBe(0);
+    } finally {
+      fake.socket.disconnect();
+    }
   });
 
   it('a cancelled run loses its payload too, and its file', async () => {

@@ -43,12 +43,13 @@ export class FakeAgent {
   /** Why the connection ended, if it did (shown when a report fails). */
   disconnectReason: string | null = null;
 
-  static async connect(url: string, token: string): Promise<FakeAgent> {
+  /** `protocolVersion`: what it announces (an older agent's, to see what an old agent is sent). */
+  static async connect(url: string, token: string, protocolVersion = PROTOCOL_VERSION): Promise<FakeAgent> {
     const socket: Socket<ServerToAgentEvents, AgentToServerEvents> = io(`${url}${AGENT_NAMESPACE}`, {
       transports: ['websocket'],
       reconnection: false,
       extraHeaders: { authorization: `Bearer ${token}` },
-      auth: { protocolVersion: PROTOCOL_VERSION, agentVersion: 'fake-1', hostname: 'fake-host', platform: 'linux' },
+      auth: { protocolVersion, agentVersion: 'fake-1', hostname: 'fake-host', platform: 'linux' },
     });
     const agent = new FakeAgent(socket);
     await new Promise<void>((resolve, reject) => {

@@ -6,7 +6,9 @@
  * any packet is read) and bounded the hello's lists.
  * 4 lets a viewer announce its version on `/dashboard`; from 4 a viewer gets `execution.output`'s
  * bytes as base64 text, one WebSocket frame per message (a binary attachment is a frame of its
- * own) and encoded once for every viewer of a broadcast. Nothing changed for agents.
+ * own) and encoded once for every viewer of a broadcast. Agents of 4 write a start's `payload`
+ * (the request a webhook passes to its script) to the script's request file; a run that is to get
+ * one is never sent to an older agent (see PAYLOAD_SINCE_PROTOCOL).
  */
 export const PROTOCOL_VERSION = 4;
 /**
@@ -50,6 +52,12 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
  * trigger body limit the control plane can be configured with (DEVPILOT_BODY_LIMIT_BYTES).
  */
 export const MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
+/**
+ * The first agent protocol whose agents write a start's `payload` to the script's request file
+ * (they announce it in the handshake); an older agent would drop the field and run the script
+ * without the request, so a run that is to get one is never sent to it.
+ */
+export const PAYLOAD_SINCE_PROTOCOL = 4;
 /** Largest script content, in UTF-16 code units as JavaScript counts them. */
 export const MAX_SCRIPT_CONTENT = 1024 * 1024;
 

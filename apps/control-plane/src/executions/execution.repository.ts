@@ -4,6 +4,7 @@ import {
   type ExecutionFinished,
   type ExecutionStatus,
   isTerminal,
+  PAYLOAD_SINCE_PROTOCOL,
   TERMINAL_STATUSES,
 } from '@app/protocol';
 import { Inject, Injectable, Logger } from '@nestjs/common';
@@ -290,7 +291,8 @@ export class ExecutionRepository {
               ${remember ? 'EXISTS (SELECT 1 FROM room) AND NOT EXISTS (SELECT 1 FROM mem)' : 'false'} AS duplicate
        FROM (SELECT 1) one LEFT JOIN (
          SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets, v.run_as,
-                srv.allow_run_as IS NOT NULL AS agent_knows_run_as, ${spec.trigger === 'webhook' && spec.payload ? 'true' : 'false'} AS has_payload,
+                srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
+                coalesce(srv.agent_protocol_version, 0) >= ${PAYLOAD_SINCE_PROTOCOL} AS agent_knows_payload, ${spec.trigger === 'webhook' && spec.payload ? 'true' : 'false'} AS has_payload,
                 (SELECT w.name FROM webhook w WHERE w.id = e.webhook_id) AS webhook_name
          FROM e
          JOIN script s ON s.id = e.script_id
@@ -520,6 +522,7 @@ export class ExecutionRepository {
        SELECT c.id, c.workspace_id, c.server_id, c.script_id, c.script_version, c.webhook_id, c.trigger,
               COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets, v.run_as,
               srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
+              coalesce(srv.agent_protocol_version, 0) >= ${PAYLOAD_SINCE_PROTOCOL} AS agent_knows_payload,
               EXISTS (SELECT 1 FROM execution_payload p WHERE p.execution_id = c.id) AS has_payload,
               (SELECT w.name FROM webhook w WHERE w.id = c.webhook_id) AS webhook_name
        FROM c

@@ -29,6 +29,8 @@ export interface ClaimRow {
   agent_knows_run_as: boolean;
   /** Its webhook's request is kept for it (the webhook passes it to the script). */
   has_payload: boolean;
+  /** Its server's last agent writes a start's payload to the script's request file (protocol 4 or later). */
+  agent_knows_payload: boolean;
 }
 
 /** A claimed execution (`dispatched`) with what its agent needs to run it. */

@@ -48,6 +48,10 @@ export class StartCommands {
         }
         values = found.values;
       }
+      if (r.has_payload && !r.agent_knows_payload) {
+        await this.fail(r, 'this webhook passes the request to the script, but the agent of this server is too old to give it: upgrade it; nothing ran', 'payload');
+        continue;
+      }
       const payload = payloads.get(r.id);
       if (r.has_payload && !payload) {
         await this.fail(r, 'the request this run was to get is gone (it could not be read or opened); nothing ran', 'payload');
