@@ -94,7 +94,8 @@ function RunNow({ scriptId, declared }: { scriptId: string; declared: string[] }
   const [error, setError] = useState<ApiError | null>(null);
   const items = servers.data?.items ?? [];
   useEffect(() => {
-    if (!serverId && items.length) setServerId((items.find((s) => s.status === 'online') ?? items[0]!).id);
+    // A default only while nothing is chosen: an effect of an earlier render must not undo a choice made since.
+    if (!serverId && items.length) setServerId((chosen) => chosen || (items.find((s) => s.status === 'online') ?? items[0]!).id);
   }, [items, serverId]);
 
   return (

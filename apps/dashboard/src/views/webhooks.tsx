@@ -108,7 +108,8 @@ function CreateWebhook(props: {
   const [error, setError] = useState<ApiError | null>(null);
   const { ips, bad } = parseAllowedIps(ipsText);
   useEffect(() => {
-    if (!serverId && props.servers.length) setServerId((props.servers.find((s) => s.status === 'online') ?? props.servers[0]!).id);
+    // A default only while nothing is chosen: an effect of an earlier render must not undo a choice made since.
+    if (!serverId && props.servers.length) setServerId((chosen) => chosen || (props.servers.find((s) => s.status === 'online') ?? props.servers[0]!).id);
   }, [props.servers, serverId]);
 
   return (
