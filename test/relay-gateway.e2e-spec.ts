@@ -502,6 +502,8 @@ describe('a buggy agent', () => {
     const silent = await connect(owner.agentToken, { hello: false });
     expect(await silent.output(queued, [{ seq: 0, stream: 'stdout', data: 'early' }])).toEqual({ error: { code: 'NOT_DISPATCHED', message: expect.any(String) } });
     expect(await silent.finished(queued, -1)).toEqual({ error: { code: 'NOT_DISPATCHED', message: expect.any(String) } });
+    // Ends the table allows from queued (failed, cancelled) are not the agent's to report either.
+    expect(await silent.finished(queued, -1, { exitCode: 1 })).toEqual({ error: { code: 'NOT_DISPATCHED', message: expect.any(String) } });
     expect(await silent.spawned(queued)).toEqual({ error: { code: 'NOT_DISPATCHED', message: expect.any(String) } });
     expect((await getExecution(api, queued)).status).toBe('queued');
     expect(other.connected).toBe(true);

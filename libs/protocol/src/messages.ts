@@ -107,7 +107,8 @@ export const StartExecution = z.object({
   /**
    * The webhook's request, when the webhook passes it to its script: the agent writes the body to
    * a 0600 file for the run (DEVPILOT_PAYLOAD_FILE, removed after it) and sets DEVPILOT_EVENT,
-   * DEVPILOT_DELIVERY_ID and DEVPILOT_CONTENT_TYPE. Never put in the script's text.
+   * DEVPILOT_DELIVERY_ID and DEVPILOT_CONTENT_TYPE. Never put in the script's text. Sent only to
+   * agents of protocol 4 or later.
    */
   payload: RunPayload.optional(),
 });

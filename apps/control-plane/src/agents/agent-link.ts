@@ -1,4 +1,4 @@
-import { AGENT_EVENTS, AgentEvents, type AgentToServerEvents, type ServerToAgentEvents, type StartExecution } from '@app/protocol';
+import { AGENT_EVENTS, AgentEvents, type AgentToServerEvents, PAYLOAD_SINCE_PROTOCOL, type ServerToAgentEvents, type StartExecution } from '@app/protocol';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Namespace } from 'socket.io';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
@@ -74,6 +74,11 @@ export class AgentLink {
     return (this.nsp?.adapter.rooms.get(readyRoom(serverId))?.size ?? 0) > 0;
   }
 
+  /** Whether any socket of this server's agent (ready or still in its hello) is on this node. */
+  hasLocalAgent(serverId: string): boolean {
+    return (this.nsp?.adapter.rooms.get(serverRoom(serverId))?.size ?? 0) > 0;
+  }
+
   /** Servers whose ready agent is connected to this node. */
   localReadyServers(): string[] {
     if (!this.nsp) return [];
@@ -114,6 +119,10 @@ export class AgentLink {
     const nsp = this.nsp;
     if (!nsp) return Promise.resolve({ kind: 'nobody' });
     if (!this.hasLocalReadyAgent(serverId)) return Promise.resolve({ kind: 'elsewhere' });
+    if (cmd.payload && this.readyProtocols(serverId).some((v) => v < PAYLOAD_SINCE_PROTOCOL)) {
+      // The socket there now, not the version recorded for the server: an older agent may have replaced it.
+      return Promise.resolve({ kind: 'refused', reason: 'this webhook passes the request to the script, but the agent of this server is too old to give it: upgrade it; nothing ran' });
+    }
     return new Promise((resolve) => {
       nsp.local
         .to(readyRoom(serverId))
@@ -122,6 +131,12 @@ export class AgentLink {
           resolve(startOutcome(err, replies ?? []));
         });
     });
+  }
+
+  /** The protocol versions of this server's ready sockets on this node. */
+  private readyProtocols(serverId: string): number[] {
+    const ids = this.nsp?.adapter.rooms.get(readyRoom(serverId)) ?? new Set<string>();
+    return [...ids].map((id) => this.nsp?.sockets.get(id)?.data.protocolVersion ?? 0);
   }
 
   cancel(serverId: string, executionId: string): void {

@@ -79,7 +79,9 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
    * whether the agent is here, then sends the runs named (created claimed there) or the queue.
    */
   private onHandOver(serverId: string, executionIds: string[]): boolean {
-    if (!this.link.hasLocalReadyAgent(serverId)) return false;
+    if (!this.link.hasLocalAgent(serverId)) return false;
+    // Still in its hello, which requeues and dispatches whatever it was not sent: the asking node must not requeue it too.
+    if (!this.link.hasLocalReadyAgent(serverId)) return true;
     const work = executionIds.length
       ? this.repo.takeHandedOver(serverId, executionIds).then(async (rows) => {
           for (const c of await this.commands.build(rows)) void this.send(c);
@@ -145,8 +147,10 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
           break;
         case 'elsewhere': {
           // Only ids cross to the other nodes; the one holding the agent builds and sends the start.
+          // Requeued only when every node said it has no agent for the server; when one did not
+          // answer it stays dispatched: the holder's sweep resends unanswered starts, the hello settles it.
           const held = await this.news.handOver(c.serverId, [c.id]);
-          if (!held && !resend) await this.repo.requeue(c.id);
+          if (held === 'nobody' && !resend) await this.repo.requeue(c.id);
           break;
         }
         case 'nobody':

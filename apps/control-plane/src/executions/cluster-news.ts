@@ -17,7 +17,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /**
  * Another node asks the node holding a server's agent to send work: the runs it created already
  * claimed (`executionIds`), or, when none are named, the server's queue. Answers whether this node
- * holds the agent.
+ * holds the agent (also while its hello is under way: the hello settles the runs then).
  */
 export type HandOverHandler = (serverId: string, executionIds: string[]) => boolean;
 
@@ -110,21 +110,22 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Asks the node holding the server's agent to send it work (see HandOverHandler): only ids cross
-   * the adapter, never a start command. Resolves whether any node holds the agent; false at once
-   * when this node is alone.
+   * the adapter, never a start command. `held`: a node has the agent; `nobody`: every node said it
+   * has not (at once when this node is alone); `unknown`: some node did not answer in time, so the
+   * agent may be there.
    */
-  async handOver(serverId: string, executionIds: string[]): Promise<boolean> {
+  async handOver(serverId: string, executionIds: string[]): Promise<'held' | 'nobody' | 'unknown'> {
     const nsp = this.nsp;
-    if (!nsp || (await nsp.adapter.serverCount()) <= 1) return false;
+    if (!nsp || (await nsp.adapter.serverCount()) <= 1) return 'nobody';
     return new Promise((resolve) => {
       try {
-        // Waits for every node, at most the adapter's requestsTimeout; the answers that came are used.
-        nsp.serverSideEmit(HAND_OVER, serverId, executionIds.slice(0, MAX_HANDED_OVER), (_err: Error | null, answers: unknown[]) => {
-          resolve((answers ?? []).some((a) => a === true));
+        // Waits for every node, at most the adapter's requestsTimeout.
+        nsp.serverSideEmit(HAND_OVER, serverId, executionIds.slice(0, MAX_HANDED_OVER), (err: Error | null, answers: unknown[]) => {
+          resolve((answers ?? []).some((a) => a === true) ? 'held' : err ? 'unknown' : 'nobody');
         });
       } catch (err) {
         this.logger.error({ err, serverId }, 'could not ask the other nodes to send a server its work');
-        resolve(false);
+        resolve('unknown');
       }
     });
   }

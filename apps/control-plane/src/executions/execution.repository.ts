@@ -21,7 +21,13 @@ import { preparedRows, type Queryable, rows } from './sql.js';
 /** What a statement that ends runs also returns: the servers whose next `queue` run may go now. */
 interface Releases {
   released_servers: string[] | null;
+  /** The runs it ended whose webhook has the `queue` policy (released once more, see releaseAgain). */
+  queue_ended: string[] | null;
 }
+
+/** SQL: the `Releases` columns of a statement with the CTEs `ended` and `released`. */
+const RELEASES = `(SELECT array_agg(DISTINCT server_id) FROM released) AS released_servers,
+  (SELECT array_agg(e.id) FROM ended e JOIN webhook w ON w.id = e.ended_webhook_id AND w.concurrency = 'queue') AS queue_ended`;
 
 /** A status change as the statements return it. */
 interface ChangedRow {
@@ -507,7 +513,7 @@ export class ExecutionRepository {
        WHERE x.status = 'dispatched' AND x.id IN (
          SELECT id FROM execution
          WHERE id = ANY($2::uuid[]) AND server_id = $1 AND status = 'dispatched' AND accepted_at IS NULL
-         ORDER BY queued_at, id FOR UPDATE SKIP LOCKED)`,
+         ORDER BY queued_at, id FOR UPDATE)`,
       [serverId, ids],
     );
   }
@@ -763,16 +769,15 @@ export class ExecutionRepository {
            output_truncated = x.output_truncated OR w.truncated,
            output_truncated_by = COALESCE(x.output_truncated_by, CASE WHEN w.truncated THEN 'script_limit' END),
            finished_at = now(), finish_report = w.report::jsonb
-         FROM w WHERE x.id = w.id AND w.whole AND ${guardTo('w.to_status', TERMINAL_STATUSES)}
+         FROM w WHERE x.id = w.id AND w.whole AND w.status <> 'queued' AND ${guardTo('w.to_status', TERMINAL_STATUSES)}
          RETURNING ${RETURNED}, x.webhook_id AS ended_webhook_id
        ), ended AS (
          SELECT id, ended_webhook_id FROM done
        ), gone AS (${FORGET_PAYLOADS('ended')}), ${releaseNext('$11')}, held AS (
          UPDATE execution x SET finish_report = w.report::jsonb, finish_held_at = now()
-         FROM w WHERE w.hold AND x.id = w.id AND NOT w.whole AND x.status IN ${ACTIVE}
+         FROM w WHERE w.hold AND x.id = w.id AND NOT w.whole AND w.status <> 'queued' AND x.status IN ${ACTIVE}
        )
-       SELECT w.id, w.status AS before, w.whole, (SELECT row_to_json(done) FROM done WHERE done.id = w.id) AS done,
-              (SELECT array_agg(DISTINCT server_id) FROM released) AS released_servers
+       SELECT w.id, w.status AS before, w.whole, (SELECT row_to_json(done) FROM done WHERE done.id = w.id) AS done, ${RELEASES}
        FROM w`,
       [
         serverId,
@@ -803,6 +808,7 @@ export class ExecutionRepository {
     });
     // After the ends: the runs a `queue` webhook held behind them, once for the whole statement.
     this.emit([], found[0]?.released_servers);
+    this.releaseAgain(found[0]?.queue_ended);
     return outcomes;
   }
 
@@ -1078,11 +1084,31 @@ export class ExecutionRepository {
     const changed = await preparedRows<ChangedRow & Extra & Releases>(
       this.db,
       `WITH ended AS (${update}, x.webhook_id AS ended_webhook_id), gone AS (${FORGET_PAYLOADS('ended')}), ${releaseNext(`$${values.length}`)}
-       SELECT ended.*, (SELECT array_agg(DISTINCT server_id) FROM released) AS released_servers FROM ended`,
+       SELECT ended.*, ${RELEASES} FROM ended`,
       values,
     );
     this.emit(changed, changed[0]?.released_servers);
+    this.releaseAgain(changed[0]?.queue_ended);
     return changed;
+  }
+
+  /**
+   * Releases the next run of `queue` webhooks once more, in a statement of its own after the one
+   * that ended runs of them committed. Two statements ending runs of one webhook at once (a run
+   * finishing while the next in line is cancelled) each see the other's run as still there, so
+   * neither releases the one after; whichever commits last finds it here.
+   */
+  private releaseAgain(ended: string[] | null | undefined): void {
+    if (!ended?.length) return;
+    rows<{ server_id: string }>(
+      this.db,
+      `WITH ended AS (SELECT id, webhook_id AS ended_webhook_id FROM execution WHERE id = ANY($1::uuid[])), ${releaseNext('$2')}
+       SELECT DISTINCT server_id FROM released`,
+      [ended, this.config.deliveryDeadlineMs / 1000],
+    ).then(
+      (released) => this.emit([], released.map((r) => r.server_id)),
+      (err: unknown) => this.logger.error({ err }, 'releasing the next queue run failed; the sweep dispatches it'),
+    );
   }
 
   /** Announces committed status changes, then the servers whose next `queue` run may go now. */
