@@ -208,7 +208,7 @@ export default {
 
       notes.push(
         'one machine with 2 cores runs all three nodes, PostgreSQL and the load: 3 nodes cannot be faster here; the point is that nothing gets worse and nothing is lost. The one-node baseline is node A of the same cluster with the agent and the trigger (or the viewers) on it: the path a single process takes (dispatch without the adapter)',
-        `dispatch = trigger POST sent -> execution.start received by a protocol-level agent; trigger on B / agent on A goes: B commits the execution already claimed (the server is online) and emits the start to the agent's ready room with an ack, through the PostgreSQL adapter (a NOTIFY to every node; A passes it to the agent); ${rounds} rounds each after ${WARMUP} warm-up, interleaved`,
+        `dispatch = trigger POST sent -> execution.start received by a protocol-level agent; trigger on B / agent on A goes: B commits the execution already claimed (the server is online) and hands its id over (a server-side event through the PostgreSQL adapter, a NOTIFY to every node); A, which holds the agent, takes the run, builds the start (a start carries secrets, so it never crosses the adapter) and sends it on its own socket; ${rounds} rounds each after ${WARMUP} warm-up, interleaved`,
         `acceptance: ${connections} connections for ${ctx.durationS} s on node A, then ${Math.ceil(connections / 3)} on each node at once; calls 202 per second; every run of the webhook drained before the next leg`,
         `fan-out: ${nViewers} viewers (3 processes) on one run writing ${lines} lines ${intervalMs} ms apart, agent on A, trigger on B; on other nodes the viewers get a notice through the adapter and read the chunks from PostgreSQL`,
       );

@@ -1,7 +1,7 @@
 // 4. Output throughput: one script writes N MiB; until the last byte is stored and seen by a viewer.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { figure } from '../lib/report.mjs';
@@ -83,6 +83,9 @@ export default {
     try {
       const file = path.join(dir, 'payload.bin');
       const expected = await randomFile(file, size);
+      // Scripts run as devpilot-run when the agent can switch users: the file must be readable by it.
+      await chmod(dir, 0o711);
+      await chmod(file, 0o644);
       const server = await createServer(stack.api, 'bench-tp');
       await stack.agent(server, { concurrency: ctx.agentConcurrency });
       const content = `cat ${file}\n`;
