@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { DASHBOARD_IO_PATH, DASHBOARD_NAMESPACE, DashboardEvents, SUPPORTED_PROTOCOL_VERSIONS } from '@app/protocol';
+import { DASHBOARD_IO_PATH, DASHBOARD_NAMESPACE, DashboardEvents, SUPPORTED_PROTOCOL_VERSIONS, VIEWER_TEXT_OUTPUT_MAX_BYTES } from '@app/protocol';
 import WebSocket from 'ws';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { FakeAgent } from './support/fake-agent.js';
@@ -157,6 +157,40 @@ describe('protocol versions', () => {
       }
     } finally {
       for (const v of raws) v.ws.terminate();
+    }
+  });
+});
+
+describe('protocol 4 and large chunks', () => {
+  it('a chunk over VIEWER_TEXT_OUTPUT_MAX_BYTES stays binary (backlog and live), the small ones are text; the bytes exact', async () => {
+    const id = await startExecution();
+    const big = (seq: number) => ({ seq, stream: 'stdout' as const, data: randomBytes(VIEWER_TEXT_OUTPUT_MAX_BYTES + 1) });
+    const small = (seq: number) => ({ seq, stream: 'stdout' as const, data: Buffer.from(`line ${seq}\n`) });
+    const sent = [small(0), big(1), small(2), big(3)];
+    await agent.output(id, sent.slice(0, 2)); // the backlog
+    const v = await rawViewer({ protocolVersion: 4 });
+    try {
+      v.ws.send(`42${DASHBOARD_NAMESPACE},0${JSON.stringify([DashboardEvents.subscribe, { executionId: id, afterSeq: -1 }])}`);
+      await waitFor('subscribe ack', () => v.packets().find((p) => p === `43${DASHBOARD_NAMESPACE},0[{"ok":true}]`));
+      for (const c of sent.slice(2)) await agent.output(id, [c]);
+      await waitFor('every chunk', () => v.packets().filter((p) => p.startsWith(OUTPUT_TEXT) || p.startsWith(OUTPUT_BINARY)).length >= sent.length);
+      const got = new Map<number, Buffer>();
+      v.frames.forEach((f, i) => {
+        if (f.binary) return;
+        if (f.text.startsWith(OUTPUT_TEXT)) {
+          const e = (JSON.parse(f.text.slice(`42${DASHBOARD_NAMESPACE},`.length)) as [string, { seq: number; data: string }])[1];
+          got.set(e.seq, Buffer.from(e.data, 'base64'));
+        } else if (f.text.startsWith(OUTPUT_BINARY)) {
+          const e = (JSON.parse(f.text.slice(f.text.indexOf('['))) as [string, { seq: number }])[1];
+          got.set(e.seq, (v.frames[i + 1] as { bytes: Buffer }).bytes);
+        }
+      });
+      expect([...got.keys()].sort()).toEqual([0, 1, 2, 3]);
+      for (const c of sent) expect(got.get(c.seq)).toEqual(c.data);
+      const binaryHeaders = v.packets().filter((p) => p.startsWith(OUTPUT_BINARY)).length;
+      expect(binaryHeaders).toBe(2);
+    } finally {
+      v.ws.terminate();
     }
   });
 });

@@ -107,7 +107,7 @@ export const DASHBOARD_EVENTS = {
     request: ExecutionOutputEvent,
     reply: null,
     since: 1,
-    summary: 'One stored chunk of a watched execution, in seq order. `data` is base64 text for a viewer that announced protocol 4 or later (one WebSocket frame per message), a binary attachment otherwise.',
+    summary: 'One stored chunk of a watched execution, in seq order. `data` is base64 text for a viewer that announced protocol 4 or later (one WebSocket frame per message) when the chunk is at most 16 KiB, a binary attachment otherwise.',
   },
   'execution.status': {
     from: 'control-plane',

@@ -13,6 +13,7 @@ import {
   STREAMS,
   SUPPORTED_PROTOCOL_VERSIONS,
   TRIGGERS,
+  VIEWER_TEXT_OUTPUT_MAX_BYTES,
   VIEWER_TEXT_OUTPUT_SINCE,
 } from './constants.js';
 import { ErrorReply, protocolError, ProtocolErrorCode } from './errors.js';
@@ -84,7 +85,7 @@ export const ViewerHandshake = z
       .number()
       .int()
       .optional()
-      .meta({ description: `The viewer's protocol version, one of ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}. From ${VIEWER_TEXT_OUTPUT_SINCE}, \`execution.output\` carries its bytes as base64 text; without it, as a binary attachment.` }),
+      .meta({ description: `The viewer's protocol version, one of ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}. From ${VIEWER_TEXT_OUTPUT_SINCE}, \`execution.output\` carries its bytes as base64 text (chunks up to ${VIEWER_TEXT_OUTPUT_MAX_BYTES} bytes; larger ones, and every chunk without it, as a binary attachment).` }),
   })
   .meta({ id: 'ViewerHandshake' });
 export type ViewerHandshake = z.infer<typeof ViewerHandshake>;

@@ -9,6 +9,7 @@ import {
   type SubscribeReply,
   UnsubscribeExecution,
   type UnsubscribeReply,
+  VIEWER_TEXT_OUTPUT_MAX_BYTES,
 } from '@app/protocol';
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
@@ -205,7 +206,8 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
    * (with a thousand viewers, encoding per socket cost most of the fan-out); the others (catching
    * up, after a gap, behind) through their subscription. Text viewers (protocol 4) get one
    * broadcast of base64 text: a single text packet, whose WebSocket frame socket.io builds once
-   * for all of them; binary viewers one broadcast of a header and its attachment.
+   * for all of them; binary viewers one broadcast of a header and its attachment (every viewer
+   * for a chunk larger than VIEWER_TEXT_OUTPUT_MAX_BYTES).
    */
   private onOutput(e: OutputStored): void {
     const subs = this.byExecution.get(e.executionId);
@@ -214,9 +216,10 @@ export class DashboardFeed implements OnModuleInit, OnModuleDestroy {
     const nsp = this.nsp;
     const text: Viewer[] = [];
     const binary: Viewer[] = [];
+    const asText = chunk.data.length <= VIEWER_TEXT_OUTPUT_MAX_BYTES;
     for (const sub of [...subs]) {
       if (sub.viewer.workspaceId !== e.workspaceId) continue;
-      if (nsp && sub.takeLive(chunk)) (sub.viewer.textOutput ? text : binary).push(sub.viewer);
+      if (nsp && sub.takeLive(chunk)) (asText && sub.viewer.textOutput ? text : binary).push(sub.viewer);
       else sub.onChunk(chunk);
     }
     if (!nsp) return;

@@ -2,6 +2,7 @@ import {
   DashboardEvents,
   type ExecutionStatusEvent,
   type ServerToViewerEvents,
+  VIEWER_TEXT_OUTPUT_MAX_BYTES,
   type ViewerToServerEvents,
 } from '@app/protocol';
 import type { Namespace, Socket } from 'socket.io';
@@ -74,13 +75,13 @@ export class Viewer {
     return this.queuedBytes > MAX_QUEUED_BYTES || packets > MAX_QUEUED_PACKETS;
   }
 
-  /** Output bytes as base64 text (protocol 4 viewers) or binary. */
+  /** Output bytes as base64 text (protocol 4 viewers, chunks up to VIEWER_TEXT_OUTPUT_MAX_BYTES) or binary. */
   get textOutput(): boolean {
     return this.socket.data.textOutput;
   }
 
   sendOutput(executionId: string, c: StoredChunk): void {
-    const data = this.textOutput ? c.data.toString('base64') : c.data;
+    const data = this.textOutput && c.data.length <= VIEWER_TEXT_OUTPUT_MAX_BYTES ? c.data.toString('base64') : c.data;
     this.socket.emit(DashboardEvents.output, { executionId, seq: c.seq, stream: c.stream, data });
     this.queued(data.length);
   }

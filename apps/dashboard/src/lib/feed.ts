@@ -27,7 +27,7 @@ export class DashboardFeed {
   private closed = false;
 
   constructor(private readonly ticket: TicketSource) {
-    // Protocol 4: output bytes come as base64 text, one WebSocket frame per message.
+    // Protocol 4: output bytes come as base64 text, one WebSocket frame per message (chunks over 16 KiB stay binary).
     this.socket = io(DASHBOARD_NAMESPACE, {
       path: DASHBOARD_IO_PATH,
       transports: ['websocket'],
