@@ -173,17 +173,24 @@ describe('protocol 4 and large chunks', () => {
       v.ws.send(`42${DASHBOARD_NAMESPACE},0${JSON.stringify([DashboardEvents.subscribe, { executionId: id, afterSeq: -1 }])}`);
       await waitFor('subscribe ack', () => v.packets().find((p) => p === `43${DASHBOARD_NAMESPACE},0[{"ok":true}]`));
       for (const c of sent.slice(2)) await agent.output(id, [c]);
-      await waitFor('every chunk', () => v.packets().filter((p) => p.startsWith(OUTPUT_TEXT) || p.startsWith(OUTPUT_BINARY)).length >= sent.length);
-      const got = new Map<number, Buffer>();
-      v.frames.forEach((f, i) => {
-        if (f.binary) return;
-        if (f.text.startsWith(OUTPUT_TEXT)) {
-          const e = (JSON.parse(f.text.slice(`42${DASHBOARD_NAMESPACE},`.length)) as [string, { seq: number; data: string }])[1];
-          got.set(e.seq, Buffer.from(e.data, 'base64'));
-        } else if (f.text.startsWith(OUTPUT_BINARY)) {
-          const e = (JSON.parse(f.text.slice(f.text.indexOf('['))) as [string, { seq: number }])[1];
-          got.set(e.seq, (v.frames[i + 1] as { bytes: Buffer }).bytes);
-        }
+      // Each message with its bytes: a binary one's frame follows its header, and may not be here yet.
+      const collect = (): Map<number, Buffer> => {
+        const got = new Map<number, Buffer>();
+        v.frames.forEach((f, i) => {
+          if (f.binary) return;
+          if (f.text.startsWith(OUTPUT_TEXT)) {
+            const e = (JSON.parse(f.text.slice(`42${DASHBOARD_NAMESPACE},`.length)) as [string, { seq: number; data: string }])[1];
+            got.set(e.seq, Buffer.from(e.data, 'base64'));
+          } else if (f.text.startsWith(OUTPUT_BINARY) && v.frames[i + 1]?.binary) {
+            const e = (JSON.parse(f.text.slice(f.text.indexOf('['))) as [string, { seq: number }])[1];
+            got.set(e.seq, (v.frames[i + 1] as { bytes: Buffer }).bytes);
+          }
+        });
+        return got;
+      };
+      const got = await waitFor('every chunk with its bytes', () => {
+        const g = collect();
+        return g.size === sent.length ? g : undefined;
       });
       expect([...got.keys()].sort()).toEqual([0, 1, 2, 3]);
       for (const c of sent) expect(got.get(c.seq)).toEqual(c.data);
