@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from './support/browser.js';
 import { type ControlPlane, ROOT, startControlPlane } from './support/control-plane.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
@@ -14,7 +15,6 @@ import { triggerWith } from './support/webhook-fixtures.js';
  * key, write a script, put a webhook on the local server, call it over HTTP, watch the output
  * arrive while the script still runs, then find the run in the history tagged `webhook`.
  */
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 
 // Eight lines half a second apart (about 4 s in all), one in colour, one on stderr.
@@ -36,7 +36,6 @@ let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   if (!existsSync(path.join(ROOT, 'dist/dashboard/index.html'))) throw new Error('the dashboard is not built: npm run build');
   db = await createTestDatabase();
   // One server (the local agent's) fills the workspace: the dashboard must show that refusal.
@@ -47,10 +46,7 @@ beforeAll(async () => {
     async () => ((await api.get('/api/v1/servers')).body.items as { name: string; status: string }[]).some((s) => s.name === 'local' && s.status === 'online'),
     30_000,
   );
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(20_000);
 });

@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from './support/browser.js';
 import { type ControlPlane, ROOT, startControlPlane } from './support/control-plane.js';
 import { createScript, run, waitForStatus } from './support/executions.js';
 import { Api } from './support/http.js';
@@ -16,7 +17,6 @@ import { createWebhook, triggerWith } from './support/webhook-fixtures.js';
  * counters, a running script's output size) moves without a reload, every page passes axe-core
  * without a critical or serious violation, and nothing overflows sideways on a 390 px phone.
  */
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const AXE = path.join(ROOT, 'node_modules/axe-core/axe.min.js');
 const PHONE = { width: 390, height: 844 };
@@ -31,7 +31,6 @@ let gates: string;
 let localId: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   if (!existsSync(path.join(ROOT, 'dist/dashboard/index.html'))) throw new Error('the dashboard is not built: npm run build');
   // The script waits for files the test creates: it may run as another user, so the folder is world-readable.
   gates = await mkdtemp(path.join(os.tmpdir(), 'devpilot-gates-'));
@@ -44,10 +43,7 @@ beforeAll(async () => {
     async () => ((await api.get('/api/v1/servers')).body.items as { id: string; name: string; status: string }[]).find((s) => s.name === 'local' && s.status === 'online')?.id,
     30_000,
   );
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-  });
+  browser = await launchChromium();
   // axe-core is injected as a script: the dashboard's CSP (script-src 'self') would block it, so this
   // page ignores the CSP (test/dashboard-browser and hostile-handshake check the CSP itself).
   page = await browser.newPage({ viewport: DESKTOP, bypassCSP: true });

@@ -3,7 +3,8 @@
 // and a real browser for what the dashboard says.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { CHROMIUM, launchChromium } from './support/browser.js';
 import { type AgentProcess, startAgent } from './support/agent.js';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createScript, createServer, getExecution, getOutput, run, waitForStatus, waitForTerminal } from './support/executions.js';
@@ -14,7 +15,6 @@ import { createWebhook, triggerWith } from './support/webhook-fixtures.js';
 
 const QUOTA = 1024 * 1024;
 const METRICS_TOKEN = 'metrics-token-0123456789abcdef';
-const CHROMIUM = '/usr/bin/chromium';
 
 let db: TestDatabase;
 let cp: ControlPlane;
@@ -179,10 +179,7 @@ describe('metrics', () => {
 async function dashboardSaysExpired(executionId: string): Promise<void> {
   let browser: Browser | undefined;
   try {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+    browser = await launchChromium();
     const page = await browser.newPage();
     page.setDefaultTimeout(20_000);
     await page.goto(cp.url);

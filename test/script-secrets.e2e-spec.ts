@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { launchChromium } from './support/browser.js';
 import { type AgentProcess, startAgent } from './support/agent.js';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createScript, createServer, getOutput, outputOf, readEvents, run, waitForTerminal } from './support/executions.js';
@@ -14,8 +15,6 @@ import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { waitFor } from './support/processes.js';
 import { dumpDatabase, filesText, forms } from './support/secret-scan.js';
 import { ViewerClient } from './support/viewer.js';
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
 
 let db: TestDatabase;
 let cp: ControlPlane;
@@ -156,11 +155,7 @@ describe('script secrets', () => {
   });
 
   it('are set up in the dashboard: a write-only value, picked by the script editor, warned about where missing', async () => {
-    if (!existsSync('/usr/bin/chromium')) throw new Error('/usr/bin/chromium is missing: apt-get install -y chromium (.ci/run does)');
-    const browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       page.setDefaultTimeout(20_000);

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sign as githubSign } from '@octokit/webhooks-methods';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from './support/browser.js';
 import { type ControlPlane, ROOT, startControlPlane } from './support/control-plane.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
@@ -14,7 +15,6 @@ import { serverAndScript, TRIGGER_PATH } from './support/webhook-fixtures.js';
  * a delivery with GitHub's own code), then edit the webhook's name, allowed IPs, policy and
  * payload passing; and create one that passes the request from the start.
  */
-const CHROMIUM = '/usr/bin/chromium';
 
 let db: TestDatabase;
 let cp: ControlPlane;
@@ -25,13 +25,12 @@ let page: Page;
 let scriptId: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   if (!existsSync(path.join(ROOT, 'dist/dashboard/index.html'))) throw new Error('the dashboard is not built: npm run build');
   db = await createTestDatabase();
   cp = await startControlPlane({ databaseUrl: db.url });
   api = new Api(cp.url, cp.adminKey);
   ({ scriptId } = await serverAndScript(api, 'ui'));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-sync'] });
+  browser = await launchChromium();
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: cp.url });
   page = await context.newPage();

@@ -32,16 +32,8 @@ async function webhook(body: { signatureScheme?: string; hmacSecret?: string; al
 }
 
 /** POSTs to the path form: `/script_execute/{token}`. */
-async function callPath(token: string, body: string | Buffer | undefined, headers: Record<string, string> = {}): Promise<TriggerResponse> {
-  const res = await fetch(`${cp.url}${TRIGGER_PATH}/${token}`, { method: 'POST', headers, body });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = text ? JSON.parse(text) : undefined;
-  } catch {
-    /* keep the text */
-  }
-  return { status: res.status, body: parsed, headers: res.headers };
+function callPath(token: string, body: string | Buffer | undefined, headers: Record<string, string> = {}): Promise<TriggerResponse> {
+  return callTrigger(cp.url, body, headers, token);
 }
 
 const executionsOf = async (webhookId: string) => (await owner.get(`/api/v1/executions?webhookId=${webhookId}&limit=100`)).body.items as { id: string }[];

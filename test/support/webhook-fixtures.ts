@@ -9,9 +9,9 @@ export interface TriggerResponse {
   headers: Headers;
 }
 
-/** POSTs to the public trigger exactly the bytes and headers given (no API key). */
-export async function callTrigger(baseUrl: string, body: string | Uint8Array | undefined, headers: Record<string, string> = {}): Promise<TriggerResponse> {
-  const res = await fetch(`${baseUrl}${TRIGGER_PATH}`, { method: 'POST', headers, body });
+/** POSTs to the public trigger exactly the bytes and headers given (no API key); `token`: the path form. */
+export async function callTrigger(baseUrl: string, body: string | Uint8Array | undefined, headers: Record<string, string> = {}, token?: string): Promise<TriggerResponse> {
+  const res = await fetch(`${baseUrl}${TRIGGER_PATH}${token === undefined ? '' : `/${token}`}`, { method: 'POST', headers, body });
   const text = await res.text();
   let parsed: unknown = text;
   try {
