@@ -8,13 +8,14 @@ import { createTestDatabase, type TestDatabase } from './support/postgres.js';
 import { createWebhook, serverAndScript, triggerWith } from './support/webhook-fixtures.js';
 
 const BOUND = 3;
+const METRICS_TOKEN = 'metrics-token-backlog-bound-0123456789';
 let db: TestDatabase;
 let cp: ControlPlane;
 let owner: Api;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_MAX_QUEUED_PER_SERVER: String(BOUND) } });
+  cp = await startControlPlane({ databaseUrl: db.url, env: { DEVPILOT_MAX_QUEUED_PER_SERVER: String(BOUND), DEVPILOT_METRICS_TOKEN: METRICS_TOKEN } });
   owner = new Api(cp.url, cp.adminKey);
 });
 
@@ -52,5 +53,25 @@ describe('the backlog bound per server', () => {
     expect((await owner.post(`/api/v1/executions/${accepted[0]}/cancel`)).body.status).toBe('cancelled');
     expect((await triggerWith(cp.url, w.token)).status).toBe(202);
     expect((await triggerWith(cp.url, w.token)).status).toBe(503);
+  });
+
+  it('concurrent calls accepted together: the calls queued ahead in the same statement count toward the bound', async () => {
+    const groupedCalls = async () => {
+      const text = await (await fetch(`${cp.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
+      const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? 'NaN');
+      return value(/^devpilot_trigger_accept_group_size_sum (\S+)$/m) - value(/^devpilot_trigger_accept_group_size_bucket\{le="1"\} (\S+)$/m);
+    };
+    const before = await groupedCalls();
+    // A fresh server for each burst (no agent: every run waits), until a burst went in groups.
+    for (let burst = 0; (await groupedCalls()) === before; burst++) {
+      if (burst === 10) throw new Error('no group of several calls formed in 10 bursts');
+      const { serverId, scriptId } = await serverAndScript(owner, `bound-burst-${burst}`);
+      const w = await createWebhook(owner, scriptId, { serverId });
+      const answers = await Promise.all(Array.from({ length: 30 }, () => triggerWith(cp.url, w.token)));
+      expect(answers.filter((r) => r.status === 202)).toHaveLength(BOUND);
+      expect(answers.filter((r) => r.status === 503 && r.body.code === 'OVERLOADED')).toHaveLength(30 - BOUND);
+      expect((await owner.get(`/api/v1/webhooks/${w.id}`)).body.callCount).toBe(BOUND);
+      expect((await owner.get(`/api/v1/executions?serverId=${serverId}`)).body.items).toHaveLength(BOUND);
+    }
   });
 });

@@ -210,3 +210,82 @@ describe('ExecutionRepository.complete: a server’s finished reports in one sta
     expect(sql).toContain('x.server_id = $1 ORDER BY x.id FOR UPDATE');
   });
 });
+
+describe('ExecutionRepository.accept: a server’s webhook calls in one statement (group commit)', () => {
+  const WEBHOOK = '3c1e2f4d-0b7a-4e8a-9c61-5d2e7f8a9b10';
+  const call = (deliveryId: string | null = null) => ({
+    trigger: 'webhook' as const,
+    webhookId: WEBHOOK,
+    allowedIps: [],
+    sourceIp: '192.0.2.1',
+    userAgent: null,
+    deliveryId,
+    policy: { concurrency: 'parallel' as const, cooldownSeconds: 0 },
+    passPayload: false,
+    payload: null,
+  });
+  const created = (n: number, status: 'queued' | 'dispatched') => ({ id: id(n), workspace_id: WS, server_id: SERVER, status, overloaded: false, duplicate: false });
+  const callsOf = (s: Statement) => (JSON.parse(s.values[0] as string) as { i: number; delivery_id: string | null }[]).map((c) => [c.i, c.delivery_id]);
+
+  it('a lone call goes at once in its own statement; the calls that arrive meanwhile go together, each answered by its row', async () => {
+    const { repo, statements, seen } = setup();
+    const first = repo.accept(call(), SERVER, true);
+    const later = [call('a'), call(), call('b')].map((c) => repo.accept(c, SERVER, true));
+    await tick();
+    expect(statements).toHaveLength(1);
+    expect(statements[0]!.values[0]).toBe(true);
+
+    statements[0]!.answer([created(1, 'dispatched')]);
+    await expect(first).resolves.toMatchObject({ id: id(1), status: 'dispatched' });
+    await tick();
+    expect(statements).toHaveLength(2);
+    expect(callsOf(statements[1]!)).toEqual([
+      [1, 'a'],
+      [2, null],
+      [3, 'b'],
+    ]);
+    statements[1]!.answer([
+      { ...created(2, 'dispatched') },
+      { id: null, overloaded: true, duplicate: false },
+      { id: null, overloaded: false, duplicate: true },
+    ]);
+    const answers = await Promise.all(later);
+    expect(answers[0]).toMatchObject({ id: id(2), status: 'dispatched' });
+    expect(answers[0]).not.toHaveProperty('overloaded');
+    expect(answers.slice(1)).toEqual(['overloaded', 'duplicate']);
+    expect(seen.map((e) => [e.executionId, e.status])).toEqual([
+      [id(1), 'dispatched'],
+      [id(2), 'dispatched'],
+    ]);
+  });
+
+  it('one delivery id twice never shares a statement; servers do not wait on each other', async () => {
+    const { repo, statements } = setup();
+    void repo.accept(call(), SERVER, false);
+    void repo.accept(call('same'), SERVER, false);
+    void repo.accept(call('same'), SERVER, false);
+    void repo.accept(call(), OTHER_SERVER, false);
+    await tick();
+    expect(statements).toHaveLength(2);
+    statements[0]!.answer([created(1, 'queued')]);
+    await tick();
+    // The second 'same' waits for the next statement, where it finds the first one remembered.
+    expect(statements.map((s) => (s.values.length === 5 ? callsOf(s) : 'alone'))).toEqual(['alone', 'alone', 'alone']);
+  });
+
+  it('a failed group statement is retried call by call, each call getting its own answer', async () => {
+    const { repo, statements } = setup();
+    void repo.accept(call(), SERVER, false);
+    const later = [call(), call()].map((c) => repo.accept(c, SERVER, false));
+    await tick();
+    statements[0]!.answer([created(1, 'queued')]);
+    await tick();
+    statements[1]!.fail(Object.assign(new Error('insert or update on table "execution" violates foreign key constraint'), { code: '23503' }));
+    await tick();
+    await tick();
+    expect(statements).toHaveLength(4);
+    statements[2]!.answer([created(3, 'queued')]);
+    statements[3]!.fail(Object.assign(new Error('insert or update on table "execution" violates foreign key constraint'), { code: '23503' }));
+    await expect(Promise.all(later)).resolves.toEqual([expect.objectContaining({ id: id(3) }), null]);
+  });
+});

@@ -8,6 +8,7 @@ import {
   TERMINAL_STATUSES,
 } from '@app/protocol';
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { SerialCoalescer } from '../common/serial-coalescer.js';
@@ -17,6 +18,7 @@ import type { StoredChunk } from './execution-output.service.js';
 import { type ExecutionRow, VIEW_SELECT } from './execution-view.js';
 import { type ClaimRow, outcome } from './run-commands.js';
 import { preparedRows, type Queryable, rows } from './sql.js';
+import { triggerAcceptGroup } from '../metrics/trigger-metrics.js';
 
 /** What a statement that ends runs also returns: the servers whose next `queue` run may go now. */
 interface Releases {
@@ -67,6 +69,15 @@ export type NewExecution =
     }
   | { trigger: 'manual'; workspaceId: string; scriptId: string; serverId: string };
 
+/** A webhook call whose webhook has no policy (runs in parallel, no cooldown): accepted in groups. */
+interface PlainCall {
+  spec: Extract<NewExecution, { trigger: 'webhook' }>;
+  dispatchNow: boolean;
+}
+
+/** What an accept statement answers for one call (see create()). */
+export type Acceptance = CreatedRow | 'overloaded' | 'duplicate' | null;
+
 /** A new execution, with its start command's ingredients (content only when it was created `dispatched`). */
 export interface CreatedRow extends ClaimRow {
   status: 'queued' | 'dispatched';
@@ -115,6 +126,9 @@ interface PendingCompletion {
 const RETURNED = 'x.id, x.workspace_id, x.server_id, x.status, x.exit_code';
 /** Start acks (and spawn and finished reports) handled in one statement at most. */
 const MAX_START_MARKS = 500;
+/** Plain webhook calls accepted in one statement at most, and the bytes of the requests they carry. */
+const MAX_ACCEPTS = 100;
+const MAX_ACCEPT_PAYLOAD_BYTES = 4 * 1024 * 1024;
 /** Batches of up to this many chunks (the usual ones) run as prepared statements, one per count. */
 const PREPARED_MAX_CHUNKS = 4;
 
@@ -127,6 +141,9 @@ function guard(to: ExecutionStatus): string {
 function guardTo(column: string, targets: readonly ExecutionStatus[]): string {
   return `CASE ${column} ${targets.map((to) => `WHEN '${to}' THEN ${guard(to)}`).join(' ')} ELSE false END`;
 }
+
+/** The columns of a new execution its accept statement returns. */
+const NEW_COLUMNS = 'id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at, deliver_by, timeout_seconds';
 
 const ACTIVE = `('${ACTIVE_STATUSES.join("', '")}')`;
 
@@ -166,6 +183,31 @@ function releaseNext(deadlineParam: string): string {
 }
 
 /**
+ * SQL: whether a new run for `serverId` is created `dispatched` or `queued`: dispatched when its
+ * server's agent is ready here (`dispatchNow`) or the server is online (its agent may be on another
+ * node), and no run of the server waits (other than behind its webhook's `queue` policy), nor,
+ * with `extra`, anything else that condition names.
+ */
+function newStatus(serverId: string, dispatchNow: string, extra = ''): string {
+  return `SELECT CASE WHEN (${dispatchNow} OR EXISTS (SELECT 1 FROM server o WHERE o.id = ${serverId} AND o.status = 'online'))
+             AND NOT EXISTS (
+               SELECT 1 FROM execution q WHERE q.server_id = ${serverId} AND q.status = 'queued' AND NOT ${heldByQueue('q')}
+             ) ${extra} THEN 'dispatched' ELSE 'queued' END AS status`;
+}
+
+/** SQL: the new runs of CTE `e` with their start command's ingredients (content only for a `dispatched` one). */
+function createdRows(hasPayload: string): string {
+  return `SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets, v.run_as,
+                srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
+                coalesce(srv.agent_protocol_version, 0) >= ${PAYLOAD_SINCE_PROTOCOL} AS agent_knows_payload, ${hasPayload} AS has_payload,
+                (SELECT w.name FROM webhook w WHERE w.id = e.webhook_id) AS webhook_name
+         FROM e
+         JOIN script s ON s.id = e.script_id
+         JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version
+         JOIN server srv ON srv.id = e.server_id`;
+}
+
+/**
  * The only writer of `execution` and `execution_output`. Every status change goes through
  * `change()` (or a hot-path statement built with the same `guard()`), whose WHERE clause comes
  * from the transitions table, so a status can only follow one the table allows, two nodes racing
@@ -183,6 +225,14 @@ export class ExecutionRepository {
   private readonly completions = new SerialCoalescer<PendingCompletion, CompleteOutcome>(
     (serverId, items) => this.completeNow(serverId, items),
     (group, next) => group.length < MAX_START_MARKS && !group.some((i) => i.report.executionId === next.report.executionId),
+  );
+  private readonly accepts = new SerialCoalescer<PlainCall, { row: Acceptance } | { error: unknown }>(
+    (_serverId, calls) => this.acceptNow(calls),
+    (group, next) =>
+      group.length < MAX_ACCEPTS &&
+      // One delivery id twice in one statement would make its memory row conflict with itself.
+      (next.spec.deliveryId === null || !group.some((c) => c.spec.webhookId === next.spec.webhookId && c.spec.deliveryId === next.spec.deliveryId)) &&
+      group.reduce((n, c) => n + (c.spec.payload?.bodySealed.length ?? 0), next.spec.payload?.bodySealed.length ?? 0) <= MAX_ACCEPT_PAYLOAD_BYTES,
   );
   private readonly spawnMarks = new SerialCoalescer<string, { cancelRequested: boolean } | null>(
     (serverId, ids) => this.markSpawnedNow(serverId, ids),
@@ -284,27 +334,12 @@ export class ExecutionRepository {
                 clock_timestamp(), now() + make_interval(secs => $2), CASE WHEN d.status = 'dispatched' THEN now() END, s.timeout_seconds
          FROM src
          JOIN script s ON s.id = src.script_id
-         CROSS JOIN LATERAL (
-           SELECT CASE WHEN ($1::boolean OR EXISTS (SELECT 1 FROM server o WHERE o.id = src.server_id AND o.status = 'online'))
-             AND NOT EXISTS (
-               SELECT 1 FROM execution q WHERE q.server_id = src.server_id AND q.status = 'queued' AND NOT ${heldByQueue('q')}
-             ) ${waitsForWebhook} THEN 'dispatched' ELSE 'queued' END AS status
-         ) d
-         RETURNING id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status, queued_at,
-                   deliver_by, timeout_seconds
+         CROSS JOIN LATERAL (${newStatus('src.server_id', '$1::boolean', waitsForWebhook)}) d
+         RETURNING ${NEW_COLUMNS}
        )${after}
        SELECT x.*, (SELECT bool_or(backlog >= $3) FROM b) AS overloaded,
               ${remember ? 'EXISTS (SELECT 1 FROM room) AND NOT EXISTS (SELECT 1 FROM mem)' : 'false'} AS duplicate
-       FROM (SELECT 1) one LEFT JOIN (
-         SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets, v.run_as,
-                srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
-                coalesce(srv.agent_protocol_version, 0) >= ${PAYLOAD_SINCE_PROTOCOL} AS agent_knows_payload, ${spec.trigger === 'webhook' && spec.payload ? 'true' : 'false'} AS has_payload,
-                (SELECT w.name FROM webhook w WHERE w.id = e.webhook_id) AS webhook_name
-         FROM e
-         JOIN script s ON s.id = e.script_id
-         JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version
-         JOIN server srv ON srv.id = e.server_id
-       ) x ON true`;
+       FROM (SELECT 1) one LEFT JOIN (${createdRows(spec.trigger === 'webhook' && spec.payload ? 'true' : 'false')}) x ON true`;
     type Row = CreatedRow & { overloaded: boolean | null; duplicate: boolean };
     const once = () => (on ? rows<Row>(on, sql, params) : preparedRows<Row>(this.db, sql, params));
     const run = async () => {
@@ -331,6 +366,134 @@ export class ExecutionRepository {
       if (pgCode(e) === '23503') return null;
       throw e;
     }
+  }
+
+  /**
+   * create() for a webhook call whose webhook has no policy (parallel, no cooldown), the usual
+   * kind: a group commit. The calls for one server that arrive while its accept statement runs go
+   * into the next statement together (acceptTogether), so a burst costs a statement, a commit and
+   * a webhook-row lock per group instead of per call. A lone call runs create() at once.
+   */
+  async accept(spec: PlainCall['spec'], serverId: string, dispatchNow: boolean): Promise<Acceptance> {
+    const answer = await this.accepts.run(serverId, { spec, dispatchNow });
+    if ('error' in answer) throw answer.error;
+    return answer.row;
+  }
+
+  private async acceptNow(calls: PlainCall[]): Promise<Array<{ row: Acceptance } | { error: unknown }>> {
+    if (calls.length > 1) {
+      try {
+        const answers = await this.acceptTogether(calls);
+        triggerAcceptGroup.observe(calls.length);
+        return answers.map((row) => ({ row }));
+      } catch (e) {
+        // One call's failure (its script or server deleted meanwhile, a lock taken in the other
+        // order) ends the whole statement: then each call goes alone and gets its own answer.
+        this.logger.debug({ err: e, calls: calls.length }, 'group accept failed; accepting the calls one by one');
+      }
+    }
+    for (let i = 0; i < calls.length; i++) triggerAcceptGroup.observe(1);
+    return Promise.all(calls.map((c) => this.create(c.spec, c.dispatchNow).then((row) => ({ row }), (error: unknown) => ({ error }))));
+  }
+
+  /**
+   * create() for several plain webhook calls in one statement, answers in the calls' order: each
+   * call's execution, delivery row, request and remembered delivery id, and each webhook's call
+   * counter moved once by its accepted calls (under its row lock, only while the webhook still
+   * matches what the calls were checked against). The backlog bound counts the calls queued
+   * ahead in the group too.
+   */
+  private async acceptTogether(calls: PlainCall[]): Promise<Acceptance[]> {
+    const input = calls.map(({ spec, dispatchNow }, i) => ({
+      i: i + 1,
+      // Made here so that a call's remembered delivery id names its execution before it exists.
+      id: randomUUID(),
+      webhook_id: spec.webhookId,
+      allowed_ips: spec.allowedIps,
+      source_ip: spec.sourceIp,
+      user_agent: spec.userAgent?.slice(0, 512) ?? null,
+      delivery_id: spec.deliveryId,
+      concurrency: spec.policy.concurrency,
+      cooldown_seconds: spec.policy.cooldownSeconds,
+      pass_payload: spec.passPayload,
+      dispatch_now: dispatchNow,
+      has_payload: spec.payload !== null,
+      event: spec.payload?.event ?? null,
+      payload_delivery_id: spec.payload?.deliveryId ?? null,
+      content_type: spec.payload?.contentType ?? null,
+    }));
+    const params = [
+      JSON.stringify(input),
+      this.config.deliveryDeadlineMs / 1000,
+      this.config.maxQueuedPerServer,
+      DELIVERY_MEMORY_SECONDS,
+      calls.map((c) => c.spec.payload?.bodySealed ?? null),
+    ];
+    const matches = (a: string, b: string) =>
+      `${a}.active AND ${a}.allowed_ips = ${b}.allowed_ips AND ${a}.concurrency = ${b}.concurrency
+       AND ${a}.cooldown_seconds = ${b}.cooldown_seconds AND ${a}.pass_payload = ${b}.pass_payload`;
+    const sql = `WITH c AS (
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(
+           i int, id uuid, webhook_id uuid, allowed_ips text[], source_ip text, user_agent text, delivery_id text,
+           concurrency text, cooldown_seconds int, pass_payload boolean, dispatch_now boolean,
+           has_payload boolean, event text, payload_delivery_id text, content_type text)
+       ), b AS (
+         SELECT c.*, w.workspace_id, w.script_id, w.server_id, d.status,
+                (SELECT count(*) FROM (SELECT 1 FROM execution q WHERE q.server_id = w.server_id AND q.status = 'queued' LIMIT $3) z)
+                  + CASE WHEN d.status = 'queued'
+                      THEN count(*) FILTER (WHERE d.status = 'queued') OVER (PARTITION BY w.server_id ORDER BY c.i) - 1 ELSE 0 END AS backlog
+         FROM c JOIN webhook w ON w.id = c.webhook_id AND ${matches('w', 'c')}
+         CROSS JOIN LATERAL (${newStatus('w.server_id', 'c.dispatch_now')}) d
+       ), room AS (SELECT * FROM b WHERE backlog < $3), mem AS (
+         INSERT INTO webhook_delivery_id AS m (webhook_id, delivery_id, execution_id, expires_at)
+         SELECT webhook_id, delivery_id, id, now() + make_interval(secs => $4) FROM room WHERE delivery_id IS NOT NULL
+         ON CONFLICT (webhook_id, delivery_id) DO UPDATE
+           SET execution_id = EXCLUDED.execution_id, expires_at = EXCLUDED.expires_at
+           WHERE m.expires_at <= now()
+         RETURNING execution_id
+       ), fresh AS (
+         SELECT * FROM room WHERE delivery_id IS NULL OR id IN (SELECT execution_id FROM mem)
+       ), counted AS (
+         UPDATE webhook w SET call_count = w.call_count + n.calls, last_called_at = now()
+         FROM (SELECT webhook_id, allowed_ips, concurrency, cooldown_seconds, pass_payload, count(*) AS calls
+               FROM fresh GROUP BY webhook_id, allowed_ips, concurrency, cooldown_seconds, pass_payload) n
+         WHERE w.id = n.webhook_id AND ${matches('w', 'n')}
+         RETURNING w.id
+       ), src AS (
+         SELECT * FROM fresh WHERE webhook_id IN (SELECT id FROM counted)
+       ), e AS (
+         INSERT INTO execution (id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
+                                queued_at, deliver_by, dispatched_at, timeout_seconds)
+         SELECT src.id, src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, 'webhook', src.status,
+                clock_timestamp(), now() + make_interval(secs => $2), CASE WHEN src.status = 'dispatched' THEN now() END, s.timeout_seconds
+         FROM src
+         JOIN script s ON s.id = src.script_id
+         ORDER BY src.i
+         RETURNING ${NEW_COLUMNS}
+       ), delivery AS (
+         INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
+         SELECT e.webhook_id, e.workspace_id, src.source_ip, 202, 'ACCEPTED', 'accepted', e.id, src.user_agent FROM e JOIN src ON src.id = e.id
+       ), payload AS (
+         INSERT INTO execution_payload (execution_id, body_encrypted, event, delivery_id, content_type)
+         SELECT e.id, ($5::bytea[])[src.i], src.event, src.payload_delivery_id, src.content_type
+         FROM e JOIN src ON src.id = e.id WHERE src.has_payload
+       )
+       SELECT x.*, r.i IS NULL AND b.i IS NOT NULL AS overloaded,
+              r.delivery_id IS NOT NULL AND r.id NOT IN (SELECT execution_id FROM mem) AS duplicate
+       FROM c LEFT JOIN b ON b.i = c.i LEFT JOIN room r ON r.i = c.i
+       LEFT JOIN (${createdRows('EXISTS (SELECT 1 FROM src WHERE src.id = e.id AND src.has_payload)')}) x ON x.id = c.id
+       ORDER BY c.i`;
+    type Row = CreatedRow & { overloaded: boolean; duplicate: boolean };
+    const found = await preparedRows<Row>(this.db, sql, params);
+    const answers = found.map((row): Acceptance => {
+      if (!row.id) return row.duplicate ? 'duplicate' : row.overloaded ? 'overloaded' : null;
+      const created: CreatedRow & { overloaded?: unknown; duplicate?: unknown } = { ...row };
+      delete created.overloaded;
+      delete created.duplicate;
+      return created;
+    });
+    this.emit(answers.flatMap((a) => (a !== null && typeof a === 'object' && a.status === 'dispatched' ? [{ ...a, exit_code: null }] : [])));
+    return answers;
   }
 
   /**

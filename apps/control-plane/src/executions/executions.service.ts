@@ -38,7 +38,8 @@ export class ExecutionsService {
   /**
    * The one way an execution comes about, for webhook calls and manual runs alike: one statement
    * records it (created `dispatched` with its start command when the server's agent is online, on
-   * this node or another, and nothing older waits, else `queued`), then the dispatcher is told. Null when
+   * this node or another, and nothing older waits, else `queued`; a webhook call without a policy
+   * may share its statement with others, see ExecutionRepository.accept), then the dispatcher is told. Null when
    * the webhook, script or server no longer matches; 503 OVERLOADED when the server's backlog is
    * at its bound (nothing written).
    */
@@ -46,12 +47,13 @@ export class ExecutionsService {
     const underPolicy = spec.trigger === 'webhook' && (spec.policy.concurrency !== 'parallel' || spec.policy.cooldownSeconds > 0);
     const decided = underPolicy ? await this.repo.createUnderPolicy(spec, this.link.hasLocalReadyAgent(serverId)) : null;
     if (decided !== null && typeof decided === 'object' && 'skipped' in decided) return decided;
-    const row =
-      decided === null && !underPolicy
-        ? await this.repo.create(spec, this.link.hasLocalReadyAgent(serverId))
-        : decided !== null && typeof decided === 'object'
-          ? decided.created
-          : decided;
+    const row = underPolicy
+      ? decided !== null && typeof decided === 'object'
+        ? decided.created
+        : decided
+      : spec.trigger === 'webhook'
+        ? await this.repo.accept(spec, serverId, this.link.hasLocalReadyAgent(serverId))
+        : await this.repo.create(spec, this.link.hasLocalReadyAgent(serverId));
     if (row === 'duplicate' || row === 'overloaded') {
       // A delivery seen before answers as such even while the backlog is full (it would not add to it).
       const seen = spec.trigger === 'webhook' && spec.deliveryId !== null ? await this.repo.remembered(spec.webhookId, spec.deliveryId) : null;
