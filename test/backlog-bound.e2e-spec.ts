@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
-import { createWebhook, serverAndScript, triggerWith } from './support/webhook-fixtures.js';
+import { createWebhook, groupedAccepts, serverAndScript, triggerWith } from './support/webhook-fixtures.js';
 
 const BOUND = 3;
 const METRICS_TOKEN = 'metrics-token-backlog-bound-0123456789';
@@ -56,11 +56,7 @@ describe('the backlog bound per server', () => {
   });
 
   it('concurrent calls accepted together: the calls queued ahead in the same statement count toward the bound', async () => {
-    const groupedCalls = async () => {
-      const text = await (await fetch(`${cp.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
-      const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? 'NaN');
-      return value(/^devpilot_trigger_accept_group_size_sum (\S+)$/m) - value(/^devpilot_trigger_accept_group_size_bucket\{le="1"\} (\S+)$/m);
-    };
+    const groupedCalls = () => groupedAccepts(cp.url, METRICS_TOKEN);
     const before = await groupedCalls();
     // A fresh server for each burst (no agent: every run waits), until a burst went in groups.
     for (let burst = 0; (await groupedCalls()) === before; burst++) {

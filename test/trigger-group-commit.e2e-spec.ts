@@ -10,7 +10,7 @@ import { createServer } from './support/executions.js';
 import { FakeAgent } from './support/fake-agent.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
-import { callTrigger, serverAndScript, type TriggerResponse } from './support/webhook-fixtures.js';
+import { callTrigger, groupedAccepts, serverAndScript, type TriggerResponse } from './support/webhook-fixtures.js';
 
 const METRICS_TOKEN = 'metrics-token-group-commit-0123456789';
 const BURST = 40;
@@ -31,17 +31,9 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** Calls accepted in groups of more than one so far (from the group-size histogram). */
-async function groupedCalls(): Promise<number> {
-  const text = await (await fetch(`${cp.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
-  const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? 'NaN');
-  const sum = value(/^devpilot_trigger_accept_group_size_sum (\S+)$/m);
-  const single = value(/^devpilot_trigger_accept_group_size_bucket\{le="1"\} (\S+)$/m);
-  return sum - single;
-}
-
 /** Bursts of `BURST` concurrent calls made by `call(i)`, until some went in groups; every answer. */
 async function burstsUntilGrouped(call: (i: number) => Promise<TriggerResponse>): Promise<TriggerResponse[]> {
+  const groupedCalls = () => groupedAccepts(cp.url, METRICS_TOKEN);
   const before = await groupedCalls();
   const answers: TriggerResponse[] = [];
   for (let b = 0; b < MAX_BURSTS; b++) {

@@ -74,6 +74,7 @@ export async function startControlPlane({ databaseUrl, label = 'control-plane', 
   const port = await freePort();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'devpilot-bench-cp-'));
   const adminKey = `bench-admin-${randomBytes(24).toString('hex')}`;
+  const metricsToken = `bench-metrics-${randomBytes(16).toString('hex')}`;
   const procEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -85,6 +86,7 @@ export async function startControlPlane({ databaseUrl, label = 'control-plane', 
     DEVPILOT_LOG_LEVEL: process.env.BENCH_LOG_LEVEL || 'warn',
     DEVPILOT_LOCAL_AGENT: 'false',
     DEVPILOT_PUBLIC_URL: `http://127.0.0.1:${port}`,
+    DEVPILOT_METRICS_TOKEN: metricsToken,
     ...env,
   };
   const proc = new ManagedProcess(label, process.execPath, [...CONTROL_PLANE_NODE_FLAGS, ...nodeArgs, ...profileArgs(profile, label), CONTROL_PLANE_MAIN], { env: procEnv });
@@ -102,6 +104,12 @@ export async function startControlPlane({ databaseUrl, label = 'control-plane', 
     adminKey,
     api,
     proc,
+    /** A series' value from /metrics (NaN if this build does not report it). */
+    async metric(series) {
+      const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${metricsToken}` } })).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? NaN : Number(line.slice(series.length + 1));
+    },
     async stop() {
       await proc.stop('SIGTERM', 20_000);
       await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);

@@ -51,6 +51,8 @@ export default {
         if (peer) await theirs(connections, ctx.warmupS);
         const o = [];
         const p = [];
+        const groups = async () => ({ calls: await stack.cp.metric('devpilot_trigger_accept_group_size_sum'), statements: await stack.cp.metric('devpilot_trigger_accept_group_size_count') });
+        const groupsBefore = await groups();
         for (let r = 0; r < ctx.rounds; r++) {
           const t0 = Date.now();
           const a = await ctx.window(() => ours(connections, ctx.durationS));
@@ -63,12 +65,16 @@ export default {
             ctx.log(`           peer ${b.okPerS.toFixed(0)}/s p50 ${b.p50.toFixed(2)} ms p99 ${b.p99.toFixed(2)} ms, non-200 ${b.errors}`);
           }
         }
+        const groupsAfter = await groups();
         const m = (arr, k) => (arr.length ? median(arr.map((x) => x[k])) : NaN);
+        // Group commit: calls per accept statement over the measured rounds (NaN for a build without it).
+        const perStatement = (groupsAfter.calls - groupsBefore.calls) / (groupsAfter.statements - groupsBefore.statements);
         const base = { baselineName: peer ? 'adnanh/webhook' : undefined };
         figures.push(
           figure({ name: `accepted calls/s @${connections} conns`, unit: 'calls/s', ours: m(o, 'okPerS'), baseline: m(p, 'okPerS'), better: 'higher', target: 1.0, roundsOurs: o.map((x) => x.okPerS), roundsBaseline: p.map((x) => x.okPerS), ...base }),
           figure({ name: `latency p50 @${connections} conns`, unit: 'ms', ours: m(o, 'p50'), baseline: m(p, 'p50'), better: 'lower', ...base }),
           figure({ name: `latency p99 @${connections} conns`, unit: 'ms', ours: m(o, 'p99'), baseline: m(p, 'p99'), better: 'lower', target: 1.0, roundsOurs: o.map((x) => x.p99), roundsBaseline: p.map((x) => x.p99), ...base }),
+          figure({ name: `calls per accept statement @${connections} conns`, unit: 'calls', ours: perStatement, better: 'higher' }),
           figure({ name: `errors (non-202) @${connections} conns`, unit: 'calls', ours: sum(o.map((x) => x.errors)), baseline: p.length ? sum(p.map((x) => x.errors)) : NaN, better: 'lower', targetAbs: 0, ...base }),
         );
       }

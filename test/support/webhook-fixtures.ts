@@ -52,3 +52,10 @@ export async function createWebhook(
   if (r.status !== 201) throw new Error(`create webhook: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body as CreatedWebhook;
 }
+
+/** Calls the control plane accepted in groups of more than one so far (its group-commit histogram on /metrics). */
+export async function groupedAccepts(baseUrl: string, metricsToken: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${metricsToken}` } })).text();
+  const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? 'NaN');
+  return value(/^devpilot_trigger_accept_group_size_sum (\S+)$/m) - value(/^devpilot_trigger_accept_group_size_bucket\{le="1"\} (\S+)$/m);
+}
