@@ -458,9 +458,10 @@ export class ExecutionRepository {
          FROM (SELECT webhook_id, allowed_ips, concurrency, cooldown_seconds, pass_payload, count(*) AS calls
                FROM fresh GROUP BY webhook_id, allowed_ips, concurrency, cooldown_seconds, pass_payload) n
          WHERE w.id = n.webhook_id AND ${matches('w', 'n')}
-         RETURNING w.id
+         RETURNING w.id, w.active, w.allowed_ips, w.concurrency, w.cooldown_seconds, w.pass_payload
        ), src AS (
-         SELECT * FROM fresh WHERE webhook_id IN (SELECT id FROM counted)
+         -- Only the calls checked against the webhook as it is now (a call checked before an edit is not).
+         SELECT * FROM fresh f WHERE EXISTS (SELECT 1 FROM counted k WHERE k.id = f.webhook_id AND ${matches('k', 'f')})
        ), e AS (
          INSERT INTO execution (id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
                                 queued_at, deliver_by, dispatched_at, timeout_seconds)
