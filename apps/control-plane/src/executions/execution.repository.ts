@@ -10,7 +10,7 @@ import {
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
-import { SerialCoalescer } from '../common/serial-coalescer.js';
+import { SerialCoalescer } from '@app/common';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ExecutionEvents, type StatusChanged } from './execution-events.js';
 import type { StoredChunk } from './execution-output.service.js';
