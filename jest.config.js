@@ -5,6 +5,7 @@ const transform = {
 const moduleNameMapper = {
   '^@app/protocol$': '<rootDir>/libs/protocol/src/index.ts',
   '^@app/protocol/(.*)$': '<rootDir>/libs/protocol/src/$1',
+  '^@app/common$': '<rootDir>/libs/common/src/index.ts',
   '^(\\.{1,2}/.*)\\.js$': '$1',
 };
 const common = { extensionsToTreatAsEsm: ['.ts'], transform, moduleNameMapper, testEnvironment: 'node' };

@@ -1,7 +1,10 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { OutputStream } from '@app/protocol';
+import { createLogger, type Logger } from './logger.js';
 import { ScriptRun, type ScriptSpec } from './runner.js';
 import { parsePasswd, ScriptUsers, switchAbility, type ScriptUser } from './script-users.js';
 import { liveGroupMembers } from './testing/process-group.js';
@@ -12,11 +15,11 @@ const USER = 'devpilot-run';
 let user: ScriptUser;
 let setpriv: string;
 
-function run(content: string, extra: Partial<ScriptSpec> = {}) {
+function run(content: string, extra: Partial<ScriptSpec> = {}, via = setpriv, logger?: Logger) {
   const out: { stream: OutputStream; data: Buffer }[] = [];
   const script = new ScriptRun(
     { interpreter: 'bash', content, env: {}, timeoutMs: 10_000, ...extra },
-    { killGraceMs: 200, onOutput: (stream, data) => out.push({ stream, data }), pipeLingerMs: 200, runAs: { user, setpriv } },
+    { killGraceMs: 200, onOutput: (stream, data) => out.push({ stream, data }), pipeLingerMs: 200, runAs: { user, setpriv: via }, ...(logger ? { logger } : {}) },
   );
   const text = (stream: OutputStream) => Buffer.concat(out.filter((o) => o.stream === stream).map((o) => o.data)).toString();
   return { script, text };
@@ -96,5 +99,66 @@ describe('parsing and policy', () => {
     expect(await cancelled.script.result).toMatchObject({ cancelled: true, signal: 'SIGTERM' });
     expect(liveGroupMembers(Number(cancelled.text('stdout').trim()))).toEqual([]);
     await cancelled.script.cleaned;
+  });
+
+  /** A setpriv that logs each removal (its arguments) and holds it until `open()`. */
+  function holdingSetpriv() {
+    const tools = mkdtempSync(join(tmpdir(), 'removal-batch-'));
+    const log = join(tools, 'removals');
+    const gate = join(tools, 'gate');
+    const wrapper = join(tools, 'setpriv');
+    writeFileSync(
+      wrapper,
+      ['#!/bin/sh', `case " $* " in *" rm -rf "*) echo "$*" >> ${log}; while [ ! -e ${gate} ]; do sleep 0.01; done ;; esac`, `exec ${setpriv} "$@"`].join('\n'),
+    );
+    chmodSync(wrapper, 0o755);
+    return {
+      wrapper,
+      open: () => writeFileSync(gate, ''),
+      /** The folders each removal was given. */
+      removals: () => readFileSync(log, 'utf8').trim().split('\n').map((c) => c.split(' -- rm -rf -- ')[1]!.split(' ')),
+      dispose: () => rmSync(tools, { recursive: true, force: true }),
+    };
+  }
+
+  it('removes the folders of runs that end while a removal runs together, in one process', async () => {
+    const held = holdingSetpriv();
+    try {
+      const runs = Array.from({ length: 5 }, () => run('echo "$PWD"', {}, held.wrapper));
+      for (const r of runs) expect(await r.script.result).toMatchObject({ exitCode: 0, error: null });
+      // The first run's removal is held; the others' wait behind it.
+      held.open();
+      await Promise.all(runs.map((r) => r.script.cleaned));
+      const dirs = runs.map((r) => r.text('stdout').trim());
+      expect(held.removals()).toHaveLength(2);
+      expect(held.removals().flat().sort()).toEqual([...dirs].sort());
+      for (const dir of dirs) expect(existsSync(dir)).toBe(false);
+    } finally {
+      held.dispose();
+    }
+  });
+
+  it('warns about the folder a shared removal left, not the others', async () => {
+    const held = holdingSetpriv();
+    const warnings: unknown[] = [];
+    const logger = createLogger('test', 'warn', (line) => warnings.push(JSON.parse(line)));
+    let stuck: string | undefined;
+    try {
+      const runs = Array.from({ length: 3 }, () => run('mkdir sub; echo "$PWD"', {}, held.wrapper, logger));
+      for (const r of runs) expect(await r.script.result).toMatchObject({ exitCode: 0 });
+      const dirs = runs.map((r) => r.text('stdout').trim());
+      // The last run's folder gets what its user cannot remove: a root-owned folder with a file.
+      stuck = dirs[2]!;
+      chownSync(join(stuck, 'sub'), 0, 0);
+      writeFileSync(join(stuck, 'sub', 'file'), '');
+      held.open();
+      await Promise.all(runs.map((r) => r.script.cleaned));
+      expect(held.removals().map((r) => r.length)).toEqual([1, 2]);
+      expect(dirs.map((d) => existsSync(d))).toEqual([false, false, true]);
+      expect(warnings).toEqual([expect.objectContaining({ msg: "the run's working directory was not removed", dir: stuck })]);
+    } finally {
+      if (stuck) rmSync(stuck, { recursive: true, force: true });
+      held.dispose();
+    }
   });
 });

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
+import { SerialCoalescer } from '@app/common';
 import type { Interpreter, OutputStream, RunPayload, StartExecution } from '@app/protocol';
 import { silentLogger, type Logger } from './logger.js';
 import type { ScriptUser } from './script-users.js';
@@ -253,7 +254,7 @@ export class ScriptRun {
     } finally {
       for (const t of this.timers) clearTimeout(t);
       // Not awaited: the run's result does not wait for its folder to go.
-      if (dir) void removeAsUser(setpriv, user, dir, this.log).finally(this.markCleaned);
+      if (dir) void removals.run(`${user.uid}:${user.gid}:${setpriv}`, { setpriv, user, dir, log: this.log }).finally(this.markCleaned);
       else this.markCleaned();
     }
   }
@@ -360,16 +361,41 @@ export class ScriptRun {
   }
 }
 
-/** Removes a run's working directory as the user who owns it. */
-async function removeAsUser(setpriv: string, user: ScriptUser, dir: string, log: Logger): Promise<void> {
-  const r = await execa(setpriv, [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--inh-caps=-all', '--ambient-caps=-all', '--', 'rm', '-rf', '--', dir], {
+interface Removal {
+  setpriv: string;
+  user: ScriptUser;
+  dir: string;
+  log: Logger;
+}
+
+/** Folders per `rm`: enough to take a burst in a few calls, few enough for a small argv. */
+const MAX_REMOVALS_PER_CALL = 200;
+
+/**
+ * Removes runs' working directories as the user who owns them. Each removal is a process, and
+ * forking the agent costs more than the run of a short script: the folders of one user that wait
+ * while a removal runs go into the next one together.
+ */
+const removals = new SerialCoalescer<Removal, void>(
+  async (_key, items) => removeAsUser(items),
+  (group) => group.length < MAX_REMOVALS_PER_CALL,
+);
+
+/** Removes the folders (all of one user) in one `rm`, as that user; logs each one left behind. */
+async function removeAsUser(items: Removal[]): Promise<void[]> {
+  const { setpriv, user } = items[0]!;
+  const r = await execa(setpriv, [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--inh-caps=-all', '--ambient-caps=-all', '--', 'rm', '-rf', '--', ...items.map((i) => i.dir)], {
     reject: false,
     stdin: 'ignore',
     cwd: '/',
     env: { PATH: DEFAULT_PATH },
     extendEnv: false,
   });
-  if (r.exitCode !== 0) log.warn('the run\'s working directory was not removed', { dir, stderr: r.stderr });
+  if (r.exitCode !== 0) {
+    // One exit status for all: the folders still there are the ones it failed on.
+    for (const { dir, log } of items) if (existsSync(dir)) log.warn('the run\'s working directory was not removed', { dir, stderr: r.stderr });
+  }
+  return items.map(() => undefined);
 }
 
 function removeFile(file: string, log: Logger): void {

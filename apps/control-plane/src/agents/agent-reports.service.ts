@@ -17,7 +17,7 @@ import { ExecutionOutputStore, type StoredChunk } from '../executions/execution-
 import { ExecutionRepository } from '../executions/execution.repository.js';
 import { AgentLink } from './agent-link.js';
 import { ReportThrottle } from './report-throttle.js';
-import { SerialCoalescer } from '../common/serial-coalescer.js';
+import { SerialCoalescer } from '@app/common';
 
 /** What one output statement may carry when batches are merged (each batch: at most 256 chunks, 8 MiB). */
 const MAX_BATCHES_PER_STATEMENT = 16;

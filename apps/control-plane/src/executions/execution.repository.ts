@@ -11,7 +11,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
-import { SerialCoalescer } from '../common/serial-coalescer.js';
+import { SerialCoalescer } from '@app/common';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ExecutionEvents, type StatusChanged } from './execution-events.js';
 import type { StoredChunk } from './execution-output.service.js';

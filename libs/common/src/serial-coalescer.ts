@@ -6,8 +6,9 @@
  * statement cost one statement together instead of one each. Used for output batches of one
  * execution (an agent keeps a window of batches in flight; storing them concurrently committed
  * them in either order, and a live viewer then saw a gap and went back to the database; one
- * statement at a time keeps commits, and so live events, in seq order), and for the agents'
- * start acks (`dispatched` -> `running`).
+ * statement at a time keeps commits, and so live events, in seq order), for the agents' start
+ * acks (`dispatched` -> `running`), and in the agent for removing runs' folders (one process per
+ * group instead of one per run).
  */
 export class SerialCoalescer<T, R> {
   private readonly lanes = new Map<string, Entry<T, R>[]>();
