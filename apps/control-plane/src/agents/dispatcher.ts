@@ -62,7 +62,24 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
   private async onCreated(e: Execution & { start: StartExecution | null }): Promise<void> {
     // Created already claimed, because this node holds the agent: send it at once.
     if (e.start) return this.send({ id: e.id, workspaceId: e.workspaceId, serverId: e.serverId, start: e.start });
+    // Created claimed for an agent on another node: its start was not built here, only its id goes.
+    if (e.status === 'dispatched') return this.handOverClaimed(e.id, e.serverId);
     return this.dispatchIfReady(e.serverId, { executionId: e.id });
+  }
+
+  /**
+   * A claimed run whose agent is not on this node: the node holding it is handed its id and builds
+   * and sends the start. Requeued only when every node said it has no agent for the server; when
+   * one did not answer it stays dispatched: the holder's sweep resends unanswered starts, the hello
+   * settles it. `resend`: a start sent before may have been accepted, so it is never requeued.
+   */
+  private async handOverClaimed(id: string, serverId: string, resend = false): Promise<void> {
+    try {
+      const held = await this.news.handOver(serverId, [id]);
+      if (held === 'nobody' && !resend) await this.repo.requeue(id);
+    } catch (err) {
+      this.logger.error({ err, executionId: id }, 'handing a run over to the node holding its agent failed; the sweep retries');
+    }
   }
 
   /** Dispatches the server's queued runs from the node holding its agent (else its hello will). */
@@ -78,17 +95,23 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
    * Another node asks this one to send work to a server's agent (ClusterNews.handOver): answers
    * whether the agent is here, then sends the runs named (created claimed there) or the queue.
    */
-  private onHandOver(serverId: string, executionIds: string[]): boolean {
+  private onHandOver(serverId: string, executionIds: string[]): boolean | Promise<boolean> {
     if (!this.link.hasLocalAgent(serverId)) return false;
     // Still in its hello, which requeues and dispatches whatever it was not sent: the asking node must not requeue it too.
     if (!this.link.hasLocalReadyAgent(serverId)) return true;
-    const work = executionIds.length
-      ? this.repo.takeHandedOver(serverId, executionIds).then(async (rows) => {
-          for (const c of await this.commands.build(rows)) void this.send(c);
-        })
-      : this.dispatchQueued(serverId);
-    work.catch((err: unknown) => this.logger.error({ err, serverId }, 'sending the work another node handed over failed; the sweep retries'));
-    return true;
+    if (!executionIds.length) {
+      this.dispatchQueued(serverId).catch((err: unknown) => this.logger.error({ err, serverId }, 'sending the queue another node handed over failed; the sweep retries'));
+      return true;
+    }
+    // Answered once the starts are sent (not acknowledged): the answer is a NOTIFY to every node,
+    // which would otherwise compete with the take for the database and this process.
+    return this.repo
+      .takeHandedOver(serverId, executionIds)
+      .then(async (rows) => {
+        for (const c of await this.commands.build(rows)) void this.send(c);
+      })
+      .catch((err: unknown) => this.logger.error({ err, serverId }, 'sending the work another node handed over failed; the sweep retries'))
+      .then(() => true);
   }
 
   /**
@@ -145,14 +168,10 @@ export class Dispatcher implements OnApplicationBootstrap, OnApplicationShutdown
           this.logger.warn({ executionId: c.id, reason: outcome.reason }, 'the agent refused an execution');
           await this.repo.markRefused(c.id, outcome.reason);
           break;
-        case 'elsewhere': {
+        case 'elsewhere':
           // Only ids cross to the other nodes; the one holding the agent builds and sends the start.
-          // Requeued only when every node said it has no agent for the server; when one did not
-          // answer it stays dispatched: the holder's sweep resends unanswered starts, the hello settles it.
-          const held = await this.news.handOver(c.serverId, [c.id]);
-          if (held === 'nobody' && !resend) await this.repo.requeue(c.id);
+          await this.handOverClaimed(c.id, c.serverId, resend);
           break;
-        }
         case 'nobody':
           // A first start nobody got certainly never ran: queue it again. A resend stays
           // dispatched; the agent's next hello says whether it runs it (and requeues or loses it).

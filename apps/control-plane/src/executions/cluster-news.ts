@@ -17,9 +17,11 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /**
  * Another node asks the node holding a server's agent to send work: the runs it created already
  * claimed (`executionIds`), or, when none are named, the server's queue. Answers whether this node
- * holds the agent (also while its hello is under way: the hello settles the runs then).
+ * holds the agent (also while its hello is under way: the hello settles the runs then); the holder
+ * may answer once its starts are sent, so its answer (a NOTIFY to every node) does not compete
+ * with them.
  */
-export type HandOverHandler = (serverId: string, executionIds: string[]) => boolean;
+export type HandOverHandler = (serverId: string, executionIds: string[]) => boolean | Promise<boolean>;
 
 /** One execution got output on another node: its stored rows are newer than what was read. */
 export interface OutputElsewhere {
@@ -43,6 +45,7 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
   private nsp: Namespace | null = null;
   private readonly subscriptions: Subscription[] = [];
   private pendingOutput = new Map<string, string>();
+  private pendingStatus: StatusChanged[] = [];
   /** Set by the dispatcher: sends work for a server whose agent this node holds. */
   onHandOver: HandOverHandler | null = null;
   private flushScheduled = false;
@@ -73,13 +76,19 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
     nsp.on(HAND_OVER, (serverId: unknown, ids: unknown, answer: unknown) => {
       if (typeof answer !== 'function') return;
       const valid = typeof serverId === 'string' && Array.isArray(ids) && ids.length <= MAX_HANDED_OVER && ids.every((id) => typeof id === 'string' && UUID.test(id));
-      let held = false;
-      try {
-        held = valid && !!this.onHandOver?.(serverId, ids as string[]);
-      } catch (err) {
+      const failed = (err: unknown) => {
         this.logger.error({ err, serverId }, 'handling a hand-over from another node failed');
+        return false;
+      };
+      let held: boolean | Promise<boolean>;
+      try {
+        held = valid && this.onHandOver ? this.onHandOver(serverId, ids as string[]) : false;
+      } catch (err) {
+        held = failed(err);
       }
-      (answer as (held: boolean) => void)(held);
+      void Promise.resolve(held)
+        .then((h) => !!h, failed)
+        .then((h) => (answer as (held: boolean) => void)(h));
     });
     nsp.on(KEY_COUNT, (keyId: unknown, answer: unknown) => {
       if (typeof keyId === 'string' && typeof answer === 'function') (answer as (n: number) => void)(this.keyConnections.localCount(keyId));
@@ -91,14 +100,13 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
     this.subscriptions.push(
       this.events.output.subscribe((e) => {
         this.pendingOutput.set(e.executionId, e.workspaceId);
-        if (this.flushScheduled) return;
-        this.flushScheduled = true;
-        setImmediate(() => this.flushOutput());
+        this.scheduleFlush();
       }),
       this.events.status.subscribe((e) => {
-        // The output stored before this status goes first, so a reader does not end before it.
-        this.flushOutput();
-        this.send(STATUS_NEWS, { executionId: e.executionId, workspaceId: e.workspaceId, serverId: e.serverId, status: e.status, exitCode: e.exitCode });
+        // Sent after this tick, not at once: a hand-over decided in this tick (a run created
+        // claimed for an agent on another node) goes first, and waits for no other NOTIFY.
+        this.pendingStatus.push({ executionId: e.executionId, workspaceId: e.workspaceId, serverId: e.serverId, status: e.status, exitCode: e.exitCode });
+        this.scheduleFlush();
       }),
       this.keyEvents.revoked.subscribe(({ keyId }) => this.send(KEY_REVOKED, keyId)),
     );
@@ -146,12 +154,23 @@ export class ClusterNews implements OnModuleInit, OnModuleDestroy {
     });
   }
 
-  private flushOutput(): void {
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** The output notices of this tick, then its statuses in order (so a reader does not end before the output stored first). */
+  private flush(): void {
     this.flushScheduled = false;
-    if (this.pendingOutput.size === 0) return;
-    const items = [...this.pendingOutput];
-    this.pendingOutput = new Map();
-    this.send(OUTPUT_NEWS, items);
+    if (this.pendingOutput.size) {
+      const items = [...this.pendingOutput];
+      this.pendingOutput = new Map();
+      this.send(OUTPUT_NEWS, items);
+    }
+    const statuses = this.pendingStatus;
+    this.pendingStatus = [];
+    for (const s of statuses) this.send(STATUS_NEWS, s);
   }
 
   /** Sent only when other nodes are known: a single node pays no NOTIFY per batch of output. */

@@ -30,7 +30,8 @@ export interface StatusChanged {
 export class ExecutionEvents {
   /**
    * A new execution row was committed: `queued`, or `dispatched` with the start command this node
-   * must send (it holds the server's agent).
+   * must send (it holds the server's agent), or `dispatched` without one (start null: another node
+   * holds the agent and builds the start itself, from the run's id).
    */
   readonly created = new Subject<Execution & { start: StartExecution | null }>();
   readonly output = new Subject<OutputStored>();

@@ -679,14 +679,20 @@ export class ExecutionRepository {
          WHERE id = ANY($2::uuid[]) AND server_id = $1 AND status = 'dispatched' AND accepted_at IS NULL
          ORDER BY queued_at, id FOR UPDATE)`,
       [serverId, ids],
+      // It moves only the resend clock (the run was claimed, durably, by the node that accepted
+      // it): its commit need not wait for the WAL flush, which the start would wait for.
+      true,
     );
   }
 
-  /** Runs an UPDATE of executions and returns each with what its start command needs. */
-  private withStart(update: string, params: unknown[]): Promise<ClaimRow[]> {
-    return rows<ClaimRow>(
+  /**
+   * Runs an UPDATE of executions and returns each with what its start command needs. `asyncCommit`:
+   * the statement's commit does not wait for the WAL to reach the disk (for changes a crash may lose).
+   */
+  private withStart(update: string, params: unknown[], asyncCommit = false): Promise<ClaimRow[]> {
+    return preparedRows<ClaimRow>(
       this.db,
-      `WITH c AS (${update}
+      `WITH ${asyncCommit ? `nowait AS (SELECT set_config('synchronous_commit', 'off', true)), ` : ''}c AS (${update}
          RETURNING x.id, x.workspace_id, x.server_id, x.script_id, x.script_version, x.webhook_id, x.trigger, x.queued_at,
                    x.timeout_seconds)
        SELECT c.id, c.workspace_id, c.server_id, c.script_id, c.script_version, c.webhook_id, c.trigger,
@@ -698,7 +704,7 @@ export class ExecutionRepository {
        FROM c
        JOIN script s ON s.id = c.script_id
        JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version
-       JOIN server srv ON srv.id = c.server_id
+       JOIN server srv ON srv.id = c.server_id${asyncCommit ? ' CROSS JOIN nowait' : ''}
        ORDER BY c.queued_at, c.id`,
       params,
     );

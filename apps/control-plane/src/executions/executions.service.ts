@@ -63,7 +63,8 @@ export class ExecutionsService {
       return null;
     }
     if (!row) return null;
-    const [claimed] = row.status === 'dispatched' ? await this.commands.build([row]) : [];
+    // Built only where it is sent: for an agent on another node only the run's id goes (Dispatcher).
+    const [claimed] = row.status === 'dispatched' && this.link.hasLocalReadyAgent(row.server_id) ? await this.commands.build([row]) : [];
     this.events.created.next(toCreated(row, claimed?.start ?? null));
     // replace: the runs that were active when this one was accepted are cancelled, naming it.
     if (decided !== null && typeof decided === 'object' && 'replaces' in decided) {
