@@ -138,6 +138,29 @@ describe('any node serves any request', () => {
     expect(Number(n)).toBe(0);
   });
 
+  it('secrets too: a run accepted on node B gets its server’s value (over the workspace’s) on node A, and a missing one fails it there', async () => {
+    const { serverId } = await agentOn(nodes[0].url, 'secrets-on-a');
+    expect(nodeHolding(serverId)).toBe(0);
+    expect((await api(nodes[0]).post('/api/v1/secrets', { name: 'CLUSTER_TOKEN', value: 'workspace value' })).status).toBe(201);
+    expect((await api(nodes[0]).post('/api/v1/secrets', { name: 'CLUSTER_TOKEN', value: 'server value', serverId })).status).toBe(201);
+    // The agent masks the value in the output: its digest shows which one the run got.
+    const script = await createScript(api(nodes[0]), 'printf %s "$CLUSTER_TOKEN" | sha256sum | cut -c1-64', { secrets: ['CLUSTER_TOKEN'] });
+    const hook = await createWebhook(api(nodes[0]), script.id, { serverId });
+    const accepted = await triggerWith(nodes[1].url, hook.token);
+    expect(accepted.status).toBe(202);
+    const done = await waitForTerminal(api(nodes[2]), accepted.body.executionId as string, 20_000);
+    expect(done.status).toBe('succeeded');
+    expect((await getOutput(api(nodes[2]), done.id as string)).bytes.toString()).toBe(`${createHash('sha256').update('server value').digest('hex')}\n`);
+
+    const missing = await createScript(api(nodes[0]), 'echo should-not-run', { secrets: ['CLUSTER_TOKEN', 'NOT_THERE'] });
+    const missingHook = await createWebhook(api(nodes[0]), missing.id, { serverId });
+    const refused = await triggerWith(nodes[1].url, missingHook.token);
+    expect(refused.status).toBe(202);
+    const failed = await waitForTerminal(api(nodes[2]), refused.body.executionId as string, 20_000);
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatch(/secret NOT_THERE is not defined/);
+  });
+
   it('a cancel sent to node C reaches the agent on node A; a viewer and an SSE reader on node C see the output live', async () => {
     const { serverId } = await agentOn(nodes[0].url, 'cancel-on-a');
     const script = await createScript(api(nodes[0]), 'echo first; sleep 600');

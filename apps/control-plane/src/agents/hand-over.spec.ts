@@ -1,15 +1,18 @@
 import { afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import type { StartExecution } from '@app/protocol';
 import { Logger } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
 import { Subject } from 'rxjs';
 import type { Namespace } from 'socket.io';
+import { SecretsService } from '../common/secrets.service.js';
 import type { AppConfig } from '../config/app-config.js';
 import { ClusterNews } from '../executions/cluster-news.js';
 import { ExecutionEvents } from '../executions/execution-events.js';
 import type { CreatedRow, ExecutionRepository, NewExecution } from '../executions/execution.repository.js';
 import { ExecutionsService } from '../executions/executions.service.js';
-import type { StartCommands } from '../executions/start-commands.js';
-import type { ClaimedExecution } from '../executions/run-commands.js';
+import { StartCommands } from '../executions/start-commands.js';
+import { type ClaimedExecution, PAYLOAD_PURPOSE } from '../executions/run-commands.js';
+import { SCRIPT_SECRET_PURPOSE, ScriptSecretsService } from '../secrets/secrets.service.js';
 import type { ApiKeyEvents } from '../workspaces/api-key-events.js';
 import type { KeyConnections } from '../workspaces/key-connections.js';
 import type { AgentLink } from './agent-link.js';
@@ -157,6 +160,35 @@ describe('the node holding the agent, handed a run', () => {
     take([createdRow()]);
     await tick();
     expect(order).toEqual([`start ${RUN}`, 'answered true']);
+  });
+
+  it('builds the start from what the take read (sealed secrets and request): no further statement on its path', async () => {
+    const sealer = new SecretsService({ masterKey: randomBytes(32) } as AppConfig);
+    const queries = jest.fn<(sql: string) => Promise<unknown>>(async () => []);
+    const db = { query: queries, driver: { master: { query: queries } } };
+    const secrets = new ScriptSecretsService(db as never, {} as never, sealer);
+    const payloads = jest.fn<(ids: string[]) => Promise<[]>>(async () => []);
+    const repo = { payloads } as unknown as ExecutionRepository;
+    const commands = new StartCommands(secrets, repo, sealer);
+    const seal = (v: string) => sealer.seal(v, SCRIPT_SECRET_PURPOSE).toString('base64');
+    const [built] = await commands.build([
+      {
+        ...createdRow(),
+        has_payload: true,
+        // The workspace's value first, then the server's over it (the order the take returns).
+        sealed_secrets: [
+          { name: 'DEPLOY_KEY', value: seal('workspace value') },
+          { name: 'DEPLOY_KEY', value: seal('server value') },
+        ],
+        sealed_payload: { body: sealer.sealBytes(Buffer.from('{"ref":"main"}'), PAYLOAD_PURPOSE).toString('base64'), event: 'push', deliveryId: 'd-1', contentType: 'application/json' },
+      },
+    ]);
+    expect(queries.mock.calls).toEqual([]);
+    // Asked for no run's request (the repository answers an empty list without a statement).
+    expect(payloads.mock.calls.flatMap(([ids]) => ids)).toEqual([]);
+    expect(built!.start.env.DEPLOY_KEY).toBe('server value');
+    expect(built!.start.maskEnv).toEqual(['DEPLOY_KEY']);
+    expect(built!.start.payload).toEqual({ body: Buffer.from('{"ref":"main"}'), event: 'push', deliveryId: 'd-1', contentType: 'application/json' });
   });
 
   it('answers at once that it holds the agent when it is handed the queue (no ids)', async () => {

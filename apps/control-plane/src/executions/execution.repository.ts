@@ -686,8 +686,10 @@ export class ExecutionRepository {
   }
 
   /**
-   * Runs an UPDATE of executions and returns each with what its start command needs. `asyncCommit`:
-   * the statement's commit does not wait for the WAL to reach the disk (for changes a crash may lose).
+   * Runs an UPDATE of executions and returns each with everything its start command needs, sealed
+   * secret values and kept request included, so building it reads nothing more (StartCommands).
+   * `asyncCommit`: the statement's commit does not wait for the WAL to reach the disk (for changes a
+   * crash may lose).
    */
   private withStart(update: string, params: unknown[], asyncCommit = false): Promise<ClaimRow[]> {
     return preparedRows<ClaimRow>(
@@ -699,12 +701,21 @@ export class ExecutionRepository {
               COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets, v.run_as,
               srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
               coalesce(srv.agent_protocol_version, 0) >= ${PAYLOAD_SINCE_PROTOCOL} AS agent_knows_payload,
-              EXISTS (SELECT 1 FROM execution_payload p WHERE p.execution_id = c.id) AS has_payload,
+              p.execution_id IS NOT NULL AS has_payload,
+              CASE WHEN p.execution_id IS NOT NULL THEN json_build_object('body', encode(p.body_encrypted, 'base64'), 'event', p.event,
+                'deliveryId', p.delivery_id, 'contentType', p.content_type) END AS sealed_payload,
+              -- As ScriptSecretsService.valuesFor reads them: the workspace's, then the server's over them.
+              (SELECT coalesce(json_agg(json_build_object('name', sec.name, 'value', encode(sec.value_encrypted, 'base64'))
+                                        ORDER BY sec.server_id NULLS FIRST, sec.name), '[]'::json)
+                 FROM secret sec
+                WHERE sec.workspace_id = c.workspace_id AND sec.name = ANY(v.secrets) AND (sec.server_id IS NULL OR sec.server_id = c.server_id)
+              ) AS sealed_secrets,
               (SELECT w.name FROM webhook w WHERE w.id = c.webhook_id) AS webhook_name
        FROM c
        JOIN script s ON s.id = c.script_id
        JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version
-       JOIN server srv ON srv.id = c.server_id${asyncCommit ? ' CROSS JOIN nowait' : ''}
+       JOIN server srv ON srv.id = c.server_id
+       LEFT JOIN execution_payload p ON p.execution_id = c.id${asyncCommit ? ' CROSS JOIN nowait' : ''}
        ORDER BY c.queued_at, c.id`,
       params,
     );

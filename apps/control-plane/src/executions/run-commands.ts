@@ -31,6 +31,13 @@ export interface ClaimRow {
   has_payload: boolean;
   /** Its server's last agent writes a start's payload to the script's request file (protocol 4 or later). */
   agent_knows_payload: boolean;
+  /**
+   * Read with a claim (ExecutionRepository.withStart), so the start is built without another
+   * statement: the values of its declared secrets that exist, still sealed (base64), in the order
+   * they apply (workspace's, then server's), and its kept request, still sealed. Absent: read them.
+   */
+  sealed_secrets?: { name: string; value: string }[];
+  sealed_payload?: { body: string; event: string; deliveryId: string; contentType: string } | null;
 }
 
 /** A claimed execution (`dispatched`) with what its agent needs to run it. */

@@ -27,7 +27,14 @@ export class StartCommands {
 
   async build(rows: ClaimRow[]): Promise<ClaimedExecution[]> {
     const ready: ClaimedExecution[] = [];
-    const payloads = await this.payloads(rows.filter((r) => r.has_payload).map((r) => r.id));
+    // Rows of a claim carry their sealed secrets and request; a created row reads them here.
+    const payloads = await this.payloads(rows.filter((r) => r.has_payload && r.sealed_payload === undefined).map((r) => r.id));
+    for (const r of rows) {
+      if (r.sealed_payload) {
+        const p = r.sealed_payload;
+        this.openPayload(payloads, { execution_id: r.id, body_encrypted: Buffer.from(p.body, 'base64'), event: p.event, delivery_id: p.deliveryId, content_type: p.contentType });
+      }
+    }
     for (const r of rows) {
       if (r.run_as && !r.agent_knows_run_as) {
         await this.fail(r, `the script asks to run as "${r.run_as}", but the agent of this server is too old to run scripts as another user: upgrade it; nothing ran`, 'runAs');
@@ -35,7 +42,9 @@ export class StartCommands {
       }
       let values: Record<string, string> = {};
       if (r.secrets.length) {
-        const found = await this.secrets.valuesFor(r.workspace_id, r.server_id, r.secrets);
+        const found = r.sealed_secrets
+          ? this.secrets.open(r.secrets, r.sealed_secrets.map((x) => ({ name: x.name, value: Buffer.from(x.value, 'base64') })))
+          : await this.secrets.valuesFor(r.workspace_id, r.server_id, r.secrets);
         if (found.missing.length) {
           const names = found.missing.join(', ');
           await this.fail(r, `secret${found.missing.length > 1 ? 's' : ''} ${names} ${found.missing.length > 1 ? 'are' : 'is'} not defined for this server or its workspace; nothing ran`, 'secrets');
@@ -64,16 +73,18 @@ export class StartCommands {
 
   private async payloads(ids: string[]): Promise<Map<string, RunPayload>> {
     const found = new Map<string, RunPayload>();
-    for (const p of await this.repo.payloads(ids)) {
-      try {
-        const body = this.sealed.openBytes(p.body_encrypted, PAYLOAD_PURPOSE);
-        found.set(p.execution_id, { body, event: p.event, deliveryId: p.delivery_id, contentType: p.content_type });
-      } catch (err) {
-        // Sealed under another master key: the run cannot get what it was promised.
-        this.logger.error({ executionId: p.execution_id, err: (err as Error).message }, 'a kept request could not be opened');
-      }
-    }
+    for (const p of await this.repo.payloads(ids)) this.openPayload(found, p);
     return found;
+  }
+
+  private openPayload(found: Map<string, RunPayload>, p: { execution_id: string; body_encrypted: Buffer; event: string; delivery_id: string; content_type: string }): void {
+    try {
+      const body = this.sealed.openBytes(p.body_encrypted, PAYLOAD_PURPOSE);
+      found.set(p.execution_id, { body, event: p.event, deliveryId: p.delivery_id, contentType: p.content_type });
+    } catch (err) {
+      // Sealed under another master key: the run cannot get what it was promised.
+      this.logger.error({ executionId: p.execution_id, err: (err as Error).message }, 'a kept request could not be opened');
+    }
   }
 
   private async fail(r: ClaimRow, reason: string, why: 'secrets' | 'runAs' | 'payload'): Promise<void> {

@@ -22,8 +22,8 @@ export interface SecretView {
 
 /**
  * Script secrets: write-only values encrypted at rest with the master key, for a workspace or one
- * of its servers. Values leave this class only through `valuesFor`, on their way into a start
- * command; no route returns them and nothing logs them.
+ * of its servers. Values leave this class only through `valuesFor` and `open`, on their way into a
+ * start command; no route returns them and nothing logs them.
  */
 @Injectable()
 export class ScriptSecretsService {
@@ -107,9 +107,16 @@ export class ScriptSecretsService {
        ORDER BY server_id NULLS FIRST`,
       [workspaceId, names, serverId],
     );
+    return this.open(names, found.map((r) => ({ name: r.name, value: r.value_encrypted })));
+  }
+
+  /**
+   * valuesFor() from sealed values already read (with a claim, see ExecutionRepository.withStart),
+   * in the order they apply: the workspace's first, then the server's over them.
+   */
+  open(names: string[], sealed: { name: string; value: Buffer }[]): { values: Record<string, string>; missing: string[] } {
     const values: Record<string, string> = {};
-    // Workspace values first, then the server's over them.
-    for (const r of found) values[r.name] = this.crypto.open(r.value_encrypted, SCRIPT_SECRET_PURPOSE);
+    for (const r of sealed) values[r.name] = this.crypto.open(r.value, SCRIPT_SECRET_PURPOSE);
     return { values, missing: names.filter((n) => !(n in values)) };
   }
 }
