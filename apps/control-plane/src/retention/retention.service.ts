@@ -4,6 +4,7 @@ import type { DataSource } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ExecutionRepository } from '../executions/execution.repository.js';
 import { DeliveryLog } from '../webhooks/delivery-log.service.js';
+import { DutyCycle } from './duty-cycle.js';
 
 /** One pruning job in the whole cluster at a time. */
 const PRUNE_LOCK = 0x64707275; // "dpru"
@@ -13,6 +14,15 @@ const OUTPUT_ROWS_PER_STATEMENT = 500;
 const DELIVERIES_PER_STATEMENT = 1000;
 /** A pass stops after this long and goes on at the next one, so shutdown never waits on it. */
 const PASS_BUDGET_MS = 20_000;
+/**
+ * Share of the time the job spends in statements (the rest it waits, in proportion to what each
+ * statement took). Back to back, they delayed the trigger's commits (which queue on the webhook's
+ * row, each waiting for its WAL flush): p99 1.5-2x. At a quarter, about 1.1x, and an unloaded
+ * database still prunes about 20,000 output rows a second.
+ */
+const DUTY = 0.25;
+/** The least pause between two statements, so other work (the trigger, output batches) runs. */
+const MIN_PAUSE_MS = 5;
 
 /** What the pruning job has done since this process started (for /metrics). */
 export interface PruneProgress {
@@ -30,10 +40,10 @@ export interface PruneProgress {
 
 /**
  * Retention: removes execution output and delivery records older than their workspace's
- * retention, in small statements with a pause between them (no long lock, no table rewrite,
- * nothing that holds up the trigger), on one node at a time (a session advisory lock), never
- * touching a run that has not ended. A pruned execution keeps its row, status and byte count and
- * says when its output went (`outputExpiredAt`).
+ * retention, in small statements each followed by a pause three times as long as it took (no
+ * long lock, no table rewrite, nothing that holds up the trigger), on one node at a time (a
+ * session advisory lock), never touching a run that has not ended. A pruned execution keeps its
+ * row, status and byte count and says when its output went (`outputExpiredAt`).
  */
 @Injectable()
 export class RetentionService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -41,6 +51,8 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
   private timer?: NodeJS.Timeout;
   private running: Promise<void> | null = null;
   private stopping = false;
+  private readonly stopped = new AbortController();
+  private readonly paced = new DutyCycle(DUTY, MIN_PAUSE_MS, this.stopped.signal);
   readonly progress: PruneProgress = { outputRows: 0, outputBytes: 0, executionsExpired: 0, deliveries: 0, deliveryIds: 0, passes: 0, lastPassAt: null, backlog: 0 };
 
   constructor(
@@ -57,6 +69,7 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
 
   async onApplicationShutdown(): Promise<void> {
     this.stopping = true;
+    this.stopped.abort();
     clearInterval(this.timer);
     await this.running;
   }
@@ -91,31 +104,28 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
     const more = () => !this.stopping && Date.now() < until;
     let backlog = 0;
     outer: while (more()) {
-      const due = await this.executions.outputsPastRetention(this.config.outputRetentionSeconds, RUNS_PER_QUERY);
+      const due = await this.paced.run(() => this.executions.outputsPastRetention(this.config.outputRetentionSeconds, RUNS_PER_QUERY));
       backlog = due.length;
       if (due.length === 0) break;
       const ids = due.map((r) => r.id);
       for (;;) {
         if (!more()) break outer;
-        const { rows, bytes, expired } = await this.executions.pruneOutput(ids, OUTPUT_ROWS_PER_STATEMENT);
+        const { rows, bytes, expired } = await this.paced.run(() => this.executions.pruneOutput(ids, OUTPUT_ROWS_PER_STATEMENT));
         this.progress.outputRows += rows;
         this.progress.outputBytes += bytes;
         this.progress.executionsExpired += expired;
-        await breathe();
         if (rows === 0) break;
       }
     }
     while (more()) {
-      const n = await this.deliveries.pruneExpired(this.config.deliveryRetentionSeconds, DELIVERIES_PER_STATEMENT);
+      const n = await this.paced.run(() => this.deliveries.pruneExpired(this.config.deliveryRetentionSeconds, DELIVERIES_PER_STATEMENT));
       this.progress.deliveries += n;
-      await breathe();
       if (n < DELIVERIES_PER_STATEMENT) break;
     }
     // Delivery ids past their memory (24 h): a later call with one of them runs again.
     while (more()) {
-      const n = await this.executions.pruneRememberedDeliveries(DELIVERIES_PER_STATEMENT);
+      const n = await this.paced.run(() => this.executions.pruneRememberedDeliveries(DELIVERIES_PER_STATEMENT));
       this.progress.deliveryIds += n;
-      await breathe();
       if (n < DELIVERIES_PER_STATEMENT) break;
     }
     if (!this.stopping) {
@@ -127,6 +137,3 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
     this.progress.backlog = backlog;
   }
 }
-
-/** Lets other work (the trigger, output batches) run between two pruning statements. */
-const breathe = () => new Promise<void>((resolve) => setTimeout(resolve, 5));
