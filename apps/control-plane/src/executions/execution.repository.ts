@@ -437,13 +437,19 @@ export class ExecutionRepository {
            i int, id uuid, webhook_id uuid, allowed_ips text[], source_ip text, user_agent text, delivery_id text,
            concurrency text, cooldown_seconds int, pass_payload boolean, dispatch_now boolean,
            has_payload boolean, event text, payload_delivery_id text, content_type text)
-       ), b AS (
-         SELECT c.*, w.workspace_id, w.script_id, w.server_id, d.status,
-                (SELECT count(*) FROM (SELECT 1 FROM execution q WHERE q.server_id = w.server_id AND q.status = 'queued' LIMIT $3) z)
-                  + CASE WHEN d.status = 'queued'
-                      THEN count(*) FILTER (WHERE d.status = 'queued') OVER (PARTITION BY w.server_id ORDER BY c.i) - 1 ELSE 0 END AS backlog
+       ), t AS (
+         SELECT c.*, w.workspace_id, w.script_id, w.server_id
          FROM c JOIN webhook w ON w.id = c.webhook_id AND ${matches('w', 'c')}
-         CROSS JOIN LATERAL (${newStatus('w.server_id', 'c.dispatch_now')}) d
+       ), waiting AS (
+         -- Counted once per server (up to the bound), not once per call.
+         SELECT s.server_id, (SELECT count(*) FROM (SELECT 1 FROM execution q WHERE q.server_id = s.server_id AND q.status = 'queued' LIMIT $3) z) AS n
+         FROM (SELECT DISTINCT server_id FROM t) s
+       ), b AS (
+         SELECT t.*, d.status,
+                waiting.n + CASE WHEN d.status = 'queued'
+                  THEN count(*) FILTER (WHERE d.status = 'queued') OVER (PARTITION BY t.server_id ORDER BY t.i) - 1 ELSE 0 END AS backlog
+         FROM t JOIN waiting ON waiting.server_id = t.server_id
+         CROSS JOIN LATERAL (${newStatus('t.server_id', 't.dispatch_now')}) d
        ), room AS (SELECT * FROM b WHERE backlog < $3), mem AS (
          INSERT INTO webhook_delivery_id AS m (webhook_id, delivery_id, execution_id, expires_at)
          SELECT webhook_id, delivery_id, id, now() + make_interval(secs => $4) FROM room WHERE delivery_id IS NOT NULL
