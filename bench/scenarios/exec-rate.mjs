@@ -102,7 +102,7 @@ export default {
           controlPlane: per(cpu1.cp.self - cpu0.cp.self),
           postgres: per(cpu1.postgres - cpu0.postgres),
         };
-        return { perSecond: done / seconds, seconds, acceptedS, accepted: r.ok, errors: r.errors, succeeded: d.succeeded, cpuMs };
+        return { perSecond: done / seconds, seconds, acceptedS, accepted: r.ok, errors: r.errors, overloaded: r.byStatus['503'] ?? 0, succeeded: d.succeeded, cpuMs };
       };
 
       await ourRound(Math.min(200, burst)); // warm-up
@@ -147,7 +147,7 @@ export default {
         `CPU per execution (ms, user + system, median of the rounds): agent ${cpuOf('agent')}, the scripts it ran (bash) ${cpuOf('scripts')}, control plane ${cpuOf('controlPlane')}, PostgreSQL (all its processes) ${cpuOf('postgres')}; the machine has 2 cores for all of them`,
       );
       notes.push(`burst of ${burst} calls from ${callers} connections; agent --concurrency ${concurrency}; the spawn ceiling runs \`bash <file>\` (what the agent runs, in the same environment) ${concurrency} at a time in a plain Node process; the peer runs the same with output in the response on ${concurrency} connections`);
-      notes.push(`${final.succeeded}/${final.total} executions succeeded; non-202 answers during bursts: ${ours.reduce((a, o) => a + o.errors, 0)}`);
+      notes.push(`${final.succeeded}/${final.total} executions succeeded; non-202 answers during bursts: ${ours.reduce((a, o) => a + o.errors, 0)}, of them 503 OVERLOADED (the backlog bound): ${ours.reduce((a, o) => a + o.overloaded, 0)}`);
       const m = (arr) => median(arr.map((x) => x.perSecond));
       const figures = [
         figure({ name: `executions completed/s (burst ${burst})`, unit: 'exec/s', ours: m(ours), baseline: m(ceiling), baselineName: 'spawn ceiling', better: 'higher', target: 0.8, roundsOurs: ours.map((x) => x.perSecond), roundsBaseline: ceiling.map((x) => x.perSecond) }),

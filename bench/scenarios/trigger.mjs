@@ -75,6 +75,8 @@ export default {
           figure({ name: `latency p50 @${connections} conns`, unit: 'ms', ours: m(o, 'p50'), baseline: m(p, 'p50'), better: 'lower', ...base }),
           figure({ name: `latency p99 @${connections} conns`, unit: 'ms', ours: m(o, 'p99'), baseline: m(p, 'p99'), better: 'lower', target: 1.0, roundsOurs: o.map((x) => x.p99), roundsBaseline: p.map((x) => x.p99), ...base }),
           figure({ name: `calls per accept statement @${connections} conns`, unit: 'calls', ours: perStatement, better: 'higher' }),
+          // The backlog bound's answer (503 OVERLOADED with Retry-After) counted on its own: a refusal by design, not a failure.
+          figure({ name: `503 OVERLOADED answers @${connections} conns`, unit: 'calls', ours: sum(o.map((x) => x.byStatus['503'] ?? 0)), better: 'lower' }),
           figure({ name: `errors (non-202) @${connections} conns`, unit: 'calls', ours: sum(o.map((x) => x.errors)), baseline: p.length ? sum(p.map((x) => x.errors)) : NaN, better: 'lower', targetAbs: 0, ...base }),
         );
       }
