@@ -136,6 +136,27 @@ describe('storage quota', () => {
   });
 });
 
+describe('usage after deletions', () => {
+  it("deleting a script or a server gives its runs' stored output back to the workspace at once", async () => {
+    const ws = await api.post('/api/v1/workspaces', { name: 'usage-team' });
+    const team = new Api(cp.url, ws.body.apiKey);
+    const server = await agentFor(team, 'u-server');
+    const usage = async () => (await team.get('/api/v1/workspaces/current')).body.outputBytes as number;
+    // Running runs are never pruned: what they stored stays until their script or server goes.
+    const seven = await createScript(team, 'printf 1234567; sleep 60');
+    const three = await createScript(team, 'printf 123; sleep 60');
+    await run(team, seven.id, server.id);
+    await run(team, three.id, server.id);
+    await waitFor('both runs stored their output', async () => (await usage()) === 10, 30_000);
+    expect((await team.delete(`/api/v1/scripts/${seven.id}`)).status).toBe(204);
+    expect(await usage()).toBe(3);
+    expect((await team.delete(`/api/v1/servers/${server.id}`)).status).toBe(204);
+    expect(await usage()).toBe(0);
+    expect((await team.delete(`/api/v1/servers/${server.id}`)).status).toBe(404);
+    expect((await team.delete(`/api/v1/scripts/${seven.id}`)).status).toBe(404);
+  });
+});
+
 describe('metrics', () => {
   it('refuses an anonymous caller and answers the documented series with the token', async () => {
     const anonymous = await fetch(`${cp.url}/metrics`);

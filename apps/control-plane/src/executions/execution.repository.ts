@@ -1189,8 +1189,9 @@ export class ExecutionRepository {
 
   /**
    * Sets each workspace's output_bytes to what its runs hold now. The statements that store and
-   * prune output keep it exact; this repairs what they cannot see (runs deleted with their script
-   * or server). Returns the workspaces corrected.
+   * prune output, and deleteWithRuns, keep it exact; this repairs usage an earlier version left
+   * behind (it gave nothing back for runs deleted with their script or server). Returns the
+   * workspaces corrected.
    */
   async reconcileWorkspaceUsage(): Promise<number> {
     const fixed = await rows(

@@ -51,6 +51,7 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
   private timer?: NodeJS.Timeout;
   private running: Promise<void> | null = null;
   private stopping = false;
+  private reconciled = false;
   private readonly stopped = new AbortController();
   private readonly paced = new DutyCycle(DUTY, MIN_PAUSE_MS, this.stopped.signal);
   readonly progress: PruneProgress = { outputRows: 0, outputBytes: 0, executionsExpired: 0, deliveries: 0, deliveryIds: 0, passes: 0, lastPassAt: null, backlog: 0 };
@@ -128,7 +129,10 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
       this.progress.deliveryIds += n;
       if (n < DELIVERIES_PER_STATEMENT) break;
     }
-    if (!this.stopping) {
+    // Once per process: deletions give their runs' output back as they happen (deleteWithRuns),
+    // so this only repairs usage left behind by an earlier version; scanning every run each pass would not scale.
+    if (!this.stopping && !this.reconciled) {
+      this.reconciled = true;
       const fixed = await this.executions.reconcileWorkspaceUsage();
       if (fixed) this.logger.log({ workspaces: fixed }, 'workspace output usage corrected (runs deleted with their script or server)');
     }

@@ -10,6 +10,7 @@ import { decodeNumberCursor, encodeNumberCursor, newestFirst, type Page, toPage,
 import type { CreateScriptDto, UpdateScriptDto } from './dto/scripts.dto.js';
 import { ScriptVersion } from './script-version.entity.js';
 import { Script } from './script.entity.js';
+import { deleteWithRuns } from '../executions/run-deletion.js';
 
 export interface ScriptView {
   id: string;
@@ -106,8 +107,7 @@ export class ScriptsService {
   }
 
   async delete(workspaceId: string, id: string): Promise<void> {
-    const r = await this.scripts.delete({ id, workspaceId });
-    if (!r.affected) throw notFound('Script');
+    if (!(await deleteWithRuns(this.db, 'script', workspaceId, id))) throw notFound('Script');
   }
 
   /** The history, newest version first, a page at a time (a script may have thousands). */

@@ -1,6 +1,6 @@
 import { HttpStatus, Inject, Injectable } from '@nestjs/common';
-import { InjectRepository } from '@nestjs/typeorm';
-import { QueryFailedError, Repository } from 'typeorm';
+import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
+import { DataSource, QueryFailedError, Repository } from 'typeorm';
 import { AppException, notFound } from '../common/app-exception.js';
 import { newestFirst, type Page, toPage } from '../common/pagination.js';
 import { newAgentToken, sha256 } from '../common/tokens.js';
@@ -8,6 +8,7 @@ import { reserveWorkspaceSlot } from '../common/workspace-limits.js';
 import { APP_CONFIG, type AppConfig } from '../config/app-config.js';
 import { ServerEvents } from './server-events.js';
 import { Server } from './server.entity.js';
+import { deleteWithRuns } from '../executions/run-deletion.js';
 
 export interface ServerView {
   id: string;
@@ -32,6 +33,7 @@ export class ServersService {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @InjectRepository(Server) private readonly servers: Repository<Server>,
+    @InjectDataSource() private readonly db: DataSource,
     private readonly events: ServerEvents,
   ) {}
 
@@ -73,8 +75,7 @@ export class ServersService {
   }
 
   async delete(workspaceId: string, id: string): Promise<void> {
-    const r = await this.servers.delete({ id, workspaceId });
-    if (!r.affected) throw notFound('Server');
+    if (!(await deleteWithRuns(this.db, 'server', workspaceId, id))) throw notFound('Server');
     this.events.tokenRevoked.next({ serverId: id });
   }
 
