@@ -87,6 +87,18 @@ describe('parsing and policy', () => {
     expect(existsSync(/pwd=(.*)/.exec(out)![1]!)).toBe(false);
   });
 
+  it('writes the script file byte for byte, small or large, beside a binary request', async () => {
+    // What the prepare shell might read as its own: a format, escapes, expansions, a leading dash, UTF-8, trailing newlines.
+    const tricky = "-n %s %b \\n \\0 $HOME $(id) `id` 'q' \"d\" é ✓\n\n";
+    const body = Buffer.from([0, 1, 2, 255, 10, 0]);
+    for (const size of [0, 70 * 1024]) {
+      const content = `#${'x'.repeat(size)}\n# ${tricky}cat "$0"; od -An -tx1 "$DEVPILOT_PAYLOAD_FILE"\n`;
+      const { script, text } = run(content, { payload: { body, event: 'push', deliveryId: 'd', contentType: 'application/octet-stream' } });
+      expect(await script.result).toMatchObject({ exitCode: 0, error: null });
+      expect(text('stdout')).toBe(`${content} 00 01 02 ff 0a 00\n`);
+    }
+  });
+
   it('stops the whole process group of the other user on timeout and on cancel', async () => {
     const timedOut = run(`trap '' TERM; echo $$; sleep 30 & sleep 30`, { timeoutMs: 300 });
     expect(await timedOut.script.result).toMatchObject({ timedOut: true, signal: 'SIGKILL' });
