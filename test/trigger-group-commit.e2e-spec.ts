@@ -65,6 +65,9 @@ describe('accepting concurrent calls together', () => {
         const start = await agent.waitStarted(id);
         expect(Buffer.from(start.payload!.body).toString()).toBe(body);
       }
+      // Created dispatched, alone or in a group: never dispatched before it was queued.
+      const times = await db.query<{ late: boolean }>(`SELECT dispatched_at < queued_at AS late FROM execution WHERE id = ANY($1::uuid[])`, [[...sent.keys()]]);
+      expect(times.filter((t) => t.late)).toHaveLength(0);
       expect((await owner.get(`/api/v1/webhooks/${hook.body.id as string}`)).body.callCount).toBe(answers.length);
       const delivered = await db.query<{ execution_id: string; user_agent: string }>(
         `SELECT execution_id, user_agent FROM webhook_delivery WHERE webhook_id = $1 AND status_code = 202`,

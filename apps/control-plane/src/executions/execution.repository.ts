@@ -331,7 +331,8 @@ export class ExecutionRepository {
          SELECT ${idValue}src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, '${spec.trigger}', d.status,
                 -- The time of the insert, not of the transaction's start: under a webhook's row lock
                 -- the order of queued_at is the order calls were accepted in (what queue runs by).
-                clock_timestamp(), now() + make_interval(secs => $2), CASE WHEN d.status = 'dispatched' THEN now() END, s.timeout_seconds
+                -- A run created dispatched is dispatched then too (now() could read before queued_at).
+                clock_timestamp(), now() + make_interval(secs => $2), CASE WHEN d.status = 'dispatched' THEN clock_timestamp() END, s.timeout_seconds
          FROM src
          JOIN script s ON s.id = src.script_id
          CROSS JOIN LATERAL (${newStatus('src.server_id', '$1::boolean', waitsForWebhook)}) d
@@ -472,7 +473,7 @@ export class ExecutionRepository {
          INSERT INTO execution (id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
                                 queued_at, deliver_by, dispatched_at, timeout_seconds)
          SELECT src.id, src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, 'webhook', src.status,
-                clock_timestamp(), now() + make_interval(secs => $2), CASE WHEN src.status = 'dispatched' THEN now() END, s.timeout_seconds
+                clock_timestamp(), now() + make_interval(secs => $2), CASE WHEN src.status = 'dispatched' THEN clock_timestamp() END, s.timeout_seconds
          FROM src
          JOIN script s ON s.id = src.script_id
          ORDER BY src.i
