@@ -195,16 +195,26 @@ function newStatus(serverId: string, dispatchNow: string, extra = ''): string {
              ) ${extra} THEN 'dispatched' ELSE 'queued' END AS status`;
 }
 
+/** SQL: the joins a start command's ingredients come from, for the run rows `r`: its script `s`, version `v` and server `srv`. */
+function startJoins(r: string): string {
+  return `JOIN script s ON s.id = ${r}.script_id
+         JOIN script_version v ON v.script_id = ${r}.script_id AND v.version = ${r}.script_version
+         JOIN server srv ON srv.id = ${r}.server_id`;
+}
+
+/** SQL: what a start command needs to know of the run rows `r` beyond their script (with startJoins). */
+function startFacts(r: string): string {
+  return `srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
+                coalesce(srv.agent_protocol_version, 0) >= ${PAYLOAD_SINCE_PROTOCOL} AS agent_knows_payload,
+                (SELECT w.name FROM webhook w WHERE w.id = ${r}.webhook_id) AS webhook_name`;
+}
+
 /** SQL: the new runs of CTE `e` with their start command's ingredients (content only for a `dispatched` one). */
 function createdRows(hasPayload: string): string {
   return `SELECT e.*, s.interpreter, s.max_output_bytes, CASE WHEN e.status = 'dispatched' THEN v.content END AS content, v.secrets, v.run_as,
-                srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
-                coalesce(srv.agent_protocol_version, 0) >= ${PAYLOAD_SINCE_PROTOCOL} AS agent_knows_payload, ${hasPayload} AS has_payload,
-                (SELECT w.name FROM webhook w WHERE w.id = e.webhook_id) AS webhook_name
+                ${hasPayload} AS has_payload, ${startFacts('e')}
          FROM e
-         JOIN script s ON s.id = e.script_id
-         JOIN script_version v ON v.script_id = e.script_id AND v.version = e.script_version
-         JOIN server srv ON srv.id = e.server_id`;
+         ${startJoins('e')}`;
 }
 
 /**
@@ -706,8 +716,7 @@ export class ExecutionRepository {
                    x.timeout_seconds)
        SELECT c.id, c.workspace_id, c.server_id, c.script_id, c.script_version, c.webhook_id, c.trigger,
               COALESCE(c.timeout_seconds, s.timeout_seconds) AS timeout_seconds, s.interpreter, s.max_output_bytes, v.content, v.secrets, v.run_as,
-              srv.allow_run_as IS NOT NULL AS agent_knows_run_as,
-              coalesce(srv.agent_protocol_version, 0) >= ${PAYLOAD_SINCE_PROTOCOL} AS agent_knows_payload,
+              ${startFacts('c')},
               p.execution_id IS NOT NULL AS has_payload,
               CASE WHEN p.execution_id IS NOT NULL THEN json_build_object('body', encode(p.body_encrypted, 'base64'), 'event', p.event,
                 'deliveryId', p.delivery_id, 'contentType', p.content_type) END AS sealed_payload,
@@ -716,12 +725,9 @@ export class ExecutionRepository {
                                         ORDER BY sec.server_id NULLS FIRST, sec.name), '[]'::json)
                  FROM secret sec
                 WHERE sec.workspace_id = c.workspace_id AND sec.name = ANY(v.secrets) AND (sec.server_id IS NULL OR sec.server_id = c.server_id)
-              ) AS sealed_secrets,
-              (SELECT w.name FROM webhook w WHERE w.id = c.webhook_id) AS webhook_name
+              ) AS sealed_secrets
        FROM c
-       JOIN script s ON s.id = c.script_id
-       JOIN script_version v ON v.script_id = c.script_id AND v.version = c.script_version
-       JOIN server srv ON srv.id = c.server_id
+       ${startJoins('c')}
        LEFT JOIN execution_payload p ON p.execution_id = c.id${asyncCommit ? ' CROSS JOIN nowait' : ''}
        ORDER BY c.queued_at, c.id`,
       params,
