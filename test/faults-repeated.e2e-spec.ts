@@ -4,7 +4,7 @@
 // forgotten, output stays byte-identical, no run stays `running`.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -148,7 +148,9 @@ describe('repeated with random timing', () => {
       const script = await createScript(api, `echo $$ > '${pidFile}'; i=0; while [ $i -lt 600 ]; do echo "tick $i"; i=$((i+1)); sleep 0.1; done`);
       const { executionId } = await run(api, script.id, server.id);
       await waitForStatus(api, executionId, 'running', 20_000);
-      await waitFor('the pid file', () => readFileSync(pidFile, { encoding: 'utf8', flag: 'a+' }).trim() !== '');
+      // Read only once the script made it: a file this (root) test created first would not be
+      // writable by the script's unprivileged user, and the pid would never arrive.
+      await waitFor('the pid file', () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '');
       orphanGroups.push(Number(readFileSync(pidFile, 'utf8').trim()));
       const delay = Math.round(rand(0, 1500));
       delays.push(delay);
