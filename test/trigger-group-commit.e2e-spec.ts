@@ -5,11 +5,13 @@
 // request (passPayload), its delivery row, one count each, a delivery id run once.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { type ControlPlane, startControlPlane } from './support/control-plane.js';
 import { createServer } from './support/executions.js';
 import { FakeAgent } from './support/fake-agent.js';
 import { Api } from './support/http.js';
 import { createTestDatabase, type TestDatabase } from './support/postgres.js';
+import { waitFor } from './support/processes.js';
 import { callTrigger, groupedAccepts, serverAndScript, type TriggerResponse } from './support/webhook-fixtures.js';
 
 const METRICS_TOKEN = 'metrics-token-group-commit-0123456789';
@@ -101,5 +103,77 @@ describe('accepting concurrent calls together', () => {
     const rows = await db.query<{ n: string }>(`SELECT count(*) AS n FROM execution WHERE webhook_id = $1`, [hook.body.id]);
     expect(Number(rows[0]!.n)).toBe(byKey.size);
     expect((await owner.get(`/api/v1/webhooks/${hook.body.id as string}`)).body.callCount).toBe(byKey.size);
+  });
+});
+
+describe('the call counter', () => {
+  it('is spread over a few tally rows and adds the count a node of the previous release kept on the webhook row', async () => {
+    const { serverId, scriptId } = await serverAndScript(owner, 'tally');
+    const hook = await owner.post(`/api/v1/scripts/${scriptId}/webhooks`, { name: 'tally', serverId });
+    // What an older node moves during a rolling upgrade: the webhook row's own counter.
+    await db.query(`UPDATE webhook SET call_count = 5, last_called_at = '2020-01-01T00:00:00Z' WHERE id = $1`, [hook.body.id]);
+    const answers = await burstsUntilGrouped(() => callTrigger(cp.url, undefined, {}, hook.body.token as string));
+    const accepted = answers.filter((r) => r.status === 202).length;
+    expect(accepted).toBe(answers.length);
+    const view = (await owner.get(`/api/v1/webhooks/${hook.body.id as string}`)).body;
+    expect(view.callCount).toBe(5 + accepted);
+    expect(new Date(view.lastCalledAt as string).getTime()).toBeGreaterThan(Date.parse('2026-01-01T00:00:00Z'));
+    const [tally] = await db.query<{ rows: number; calls: string }>(`SELECT count(*)::int AS rows, sum(calls) AS calls FROM webhook_call_tally WHERE webhook_id = $1`, [hook.body.id]);
+    expect(Number(tally!.calls)).toBe(accepted);
+    expect(tally!.rows).toBeLessThanOrEqual(32);
+    // The listing shows the same sum.
+    const listed = (await owner.get(`/api/v1/scripts/${scriptId}/webhooks`)).body.items as { id: string; callCount: number }[];
+    expect(listed.find((w) => w.id === hook.body.id)?.callCount).toBe(5 + accepted);
+  });
+
+  it('an edit of the webhook in progress is waited for, alone or in a group: calls are checked against its outcome', async () => {
+    const { serverId, scriptId } = await serverAndScript(owner, 'tally-edit');
+    const hook = await owner.post(`/api/v1/scripts/${scriptId}/webhooks`, { name: 'edit', serverId });
+    const token = hook.body.token as string;
+    // The node now knows the webhook as active and goes straight to the accept statement.
+    expect((await callTrigger(cp.url, undefined, {}, token)).status).toBe(202);
+    const waiting = (like: string) =>
+      waitFor(`a statement like ${like} waiting on a lock`, async () => {
+        const [w] = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`,
+          [`%${like}%`],
+        );
+        return w!.n > 0;
+      });
+    const holder = new pg.Client({ connectionString: db.url });
+    const editor = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    await editor.connect();
+    try {
+      // The server row held: the next accept statement stops at its run's reference to the server,
+      // holding its share of the webhook row; the calls after it gather for the next statement.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM server WHERE id = $1 FOR UPDATE`, [serverId]);
+      const first = callTrigger(cp.url, undefined, {}, token);
+      await waiting('INSERT INTO execution');
+      const groupedBefore = await groupedAccepts(cp.url, METRICS_TOKEN);
+      const calls = Array.from({ length: 15 }, () => callTrigger(cp.url, undefined, {}, token));
+      // The edit waits for that accept (it holds a share of the row)...
+      await editor.query('BEGIN');
+      const edit = editor.query(`UPDATE webhook SET active = false WHERE id = $1`, [hook.body.id]);
+      await waiting('UPDATE webhook SET active');
+      await holder.query('COMMIT');
+      // ...which commits first: it was decided before the edit.
+      expect((await first).status).toBe(202);
+      await edit;
+      // The group statement after it waits for the edit, not yet committed.
+      await waiting('jsonb_to_recordset');
+      await editor.query('COMMIT');
+      const answers = await Promise.all(calls);
+      expect(answers.map((r) => r.status)).toEqual(answers.map(() => 404));
+      expect(answers.every((r) => r.body.code === 'INVALID_TOKEN')).toBe(true);
+      expect(await groupedAccepts(cp.url, METRICS_TOKEN)).toBeGreaterThan(groupedBefore);
+    } finally {
+      await holder.end();
+      await editor.end();
+    }
+    expect((await owner.get(`/api/v1/webhooks/${hook.body.id as string}`)).body.callCount).toBe(2);
+    const [runs] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM execution WHERE webhook_id = $1`, [hook.body.id]);
+    expect(runs!.n).toBe(2);
   });
 });

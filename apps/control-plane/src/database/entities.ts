@@ -18,6 +18,7 @@ import { Cluster1764730000000 } from './migrations/1764730000000-cluster.js';
 import { FeedTickets1764930000000 } from './migrations/1764930000000-feed-tickets.js';
 import { QueuePolicy1765000000000 } from './migrations/1765000000000-queue-policy.js';
 import { PassPayload1765100000000 } from './migrations/1765100000000-pass-payload.js';
+import { WebhookCallTally1765200000000 } from './migrations/1765200000000-webhook-call-tally.js';
 import { ScriptSecret } from '../secrets/secret.entity.js';
 
 /** Listed as classes, not globs, so the same list works from source, the build and a bundle. */
@@ -34,4 +35,5 @@ export const MIGRATIONS = [
   FeedTickets1764930000000,
   QueuePolicy1765000000000,
   PassPayload1765100000000,
+  WebhookCallTally1765200000000,
 ];

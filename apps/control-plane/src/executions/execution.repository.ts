@@ -129,6 +129,8 @@ const MAX_START_MARKS = 500;
 /** Plain webhook calls accepted in one statement at most, and the bytes of the requests they carry. */
 const MAX_ACCEPTS = 100;
 const MAX_ACCEPT_PAYLOAD_BYTES = 4 * 1024 * 1024;
+/** Rows a webhook's call counter is spread over at most (by database session). */
+const TALLY_SHARDS = 32;
 /** Batches of up to this many chunks (the usual ones) run as prepared statements, one per count. */
 const PREPARED_MAX_CHUNKS = 4;
 
@@ -194,6 +196,18 @@ function newStatus(serverId: string, dispatchNow: string, extra = ''): string {
                SELECT 1 FROM execution q WHERE q.server_id = ${serverId} AND q.status = 'queued' AND NOT ${heldByQueue('q')}
              ) ${extra} THEN 'dispatched' ELSE 'queued' END AS status`;
 }
+
+/**
+ * SQL, a CTE: the call counter of each webhook in CTE `src` (one row per accepted call) moved by
+ * its calls, on the tally row of this database session's shard. Sessions of other nodes mostly
+ * land on other rows, so their accepts do not queue on one row lock until each other's commit.
+ */
+const TALLY = `tally AS (
+         INSERT INTO webhook_call_tally AS t (webhook_id, shard, calls, last_called_at)
+         SELECT webhook_id, pg_backend_pid() % ${TALLY_SHARDS}, count(*), now() FROM src GROUP BY webhook_id
+         ON CONFLICT (webhook_id, shard) DO UPDATE
+           SET calls = t.calls + EXCLUDED.calls, last_called_at = greatest(t.last_called_at, EXCLUDED.last_called_at)
+       )`;
 
 /** SQL: the joins a start command's ingredients come from, for the run rows `r`: its script `s`, version `v` and server `srv`. */
 function startJoins(r: string): string {
@@ -308,10 +322,12 @@ export class ExecutionRepository {
         idColumn = 'id, ';
         idValue = '(SELECT execution_id FROM mem), ';
       }
-      source = `UPDATE webhook SET call_count = call_count + 1, last_called_at = now()
+      // FOR SHARE: an edit of the webhook in progress is waited for and the call checked against
+      // its outcome; accepts of the same webhook (on any node) do not wait for each other.
+      source = `SELECT workspace_id, script_id, server_id, id AS webhook_id FROM webhook
          WHERE ${matches} AND ${gate}
-         RETURNING workspace_id, script_id, server_id, id AS webhook_id`;
-      after = `, delivery AS (
+         FOR SHARE`;
+      after = `, ${TALLY}, delivery AS (
          INSERT INTO webhook_delivery (webhook_id, workspace_id, source_ip, status_code, code, reason, execution_id, user_agent)
          SELECT e.webhook_id, e.workspace_id, $6, 202, 'ACCEPTED', 'accepted', e.id, $7 FROM e)`;
       if (spec.payload) {
@@ -470,16 +486,16 @@ export class ExecutionRepository {
          RETURNING execution_id
        ), fresh AS (
          SELECT * FROM room WHERE delivery_id IS NULL OR id IN (SELECT execution_id FROM mem)
-       ), counted AS (
-         UPDATE webhook w SET call_count = w.call_count + n.calls, last_called_at = now()
-         FROM (SELECT webhook_id, allowed_ips, concurrency, cooldown_seconds, pass_payload, count(*) AS calls
-               FROM fresh GROUP BY webhook_id, allowed_ips, concurrency, cooldown_seconds, pass_payload) n
-         WHERE w.id = n.webhook_id AND ${matches('w', 'n')}
-         RETURNING w.id, w.active, w.allowed_ips, w.concurrency, w.cooldown_seconds, w.pass_payload
+       ), current AS (
+         -- As in create(): under a share lock, so an edit in progress is waited for.
+         SELECT w.id, w.active, w.allowed_ips, w.concurrency, w.cooldown_seconds, w.pass_payload
+         FROM webhook w
+         WHERE w.id IN (SELECT webhook_id FROM fresh)
+         FOR SHARE
        ), src AS (
          -- Only the calls checked against the webhook as it is now (a call checked before an edit is not).
-         SELECT * FROM fresh f WHERE EXISTS (SELECT 1 FROM counted k WHERE k.id = f.webhook_id AND ${matches('k', 'f')})
-       ), e AS (
+         SELECT * FROM fresh f WHERE EXISTS (SELECT 1 FROM current k WHERE k.id = f.webhook_id AND ${matches('k', 'f')})
+       ), ${TALLY}, e AS (
          INSERT INTO execution (id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
                                 queued_at, deliver_by, dispatched_at, timeout_seconds)
          SELECT src.id, src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, 'webhook', src.status,

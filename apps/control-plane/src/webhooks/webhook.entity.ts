@@ -1,4 +1,4 @@
-import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
+import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn, VirtualColumn } from 'typeorm';
 import { bigintAsNumber } from '../scripts/script.entity.js';
 import type { WebhookPolicy } from '../executions/execution.repository.js';
 import type { SignatureScheme } from './webhook-signature.js';
@@ -24,8 +24,18 @@ export class Webhook {
   @Column('integer', { name: 'cooldown_seconds', default: 0 }) cooldownSeconds!: number;
   /** Its runs get the sender's request (a file with the raw body, the event, the delivery id). */
   @Column('boolean', { name: 'pass_payload', default: false }) passPayload!: boolean;
-  @Column('bigint', { name: 'call_count', default: 0, transformer: bigintAsNumber }) callCount!: number;
-  @Column('timestamptz', { name: 'last_called_at', nullable: true }) lastCalledAt!: Date | null;
+  /** The accepted calls: the row's own count (moved by nodes of the previous release) plus its tally's shards. */
+  @VirtualColumn({
+    type: 'bigint',
+    transformer: bigintAsNumber,
+    query: (w) => `SELECT ${w}.call_count + coalesce(sum(t.calls), 0) FROM webhook_call_tally t WHERE t.webhook_id = ${w}.id`,
+  })
+  callCount!: number;
+  @VirtualColumn({
+    type: 'timestamptz',
+    query: (w) => `SELECT greatest(${w}.last_called_at, max(t.last_called_at)) FROM webhook_call_tally t WHERE t.webhook_id = ${w}.id`,
+  })
+  lastCalledAt!: Date | null;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;
 }
