@@ -54,12 +54,15 @@ export class RetryLaterException extends AppException {
   }
 }
 
-/** 503: the server's backlog is at DEVPILOT_MAX_QUEUED_PER_SERVER; nothing was written. */
-export const overloaded = (limit: number) =>
+/**
+ * 503: the server's backlog is full (DEVPILOT_MAX_QUEUED_PER_SERVER runs, or for a call whose
+ * request is kept, DEVPILOT_MAX_QUEUED_REQUEST_BYTES_PER_SERVER bytes of kept requests); nothing was written.
+ */
+export const overloaded = (runs: number, requestBytes: number) =>
   new RetryLaterException(
     HttpStatus.SERVICE_UNAVAILABLE,
     'OVERLOADED',
-    `${limit} runs already wait for this server; nothing was queued, retry later`,
+    `this server's backlog is full (its bounds: ${runs} waiting runs, ${requestBytes} bytes of their kept requests); nothing was queued, retry later`,
     30,
   );
 

@@ -91,6 +91,7 @@ const EnvSchema = z.object({
   DEVPILOT_WORKSPACE_OUTPUT_QUOTA_BYTES: z.preprocess(emptyAsUnset, z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(10 * 1024 ** 3)),
   DEVPILOT_METRICS_TOKEN: z.preprocess(emptyAsUnset, z.string().min(16, 'must be at least 16 characters').max(512).optional()),
   DEVPILOT_MAX_QUEUED_PER_SERVER: int(10_000, 1, 10_000_000),
+  DEVPILOT_MAX_QUEUED_REQUEST_BYTES_PER_SERVER: int(256 * 1024 * 1024, 1024, 1024 ** 4),
   DEVPILOT_MAX_SERVERS_PER_WORKSPACE: int(WORKSPACE_LIMIT_DEFAULTS.servers, 1, 10_000_000),
   DEVPILOT_MAX_SCRIPTS_PER_WORKSPACE: int(WORKSPACE_LIMIT_DEFAULTS.scripts, 1, 10_000_000),
   DEVPILOT_MAX_WEBHOOKS_PER_WORKSPACE: int(WORKSPACE_LIMIT_DEFAULTS.webhooks, 1, 10_000_000),
@@ -152,6 +153,8 @@ export interface AppConfig {
   metricsToken: string | null;
   /** Runs waiting for one server beyond which new calls answer 503 OVERLOADED (a bounded backlog). */
   maxQueuedPerServer: number;
+  /** Bytes of kept requests (pass_payload) of the runs waiting for one server beyond which such calls answer 503 OVERLOADED. */
+  maxQueuedRequestBytesPerServer: number;
   /** Servers, scripts and webhooks one workspace may hold; creating past them is 403 QUOTA_EXCEEDED. */
   maxPerWorkspace: { servers: number; scripts: number; webhooks: number };
   dbPoolSize: number;
@@ -199,6 +202,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     workspaceOutputQuotaBytes: e.DEVPILOT_WORKSPACE_OUTPUT_QUOTA_BYTES,
     metricsToken: e.DEVPILOT_METRICS_TOKEN ?? null,
     maxQueuedPerServer: e.DEVPILOT_MAX_QUEUED_PER_SERVER,
+    maxQueuedRequestBytesPerServer: e.DEVPILOT_MAX_QUEUED_REQUEST_BYTES_PER_SERVER,
     maxPerWorkspace: {
       servers: e.DEVPILOT_MAX_SERVERS_PER_WORKSPACE,
       scripts: e.DEVPILOT_MAX_SCRIPTS_PER_WORKSPACE,

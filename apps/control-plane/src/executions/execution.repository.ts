@@ -209,6 +209,16 @@ const TALLY = `tally AS (
            SET calls = t.calls + EXCLUDED.calls, last_called_at = greatest(t.last_called_at, EXCLUDED.last_called_at)
        )`;
 
+/**
+ * SQL: the bytes of the kept requests (pass_payload) of the runs waiting for server `serverId`: with
+ * the count of waiting runs, what the backlog bound holds (at most DEVPILOT_MAX_QUEUED_PER_SERVER
+ * rows to sum).
+ */
+function queuedRequestBytes(serverId: string): string {
+  return `(SELECT coalesce(sum(octet_length(p.body_encrypted)), 0) FROM execution q JOIN execution_payload p ON p.execution_id = q.id
+           WHERE q.server_id = ${serverId} AND q.status = 'queued')`;
+}
+
 /** SQL: the joins a start command's ingredients come from, for the run rows `r`: its script `s`, version `v` and server `srv`. */
 function startJoins(r: string): string {
   return `JOIN script s ON s.id = ${r}.script_id
@@ -273,14 +283,14 @@ export class ExecutionRepository {
 
   /**
    * One statement, so one round trip and its own transaction: the execution of the script's
-   * current version; for a webhook call also the atomic call counter (`call_count + 1`, only while
-   * the webhook is still active with the allowed IPs the call was checked against) and the
-   * delivery row. With `dispatchNow` (this node holds the server's ready agent), or with the
+   * current version; for a webhook call also its call counter's tally (only while the webhook is
+   * still active with the allowed IPs the call was checked against) and the delivery row. With `dispatchNow` (this node holds the server's ready agent), or with the
    * server online (its agent may be on another node, which is handed the run's id and sends the
    * start itself; a run nobody holds an agent for is requeued), and nothing older queued for the
    * server, it is created already claimed (`dispatched`) with its content.
-   * `overloaded` when DEVPILOT_MAX_QUEUED_PER_SERVER runs already wait for the server (nothing is
-   * written, the call counter included); null when the webhook no longer matches or the
+   * `overloaded` when DEVPILOT_MAX_QUEUED_PER_SERVER runs already wait for the server, or a kept
+   * request would take the bytes of those waiting past DEVPILOT_MAX_QUEUED_REQUEST_BYTES_PER_SERVER
+   * (nothing is written, the call counter included); null when the webhook no longer matches or the
    * script/server is gone.
    */
   async create(spec: NewExecution, dispatchNow: boolean, on?: Queryable): Promise<CreatedRow | 'overloaded' | 'duplicate' | null> {
@@ -291,6 +301,7 @@ export class ExecutionRepository {
     let remember = '';
     let idColumn = '';
     let idValue = '';
+    let requestRoom = '';
     // queue: a call waits while another run of the webhook waits or is active (the caller holds
     // the webhook's row lock, so concurrent calls are decided one after the other).
     let waitsForWebhook = '';
@@ -338,6 +349,8 @@ export class ExecutionRepository {
         after += `, payload AS (
          INSERT INTO execution_payload (execution_id, body_encrypted, event, delivery_id, content_type)
          SELECT e.id, $${n - 3}, $${n - 2}, $${n - 1}, $${n} FROM e)`;
+        params.push(this.config.maxQueuedRequestBytesPerServer);
+        requestRoom = ` AND ${queuedRequestBytes('b.server_id')} + octet_length($${n - 3}::bytea) <= $${n + 1}`;
       }
     } else {
       params.push(spec.workspaceId, spec.scriptId, spec.serverId);
@@ -347,11 +360,11 @@ export class ExecutionRepository {
       source = `SELECT workspace_id, script_id, server_id, webhook_id FROM room`;
     }
     // The backlog bound: runs already waiting for this server, counted up to the bound only (the
-    // usual case, nothing queued, reads one index entry).
+    // usual case, nothing queued, reads one index entry); for a kept request, their requests' bytes.
     const sql = `WITH t AS (${target}), b AS (
          SELECT t.*, (SELECT count(*) FROM (SELECT 1 FROM execution q WHERE q.server_id = t.server_id AND q.status = 'queued' LIMIT $3) z) AS backlog
          FROM t
-       ), room AS (SELECT * FROM b WHERE backlog < $3)${remember}, src AS (${source}), e AS (
+       ), room AS (SELECT * FROM b WHERE backlog < $3${requestRoom})${remember}, src AS (${source}), e AS (
          INSERT INTO execution (${idColumn}workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
                                 queued_at, deliver_by, dispatched_at, timeout_seconds)
          SELECT ${idValue}src.workspace_id, src.script_id, s.current_version, src.server_id, src.webhook_id, '${spec.trigger}', d.status,
@@ -364,7 +377,7 @@ export class ExecutionRepository {
          CROSS JOIN LATERAL (${newStatus('src.server_id', '$1::boolean', waitsForWebhook)}) d
          RETURNING ${NEW_COLUMNS}
        )${after}
-       SELECT x.*, (SELECT bool_or(backlog >= $3) FROM b) AS overloaded,
+       SELECT x.*, EXISTS (SELECT 1 FROM b) AND NOT EXISTS (SELECT 1 FROM room) AS overloaded,
               ${remember ? 'EXISTS (SELECT 1 FROM room) AND NOT EXISTS (SELECT 1 FROM mem)' : 'false'} AS duplicate
        FROM (SELECT 1) one LEFT JOIN (${createdRows(spec.trigger === 'webhook' && spec.payload ? 'true' : 'false')}) x ON true`;
     type Row = CreatedRow & { overloaded: boolean | null; duplicate: boolean };
@@ -455,6 +468,7 @@ export class ExecutionRepository {
       this.config.maxQueuedPerServer,
       DELIVERY_MEMORY_SECONDS,
       calls.map((c) => c.spec.payload?.bodySealed ?? null),
+      this.config.maxQueuedRequestBytesPerServer,
     ];
     const matches = (a: string, b: string) =>
       `${a}.active AND ${a}.allowed_ips = ${b}.allowed_ips AND ${a}.concurrency = ${b}.concurrency
@@ -468,16 +482,24 @@ export class ExecutionRepository {
          SELECT c.*, w.workspace_id, w.script_id, w.server_id
          FROM c JOIN webhook w ON w.id = c.webhook_id AND ${matches('w', 'c')}
        ), waiting AS (
-         -- Counted once per server (up to the bound), not once per call.
-         SELECT s.server_id, (SELECT count(*) FROM (SELECT 1 FROM execution q WHERE q.server_id = s.server_id AND q.status = 'queued' LIMIT $3) z) AS n
-         FROM (SELECT DISTINCT server_id FROM t) s
+         -- Counted once per server (up to the bound), not once per call; the bytes of kept requests
+         -- only where a call of the group keeps one.
+         SELECT s.server_id, (SELECT count(*) FROM (SELECT 1 FROM execution q WHERE q.server_id = s.server_id AND q.status = 'queued' LIMIT $3) z) AS n,
+                CASE WHEN s.keeps THEN ${queuedRequestBytes('s.server_id')} ELSE 0 END AS request_bytes
+         FROM (SELECT server_id, bool_or(has_payload) AS keeps FROM t GROUP BY server_id) s
+       ), decided AS (
+         SELECT t.*, d.status, CASE WHEN t.has_payload THEN octet_length(($5::bytea[])[t.i]) ELSE 0 END AS own_bytes
+         FROM t CROSS JOIN LATERAL (${newStatus('t.server_id', 't.dispatch_now')}) d
        ), b AS (
-         SELECT t.*, d.status,
-                waiting.n + CASE WHEN d.status = 'queued'
-                  THEN count(*) FILTER (WHERE d.status = 'queued') OVER (PARTITION BY t.server_id ORDER BY t.i) - 1 ELSE 0 END AS backlog
-         FROM t JOIN waiting ON waiting.server_id = t.server_id
-         CROSS JOIN LATERAL (${newStatus('t.server_id', 't.dispatch_now')}) d
-       ), room AS (SELECT * FROM b WHERE backlog < $3), mem AS (
+         -- The calls queued ahead in the group count too: their runs and their requests' bytes.
+         SELECT x.*,
+                waiting.n + CASE WHEN x.status = 'queued'
+                  THEN count(*) FILTER (WHERE x.status = 'queued') OVER ahead - 1 ELSE 0 END AS backlog,
+                waiting.request_bytes + CASE WHEN x.status = 'queued'
+                  THEN coalesce(sum(x.own_bytes) FILTER (WHERE x.status = 'queued') OVER ahead, 0) ELSE x.own_bytes END AS request_bytes
+         FROM decided x JOIN waiting ON waiting.server_id = x.server_id
+         WINDOW ahead AS (PARTITION BY x.server_id ORDER BY x.i)
+       ), room AS (SELECT * FROM b WHERE backlog < $3 AND (NOT has_payload OR request_bytes <= $6)), mem AS (
          INSERT INTO webhook_delivery_id AS m (webhook_id, delivery_id, execution_id, expires_at)
          SELECT webhook_id, delivery_id, id, now() + make_interval(secs => $4) FROM room WHERE delivery_id IS NOT NULL
          ON CONFLICT (webhook_id, delivery_id) DO UPDATE

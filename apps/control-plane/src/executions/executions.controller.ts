@@ -35,7 +35,7 @@ export class ExecutionsController {
     {
       status: 503,
       code: 'OVERLOADED',
-      message: '10000 runs already wait for this server; nothing was queued, retry later',
+      message: "this server's backlog is full (its bounds: 10000 waiting runs, 268435456 bytes of their kept requests); nothing was queued, retry later",
       description: 'OVERLOADED: the server has DEVPILOT_MAX_QUEUED_PER_SERVER runs waiting; Retry-After says when to retry',
     },
   )

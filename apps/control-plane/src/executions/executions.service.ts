@@ -58,7 +58,7 @@ export class ExecutionsService {
       // A delivery seen before answers as such even while the backlog is full (it would not add to it).
       const seen = spec.trigger === 'webhook' && spec.deliveryId !== null ? await this.repo.remembered(spec.webhookId, spec.deliveryId) : null;
       if (seen) return { duplicate: seen };
-      if (row === 'overloaded') throw overloaded(this.config.maxQueuedPerServer);
+      if (row === 'overloaded') throw overloaded(this.config.maxQueuedPerServer, this.config.maxQueuedRequestBytesPerServer);
       // Remembered by a call whose statement had not committed when this one read: now it has.
       return null;
     }

@@ -32,7 +32,7 @@ function TriggerErrors(): MethodDecorator {
     error(405, 'METHOD_NOT_ALLOWED: anything but POST'),
     error(413, 'PAYLOAD_TOO_LARGE: a body over the limit (1 MiB by default)'),
     error(429, 'RATE_LIMITED: too many invalid tokens from the address, or invalid signatures for the webhook (Retry-After)'),
-    error(503, 'OVERLOADED: too many runs wait for the server (Retry-After), or DATABASE_UNAVAILABLE'),
+    error(503, 'OVERLOADED: too many runs, or too many bytes of kept requests, wait for the server (Retry-After); or DATABASE_UNAVAILABLE'),
   ];
   return (target, key, descriptor) => {
     for (const d of decorators) d(target, key, descriptor);

@@ -3094,7 +3094,7 @@ export interface operations {
                      * @example {
                      *       "statusCode": 503,
                      *       "code": "OVERLOADED",
-                     *       "message": "10000 runs already wait for this server; nothing was queued, retry later"
+                     *       "message": "this server's backlog is full (its bounds: 10000 waiting runs, 268435456 bytes of their kept requests); nothing was queued, retry later"
                      *     }
                      */
                     "application/json": components["schemas"]["ErrorDto"];
@@ -3637,7 +3637,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBodyDto"];
                 };
             };
-            /** @description OVERLOADED: too many runs wait for the server (Retry-After), or DATABASE_UNAVAILABLE */
+            /** @description OVERLOADED: too many runs, or too many bytes of kept requests, wait for the server (Retry-After); or DATABASE_UNAVAILABLE */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3766,7 +3766,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBodyDto"];
                 };
             };
-            /** @description OVERLOADED: too many runs wait for the server (Retry-After), or DATABASE_UNAVAILABLE */
+            /** @description OVERLOADED: too many runs, or too many bytes of kept requests, wait for the server (Retry-After); or DATABASE_UNAVAILABLE */
             503: {
                 headers: {
                     [name: string]: unknown;
