@@ -210,6 +210,23 @@ const TALLY = `tally AS (
        )`;
 
 /**
+ * SQL: webhook row `w` is active and still has the settings a call was checked against (`checked`:
+ * SQL expressions of those settings), so the accept goes on only for the webhook as it is now.
+ */
+function webhookMatches(w: string, checked: { allowedIps: string; concurrency: string; cooldownSeconds: string; passPayload: string }): string {
+  return `${w}.active AND ${w}.allowed_ips = ${checked.allowedIps} AND ${w}.concurrency = ${checked.concurrency}
+         AND ${w}.cooldown_seconds = ${checked.cooldownSeconds} AND ${w}.pass_payload = ${checked.passPayload}`;
+}
+
+/** webhookMatches() against the settings in the columns of row `r`. */
+const checkedIn = (r: string) => ({
+  allowedIps: `${r}.allowed_ips`,
+  concurrency: `${r}.concurrency`,
+  cooldownSeconds: `${r}.cooldown_seconds`,
+  passPayload: `${r}.pass_payload`,
+});
+
+/**
  * SQL: the bytes of the kept requests (pass_payload) of the runs waiting for server `serverId`: with
  * the count of waiting runs, what the backlog bound holds (at most DEVPILOT_MAX_QUEUED_PER_SERVER
  * rows to sum).
@@ -313,7 +330,7 @@ export class ExecutionRepository {
       }
       params.push(spec.webhookId, spec.allowedIps, spec.sourceIp, spec.userAgent?.slice(0, 512) ?? null);
       params.push(spec.policy.concurrency, spec.policy.cooldownSeconds, spec.passPayload);
-      const matches = `id = $4 AND active AND allowed_ips = $5::text[] AND concurrency = $8 AND cooldown_seconds = $9 AND pass_payload = $10`;
+      const matches = `webhook.id = $4 AND ${webhookMatches('webhook', { allowedIps: '$5::text[]', concurrency: '$8', cooldownSeconds: '$9', passPayload: '$10' })}`;
       target = `SELECT workspace_id, script_id, server_id, id AS webhook_id FROM webhook WHERE ${matches}`;
       // The counter moves only for a call that is accepted, and only while the webhook still matches.
       let gate = 'EXISTS (SELECT 1 FROM room)';
@@ -470,9 +487,6 @@ export class ExecutionRepository {
       calls.map((c) => c.spec.payload?.bodySealed ?? null),
       this.config.maxQueuedRequestBytesPerServer,
     ];
-    const matches = (a: string, b: string) =>
-      `${a}.active AND ${a}.allowed_ips = ${b}.allowed_ips AND ${a}.concurrency = ${b}.concurrency
-       AND ${a}.cooldown_seconds = ${b}.cooldown_seconds AND ${a}.pass_payload = ${b}.pass_payload`;
     const sql = `WITH c AS (
          SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(
            i int, id uuid, webhook_id uuid, allowed_ips text[], source_ip text, user_agent text, delivery_id text,
@@ -480,7 +494,7 @@ export class ExecutionRepository {
            has_payload boolean, event text, payload_delivery_id text, content_type text)
        ), t AS (
          SELECT c.*, w.workspace_id, w.script_id, w.server_id
-         FROM c JOIN webhook w ON w.id = c.webhook_id AND ${matches('w', 'c')}
+         FROM c JOIN webhook w ON w.id = c.webhook_id AND ${webhookMatches('w', checkedIn('c'))}
        ), waiting AS (
          -- Counted once per server (up to the bound), not once per call; the bytes of kept requests
          -- only where a call of the group keeps one.
@@ -516,7 +530,7 @@ export class ExecutionRepository {
          FOR SHARE
        ), src AS (
          -- Only the calls checked against the webhook as it is now (a call checked before an edit is not).
-         SELECT * FROM fresh f WHERE EXISTS (SELECT 1 FROM current k WHERE k.id = f.webhook_id AND ${matches('k', 'f')})
+         SELECT * FROM fresh f WHERE EXISTS (SELECT 1 FROM current k WHERE k.id = f.webhook_id AND ${webhookMatches('k', checkedIn('f'))})
        ), ${TALLY}, e AS (
          INSERT INTO execution (id, workspace_id, script_id, script_version, server_id, webhook_id, trigger, status,
                                 queued_at, deliver_by, dispatched_at, timeout_seconds)
