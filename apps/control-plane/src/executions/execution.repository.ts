@@ -301,10 +301,11 @@ export class ExecutionRepository {
   /**
    * One statement, so one round trip and its own transaction: the execution of the script's
    * current version; for a webhook call also its call counter's tally (only while the webhook is
-   * still active with the allowed IPs the call was checked against) and the delivery row. With `dispatchNow` (this node holds the server's ready agent), or with the
-   * server online (its agent may be on another node, which is handed the run's id and sends the
-   * start itself; a run nobody holds an agent for is requeued), and nothing older queued for the
-   * server, it is created already claimed (`dispatched`) with its content.
+   * still active with the allowed IPs the call was checked against) and the delivery row. With
+   * `dispatchNow` (this node holds the server's ready agent), or with the server online (its
+   * agent may be on another node, which is handed the run's id and sends the start itself; a run
+   * nobody holds an agent for is requeued), and nothing older queued for the server, it is
+   * created already claimed (`dispatched`) with its content.
    * `overloaded` when DEVPILOT_MAX_QUEUED_PER_SERVER runs already wait for the server, or a kept
    * request would take the bytes of those waiting past DEVPILOT_MAX_QUEUED_REQUEST_BYTES_PER_SERVER
    * (nothing is written, the call counter included); null when the webhook no longer matches or the
