@@ -117,6 +117,8 @@ describe('the call counter', () => {
     expect(accepted).toBe(answers.length);
     const view = (await owner.get(`/api/v1/webhooks/${hook.body.id as string}`)).body;
     expect(view.callCount).toBe(5 + accepted);
+    // An ISO 8601 time like every other in the API, the later of the row's own and the tally's.
+    expect(view.lastCalledAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(new Date(view.lastCalledAt as string).getTime()).toBeGreaterThan(Date.parse('2026-01-01T00:00:00Z'));
     const [tally] = await db.query<{ rows: number; calls: string }>(`SELECT count(*)::int AS rows, sum(calls) AS calls FROM webhook_call_tally WHERE webhook_id = $1`, [hook.body.id]);
     expect(Number(tally!.calls)).toBe(accepted);
