@@ -6,7 +6,7 @@ import { CopyButton, CopyField, ErrorNotice, Field, Loading } from '../component
 import { formatDateTime, formatRelative } from '../lib/format.js';
 import { Link } from '../lib/router.js';
 import { toApiError, useResource, useSession } from '../lib/session.js';
-import { parseAllowedIps, PayloadField, PolicyFields } from './webhooks.js';
+import { useRunSettings } from './webhooks.js';
 
 export function WebhookCard(props: { webhook: Webhook; serverName: string; onChange: (w: Webhook) => void; onDeleted: () => void }) {
   const { api, isOwner } = useSession();
@@ -224,14 +224,10 @@ const SCHEME_LABEL: Record<Webhook['signatureScheme'], string> = {
 function EditWebhook(props: { webhook: Webhook; onSaved: (w: Webhook) => void; onCancel: () => void }) {
   const { api } = useSession();
   const w = props.webhook;
-  const [name, setName] = useState(w.name);
-  const [ipsText, setIpsText] = useState(w.allowedIps.join('\n'));
-  const [concurrency, setConcurrency] = useState(w.concurrency);
-  const [cooldown, setCooldown] = useState(String(w.cooldownSeconds));
-  const [passPayload, setPassPayload] = useState(w.passPayload);
+  const settings = useRunSettings(w);
+  const { bad } = settings;
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
-  const { ips, bad } = parseAllowedIps(ipsText);
   return (
     <form
       class="card form inset"
@@ -242,7 +238,7 @@ function EditWebhook(props: { webhook: Webhook; onSaved: (w: Webhook) => void; o
         setBusy(true);
         setError(null);
         try {
-          const next = await api.updateWebhook(w.id, { name: name.trim(), allowedIps: ips, concurrency, cooldownSeconds: Number(cooldown) || 0, passPayload });
+          const next = await api.updateWebhook(w.id, settings.values);
           props.onSaved({ ...w, ...next });
           toast(`Webhook “${next.name}” saved`);
         } catch (err) {
@@ -253,19 +249,18 @@ function EditWebhook(props: { webhook: Webhook; onSaved: (w: Webhook) => void; o
       })()}
     >
       <Field label="Name">
-        <input value={name} onInput={(e) => setName(e.currentTarget.value)} required data-testid="webhook-edit-name" />
+        <input value={settings.name} onInput={(e) => settings.setName(e.currentTarget.value)} required data-testid="webhook-edit-name" />
       </Field>
       <Field label="Allowed IPs" hint={bad.length ? <span class="bad">Not an IP or CIDR: {bad.join(', ')}</span> : 'One IP or CIDR per line. Empty: any address may call.'}>
-        <textarea rows={3} class="mono" value={ipsText} onInput={(e) => setIpsText(e.currentTarget.value)} data-testid="webhook-edit-ips" />
+        <textarea rows={3} class="mono" value={settings.ipsText} onInput={(e) => settings.setIpsText(e.currentTarget.value)} data-testid="webhook-edit-ips" />
       </Field>
-      <PolicyFields concurrency={concurrency} cooldown={cooldown} onConcurrency={setConcurrency} onCooldown={setCooldown} />
-      <PayloadField checked={passPayload} onChange={setPassPayload} />
+      {settings.fields}
       <ErrorNotice error={error} title="Could not save the webhook" />
       <div class="form-actions">
         <button type="button" class="btn btn-ghost" onClick={props.onCancel}>
           Cancel
         </button>
-        <button type="submit" class="btn btn-primary" disabled={busy || !name.trim() || bad.length > 0} data-testid="webhook-edit-save">
+        <button type="submit" class="btn btn-primary" disabled={busy || !settings.valid} data-testid="webhook-edit-save">
           {busy ? 'Saving…' : 'Save'}
         </button>
       </div>

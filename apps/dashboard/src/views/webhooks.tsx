@@ -96,17 +96,13 @@ function CreateWebhook(props: {
   onCancel?: () => void;
 }) {
   const { api } = useSession();
-  const [name, setName] = useState('');
+  const settings = useRunSettings({ name: '', allowedIps: [], concurrency: 'parallel', cooldownSeconds: 0, passPayload: false });
+  const { bad } = settings;
   const [serverId, setServerId] = useState('');
-  const [ipsText, setIpsText] = useState('');
   const [secret, setSecret] = useState('');
   const [scheme, setScheme] = useState<Webhook['signatureScheme']>('devpilot');
-  const [concurrency, setConcurrency] = useState<Webhook['concurrency']>('parallel');
-  const [cooldown, setCooldown] = useState('0');
-  const [passPayload, setPassPayload] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
-  const { ips, bad } = parseAllowedIps(ipsText);
   useEffect(() => {
     // A default only while nothing is chosen: an effect of an earlier render must not undo a choice made since.
     if (!serverId && props.servers.length) setServerId((chosen) => chosen || (props.servers.find((s) => s.status === 'online') ?? props.servers[0]!).id);
@@ -122,15 +118,13 @@ function CreateWebhook(props: {
         setBusy(true);
         setError(null);
         try {
+          const { allowedIps, ...rest } = settings.values;
           const w = await api.createWebhook(props.scriptId, {
-            name: name.trim(),
+            ...rest,
             serverId,
-            ...(ips.length ? { allowedIps: ips } : {}),
+            ...(allowedIps.length ? { allowedIps } : {}),
             ...(secret ? { hmacSecret: secret } : {}),
             signatureScheme: scheme,
-            concurrency,
-            cooldownSeconds: Number(cooldown) || 0,
-            passPayload,
           });
           props.onCreated(w);
         } catch (err) {
@@ -143,7 +137,7 @@ function CreateWebhook(props: {
       <h2>New webhook</h2>
       <div class="grid-2">
         <Field label="Name">
-          <input value={name} onInput={(e) => setName(e.currentTarget.value)} required placeholder="e.g. deploy from CI" data-testid="webhook-name-input" />
+          <input value={settings.name} onInput={(e) => settings.setName(e.currentTarget.value)} required placeholder="e.g. deploy from CI" data-testid="webhook-name-input" />
         </Field>
         <Field label="Runs on server">
           <select value={serverId} onChange={(e) => setServerId(e.currentTarget.value)} required data-testid="webhook-server-select">
@@ -160,7 +154,7 @@ function CreateWebhook(props: {
         label="Allowed IPs (optional)"
         hint={bad.length ? <span class="bad">Not an IP or CIDR: {bad.join(', ')}</span> : 'One IP or CIDR per line, IPv4 or IPv6. Empty: any address may call.'}
       >
-        <textarea rows={3} class="mono" value={ipsText} onInput={(e) => setIpsText(e.currentTarget.value)} placeholder={'203.0.113.7\n10.0.0.0/8\n2001:db8::/32'} data-testid="webhook-ips-input" />
+        <textarea rows={3} class="mono" value={settings.ipsText} onInput={(e) => settings.setIpsText(e.currentTarget.value)} placeholder={'203.0.113.7\n10.0.0.0/8\n2001:db8::/32'} data-testid="webhook-ips-input" />
       </Field>
       <Field label="Who calls it (signature scheme)" hint={SCHEME_HINT[scheme]}>
         <select value={scheme} onChange={(e) => setScheme(e.currentTarget.value as Webhook['signatureScheme'])} data-testid="webhook-scheme-select">
@@ -189,8 +183,7 @@ function CreateWebhook(props: {
           )}
         </div>
       </Field>
-      <PolicyFields concurrency={concurrency} cooldown={cooldown} onConcurrency={setConcurrency} onCooldown={setCooldown} />
-      <PayloadField checked={passPayload} onChange={setPassPayload} />
+      {settings.fields}
       <ErrorNotice error={error} title="Could not create the webhook" />
       <div class="form-actions">
         {props.onCancel && (
@@ -201,7 +194,7 @@ function CreateWebhook(props: {
         <button
           type="submit"
           class="btn btn-primary"
-          disabled={busy || !name.trim() || !serverId || bad.length > 0 || (scheme === 'slack' && !secret)}
+          disabled={busy || !settings.valid || !serverId || (scheme === 'slack' && !secret)}
           data-testid="webhook-create-submit"
         >
           {busy ? 'Creating…' : 'Create webhook'}
@@ -235,8 +228,39 @@ const SECRET_HINT: Record<Webhook['signatureScheme'], string> = {
   slack: 'Basic Information → App Credentials → Signing Secret. It cannot be changed later.',
 };
 
+/**
+ * What a webhook's owner sets at creation and may change later (name, allowed IPs, policy,
+ * cooldown, passing the request), as form state for the create and edit forms: `values` to send,
+ * `fields` the policy and payload inputs both forms show alike.
+ */
+export function useRunSettings(initial: Pick<Webhook, 'name' | 'allowedIps' | 'concurrency' | 'cooldownSeconds' | 'passPayload'>) {
+  const [name, setName] = useState(initial.name);
+  const [ipsText, setIpsText] = useState(initial.allowedIps.join('\n'));
+  const [concurrency, setConcurrency] = useState(initial.concurrency);
+  const [cooldown, setCooldown] = useState(String(initial.cooldownSeconds));
+  const [passPayload, setPassPayload] = useState(initial.passPayload);
+  const { ips, bad } = parseAllowedIps(ipsText);
+  return {
+    name,
+    setName,
+    ipsText,
+    setIpsText,
+    ips,
+    bad,
+    /** A name and only valid addresses. */
+    valid: name.trim() !== '' && bad.length === 0,
+    values: { name: name.trim(), allowedIps: ips, concurrency, cooldownSeconds: Number(cooldown) || 0, passPayload },
+    fields: (
+      <>
+        <PolicyFields concurrency={concurrency} cooldown={cooldown} onConcurrency={setConcurrency} onCooldown={setCooldown} />
+        <PayloadField checked={passPayload} onChange={setPassPayload} />
+      </>
+    ),
+  };
+}
+
 /** Whether the script gets the request: in the create form and when editing a webhook. */
-export function PayloadField(props: { checked: boolean; onChange: (v: boolean) => void }) {
+function PayloadField(props: { checked: boolean; onChange: (v: boolean) => void }) {
   return (
     <div class="field">
       <label class="check-line">
@@ -258,7 +282,7 @@ const POLICY_HINTS: Record<Webhook['concurrency'], string> = {
 };
 
 /** Concurrency policy and cooldown: in the create form and when editing a webhook. */
-export function PolicyFields(props: {
+function PolicyFields(props: {
   concurrency: Webhook['concurrency'];
   cooldown: string;
   onConcurrency: (v: Webhook['concurrency']) => void;
