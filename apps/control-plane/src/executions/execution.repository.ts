@@ -18,6 +18,7 @@ import type { StoredChunk } from './execution-output.service.js';
 import { type ExecutionRow, VIEW_SELECT } from './execution-view.js';
 import { type ClaimRow, outcome } from './run-commands.js';
 import { preparedRows, type Queryable, rows } from './sql.js';
+import { runSecrets } from '../secrets/secrets.service.js';
 import { triggerAcceptGroup } from '../metrics/trigger-metrics.js';
 
 /** What a statement that ends runs also returns: the servers whose next `queue` run may go now. */
@@ -762,6 +763,7 @@ export class ExecutionRepository {
    * crash may lose).
    */
   private withStart(update: string, params: unknown[], asyncCommit = false): Promise<ClaimRow[]> {
+    const secrets = runSecrets('sec', { workspaceId: 'c.workspace_id', names: 'v.secrets', serverId: 'c.server_id' });
     return preparedRows<ClaimRow>(
       this.db,
       `WITH ${asyncCommit ? `nowait AS (SELECT set_config('synchronous_commit', 'off', true)), ` : ''}c AS (${update}
@@ -773,11 +775,9 @@ export class ExecutionRepository {
               p.execution_id IS NOT NULL AS has_payload,
               CASE WHEN p.execution_id IS NOT NULL THEN json_build_object('body', encode(p.body_encrypted, 'base64'), 'event', p.event,
                 'deliveryId', p.delivery_id, 'contentType', p.content_type) END AS sealed_payload,
-              -- As ScriptSecretsService.valuesFor reads them: the workspace's, then the server's over them.
               (SELECT coalesce(json_agg(json_build_object('name', sec.name, 'value', encode(sec.value_encrypted, 'base64'))
-                                        ORDER BY sec.server_id NULLS FIRST, sec.name), '[]'::json)
-                 FROM secret sec
-                WHERE sec.workspace_id = c.workspace_id AND sec.name = ANY(v.secrets) AND (sec.server_id IS NULL OR sec.server_id = c.server_id)
+                                        ORDER BY ${secrets.order}), '[]'::json)
+                 FROM secret sec WHERE ${secrets.where}
               ) AS sealed_secrets
        FROM c
        ${startJoins('c')}

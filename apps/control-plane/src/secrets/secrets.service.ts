@@ -11,6 +11,17 @@ import { MAX_SECRET_VALUE_BYTES, secretNameProblem } from './secret-names.js';
 /** Binds sealed values to their use: a script secret cannot be opened as a webhook secret. */
 export const SCRIPT_SECRET_PURPOSE = 'script-secret';
 
+/**
+ * SQL: the rows of the secret table `sec` a run gets (SQL expressions of its workspace, its script
+ * version's declared names and its server), and their order: the workspace's first, the server's
+ * after them, so that applied in order the server's value wins. For valuesFor and the claim
+ * statement that reads them with a run (ExecutionRepository.withStart).
+ */
+export const runSecrets = (sec: string, run: { workspaceId: string; names: string; serverId: string }) => ({
+  where: `${sec}.workspace_id = ${run.workspaceId} AND ${sec}.name = ANY(${run.names}) AND (${sec}.server_id IS NULL OR ${sec}.server_id = ${run.serverId})`,
+  order: `${sec}.server_id NULLS FIRST, ${sec}.name`,
+});
+
 /** A secret as every route shows it: never its value. */
 export interface SecretView {
   id: string;
@@ -100,11 +111,10 @@ export class ScriptSecretsService {
    */
   async valuesFor(workspaceId: string, serverId: string, names: string[]): Promise<{ values: Record<string, string>; missing: string[] }> {
     if (names.length === 0) return { values: {}, missing: [] };
+    const applying = runSecrets('s', { workspaceId: '$1', names: '$2::text[]', serverId: '$3' });
     const found = await rows<{ name: string; server_id: string | null; value_encrypted: Buffer }>(
       this.db,
-      `SELECT name, server_id, value_encrypted FROM secret
-       WHERE workspace_id = $1 AND name = ANY($2::text[]) AND (server_id IS NULL OR server_id = $3)
-       ORDER BY server_id NULLS FIRST`,
+      `SELECT s.name, s.server_id, s.value_encrypted FROM secret s WHERE ${applying.where} ORDER BY ${applying.order}`,
       [workspaceId, names, serverId],
     );
     return this.open(names, found.map((r) => ({ name: r.name, value: r.value_encrypted })));
