@@ -18,11 +18,14 @@ let owner: Api;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  cp = await startControlPlane({ databaseUrl: db.url, env: {
+  cp = await startControlPlane({
+    databaseUrl: db.url,
+    env: {
       DEVPILOT_MAX_QUEUED_PER_SERVER: String(BOUND),
       DEVPILOT_MAX_QUEUED_REQUEST_BYTES_PER_SERVER: String(REQUEST_BYTES_BOUND),
       DEVPILOT_METRICS_TOKEN: METRICS_TOKEN,
-    }, });
+    },
+  });
   owner = new Api(cp.url, cp.adminKey);
 });
 
