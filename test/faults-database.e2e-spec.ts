@@ -28,6 +28,8 @@ let serverId: string;
 let token: string;
 let webhookId: string;
 const tmpFiles: string[] = [];
+/** Callers still running: stopped before the processes go, also when a test failed midway. */
+const loads = new Set<{ stop(): Promise<Answer[]> }>();
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const rand = (min: number, max: number) => min + Math.random() * (max - min);
@@ -78,14 +80,17 @@ function traffic(lanes: number) {
       await sleep(rand(10, 60));
     }
   });
-  return {
+  const load = {
     answers,
     async stop() {
       running = false;
+      loads.delete(load);
       await Promise.all(loops);
       return answers;
     },
   };
+  loads.add(load);
+  return load;
 }
 
 function tmpFile(ext: string): string {
@@ -112,9 +117,10 @@ beforeAll(async () => {
 afterAll(async () => {
   if (process.env.SHOW_CP_LOGS) {
     const { writeFileSync } = await import('node:fs');
-    writeFileSync('/tmp/dbfaults-cp.log', cp?.proc.logs ?? '');
-    writeFileSync('/tmp/dbfaults-agent.log', agent?.proc.logs ?? '');
+    writeFileSync(`/tmp/dbfaults-cp-${process.pid}.log`, cp?.proc.logs ?? '');
+    writeFileSync(`/tmp/dbfaults-agent-${process.pid}.log`, agent?.proc.logs ?? '');
   }
+  for (const load of [...loads]) await load.stop();
   await agent?.stop();
   await cp?.stop();
   await gate?.close();
@@ -140,6 +146,29 @@ async function outage(fault: Fault, downMs: number): Promise<Answer[]> {
   return during;
 }
 
+/** What to look at when the control plane does not come back: its process, its health's details, the database's sessions, its last log lines. */
+async function diagnosis(): Promise<string> {
+  const health = await fetch(`${cp.url}/health`, { headers: { authorization: `Bearer ${cp.adminKey}` }, signal: AbortSignal.timeout(5_000) })
+    .then(async (r) => `${r.status} ${await r.text()}`)
+    .catch((e: unknown) => String(e));
+  let sessions: string;
+  const direct = new pg.Client({ connectionString: ownPg.url });
+  try {
+    await direct.connect();
+    const found = await direct.query(
+      `SELECT application_name, state, wait_event_type, wait_event, (now() - xact_start)::text AS in_transaction, left(query, 160) AS query
+       FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+    );
+    sessions = JSON.stringify(found.rows);
+  } catch (e) {
+    sessions = String(e);
+  } finally {
+    await direct.end().catch(() => undefined);
+  }
+  const tail = cp.proc.logs.split('\n').slice(-40).join('\n');
+  return `control plane exit code: ${cp.proc.child.exitCode ?? 'still running'}\n/health with a key: ${health}\nsessions: ${sessions}\nlast log lines:\n${tail}`;
+}
+
 describe('PostgreSQL away under load', () => {
   const pid = () => cp.proc.child.pid;
 
@@ -161,7 +190,9 @@ describe('PostgreSQL away under load', () => {
       await sleep(rand(0, 1500));
       const downMs = rand(2500, 5000);
       healthDuring.push(...(await outage(fault, downMs)));
-      await waitFor(`healthy again after the ${fault} (round ${round + 1})`, async () => (await call('health')).status === 200, 60_000);
+      await waitFor(`healthy again after the ${fault} (round ${round + 1})`, async () => (await call('health')).status === 200, 60_000).catch(async (e: unknown) => {
+        throw new Error(`${(e as Error).message}\n${await diagnosis()}`);
+      });
       await sleep(1000);
       all.push(...(await load.stop()));
     }
