@@ -289,3 +289,40 @@ describe('ExecutionRepository.accept: a server’s webhook calls in one statemen
     await expect(Promise.all(later)).resolves.toEqual([expect.objectContaining({ id: id(3) }), null]);
   });
 });
+
+describe('ExecutionRepository.createUnderPolicy: its connection', () => {
+  it('goes back to the pool even when the rollback after a failed statement fails too', async () => {
+    const released: number[] = [];
+    const qr = {
+      isTransactionActive: false,
+      connect: async () => undefined,
+      startTransaction: async () => {
+        qr.isTransactionActive = true;
+      },
+      query: async () => {
+        throw new Error('Connection terminated unexpectedly');
+      },
+      rollbackTransaction: async () => {
+        throw new Error('Connection terminated unexpectedly');
+      },
+      release: async () => {
+        released.push(1);
+      },
+    };
+    const db = { createQueryRunner: () => qr } as unknown as DataSource;
+    const repo = new ExecutionRepository({} as AppConfig, db, new ExecutionEvents());
+    const spec = {
+      trigger: 'webhook' as const,
+      webhookId: id(1),
+      allowedIps: [],
+      sourceIp: '127.0.0.1',
+      userAgent: null,
+      deliveryId: null,
+      policy: { concurrency: 'queue' as const, cooldownSeconds: 0 },
+      passPayload: false,
+      payload: null,
+    };
+    await expect(repo.createUnderPolicy(spec, false)).rejects.toThrow('Connection terminated unexpectedly');
+    expect(released).toHaveLength(1);
+  });
+});

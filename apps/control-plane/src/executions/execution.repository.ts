@@ -625,8 +625,12 @@ export class ExecutionRepository {
       if (created.status === 'dispatched') this.emit([{ ...created, exit_code: null }]);
       return { created, replaces: spec.policy.concurrency === 'replace' ? active : [] };
     } finally {
-      if (!committed && qr.isTransactionActive) await qr.rollbackTransaction();
-      await qr.release();
+      try {
+        if (!committed && qr.isTransactionActive) await qr.rollbackTransaction();
+      } finally {
+        // Even when the rollback failed: a connection never given back would shrink the pool for good.
+        await qr.release();
+      }
     }
   }
 
