@@ -50,6 +50,8 @@ describe('webhooks in the dashboard', () => {
     await page.goto(cp.url);
     await byTestId('signin-api-key').fill(cp.adminKey);
     await byTestId('signin-submit').click();
+    // Signed in before leaving the page: a navigation that wins the race lands on the sign-in form.
+    await byTestId('nav-scripts').waitFor();
     await page.goto(`${cp.url}/scripts/${scriptId}/webhooks`);
     await byTestId('webhook-create-form').waitFor();
 
